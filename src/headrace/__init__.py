@@ -1,0 +1,47 @@
+"""headrace: serve plain Python functions as flows; trigger, schedule, watch and cancel runs.
+
+The runner, client and submission helpers are imported on first use, so
+``import headrace`` (and every flow run's child process) stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from headrace.flows import Flow, flow
+
+if TYPE_CHECKING:
+    from headrace.client import get_client
+    from headrace.runner import Runner, serve
+    from headrace.submission import submit_to_runner, wait_for_submitted_runs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow",
+    "Runner",
+    "flow",
+    "get_client",
+    "serve",
+    "submit_to_runner",
+    "wait_for_submitted_runs",
+]
+
+_LAZY = {
+    "Runner": "headrace.runner",
+    "serve": "headrace.runner",
+    "get_client": "headrace.client",
+    "submit_to_runner": "headrace.submission",
+    "wait_for_submitted_runs": "headrace.submission",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'headrace' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,131 @@
+"""Deployments: a flow made triggerable under a name, with defaults, schedules and limits.
+
+``Deployment`` is the stored record. ``DeploymentSpec`` is what gets stored
+(created or updated, keyed by flow name and deployment name, so ids stay stable
+across restarts). ``RunnerDeployment`` is what ``Flow.to_deployment`` returns: a
+flow object plus its options, checked when it is built.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from headrace.exceptions import InvalidDeployment, ParameterValidationError
+from headrace.schedules import DeploymentSchedule
+
+if TYPE_CHECKING:
+    from headrace.flows import Flow
+
+OnShutdown = Literal["finish", "requeue", "cancel"]
+
+
+class DeploymentSpec(BaseModel):
+    """Everything a deployment is, except its identity and timestamps."""
+
+    name: str = Field(min_length=1)
+    flow_name: str = Field(min_length=1)
+    entrypoint: str | None = None
+    parameter_schema: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    enforce_parameter_schema: bool = True
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = None
+    version: str | None = None
+    paused: bool = False
+    catchup: bool = False
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    on_shutdown: OnShutdown = "finish"
+    retries: int = Field(default=0, ge=0)
+    retry_delay_seconds: float = Field(default=0, ge=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class Deployment(DeploymentSpec):
+    """A stored deployment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    created: datetime
+    updated: datetime
+
+
+def entrypoint_of(flow: Flow[Any, Any]) -> str:
+    """Where a child process can load ``flow`` from: ``module:func`` or ``/abs/file.py:func``."""
+    module = sys.modules.get(flow.fn.__module__)
+    func = flow.fn.__qualname__
+    file = getattr(module, "__file__", None)
+    spec = getattr(module, "__spec__", None)
+    importable = spec is not None and spec.name == flow.fn.__module__ and spec.origin == file
+    if module is not None and importable and flow.fn.__module__ != "__main__":
+        return f"{flow.fn.__module__}:{func}"
+    if file is None:
+        raise InvalidDeployment(
+            f"Cannot tell where flow {flow.name!r} is defined; define it in a file or module"
+        )
+    return f"{Path(file).resolve()}:{func}"
+
+
+@dataclass
+class RunnerDeployment:
+    """A flow with the options it is served under (``Flow.to_deployment``)."""
+
+    flow: Flow[Any, Any]
+    name: str
+    entrypoint: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    schedules: list[DeploymentSchedule] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    version: str | None = None
+    enforce_parameter_schema: bool = True
+    paused: bool = False
+    catchup: bool = False
+    concurrency_limit: int | None = None
+    on_shutdown: OnShutdown = "finish"
+
+    def __post_init__(self) -> None:
+        if self.entrypoint is None:
+            self.entrypoint = entrypoint_of(self.flow)
+        self._check_defaults()
+
+    def _check_defaults(self) -> None:
+        """Bad default parameters are an error now, not at run time."""
+        try:
+            self.flow.check_default_parameters(self.parameters)
+            for schedule in self.schedules:
+                merged = {**self.parameters, **schedule.parameters}
+                self.flow.check_default_parameters(merged)
+        except ParameterValidationError as exc:
+            raise InvalidDeployment(
+                f"Deployment {self.name!r} has invalid default parameters: {exc}"
+            ) from exc
+
+    def to_spec(self) -> DeploymentSpec:
+        return DeploymentSpec(
+            name=self.name,
+            flow_name=self.flow.name,
+            entrypoint=self.entrypoint,
+            parameter_schema=self.flow.parameters.model_dump(),
+            parameters=self.parameters,
+            enforce_parameter_schema=self.enforce_parameter_schema,
+            schedules=self.schedules,
+            tags=self.tags,
+            description=self.description or self.flow.description,
+            version=self.version or self.flow.version,
+            paused=self.paused,
+            catchup=self.catchup,
+            concurrency_limit=self.concurrency_limit,
+            on_shutdown=self.on_shutdown,
+            retries=self.flow.retries,
+            retry_delay_seconds=self.flow.retry_delay_seconds,
+            timeout_seconds=self.flow.timeout_seconds,
+        )

@@ -1,0 +1,185 @@
+"""Entrypoints: how a flow is found again in another process.
+
+An entrypoint is ``path/to/file.py:function`` (relative to the working
+directory, or absolute) or ``package.module:function``. Each way it can fail is
+its own exception so that the CLI and the webserver can say exactly what is
+wrong. Scripts are executed once per content version: loading the same file
+again returns the module already built, so a runner that resolves an
+entrypoint for every run does not re-run the script's top-level code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from headrace.exceptions import (
+    EntrypointAttributeNotFound,
+    EntrypointFileNotFound,
+    EntrypointModuleNotFound,
+    EntrypointScriptError,
+    InvalidEntrypoint,
+    NotAFlow,
+)
+from headrace.flows import Flow
+
+SCRIPT_MODULE_PREFIX = "__headrace_script__"
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+
+# resolved path -> (mtime_ns, module)
+_scripts: dict[Path, tuple[int, ModuleType]] = {}
+_scripts_lock = threading.RLock()
+
+
+def split_entrypoint(entrypoint: str) -> tuple[str, str]:
+    """Split ``where:name``; the last colon separates them so Windows drives survive."""
+    where, colon, name = entrypoint.rpartition(":") if isinstance(entrypoint, str) else ("", "", "")
+    if not colon or not where.strip() or not name.strip():
+        raise InvalidEntrypoint(
+            f"Invalid entrypoint {entrypoint!r}: expected 'path/to/file.py:function_name' "
+            "or 'package.module:function_name'"
+        )
+    if not _IDENTIFIER.match(name):
+        raise InvalidEntrypoint(
+            f"Invalid entrypoint {entrypoint!r}: {name!r} is not a Python identifier"
+        )
+    return where, name
+
+
+def is_file_entrypoint(entrypoint: str) -> bool:
+    """True for ``file.py:func`` and paths; False for ``package.module:func``."""
+    where = entrypoint.rpartition(":")[0] or entrypoint
+    return where.endswith(".py") or "/" in where or "\\" in where or not _MODULE_NAME.match(where)
+
+
+def load_script_as_module(path: str | Path) -> ModuleType:
+    """Execute a ``.py`` file as a module, once per version of the file.
+
+    The script's directory is first on ``sys.path`` while it runs, so sibling
+    imports work; afterwards it stays on ``sys.path`` but at the end, so imports
+    made later from inside the flow still find siblings without the script's
+    directory shadowing other modules.
+    """
+    resolved = _resolve_script(path)
+    mtime_ns = resolved.stat().st_mtime_ns
+    with _scripts_lock:
+        cached = _scripts.get(resolved)
+        if cached is not None and cached[0] == mtime_ns:
+            return cached[1]
+        module = _execute_script(resolved)
+        _scripts[resolved] = (mtime_ns, module)
+        return module
+
+
+def _resolve_script(path: str | Path) -> Path:
+    candidate = Path(path).expanduser()
+    resolved = (candidate if candidate.is_absolute() else Path.cwd() / candidate).resolve()
+    if not resolved.exists():
+        raise EntrypointFileNotFound(f"File not found: {str(path)!r} (resolved to {resolved})")
+    if not resolved.is_file() or resolved.suffix != ".py":
+        raise InvalidEntrypoint(f"{str(path)!r} is not a Python file (.py)")
+    return resolved
+
+
+def _script_module_name(path: Path) -> str:
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"{SCRIPT_MODULE_PREFIX}{stem}_{digest}"
+
+
+def _execute_script(path: Path) -> ModuleType:
+    name = _script_module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - .py files always have one
+        raise InvalidEntrypoint(f"{str(path)!r} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module  # dataclasses and pydantic look classes' modules up here
+    directory = str(path.parent)
+    sys.path.insert(0, directory)
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        _restore_module(name, previous)
+        raise _script_error(f"Script {str(path)!r}", exc) from exc
+    finally:
+        _move_to_end_of_path(directory)
+    return module
+
+
+def _restore_module(name: str, previous: ModuleType | None) -> None:
+    if previous is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = previous
+
+
+def _move_to_end_of_path(directory: str) -> None:
+    if directory in sys.path:  # the script may have edited sys.path itself
+        sys.path.remove(directory)
+    if directory not in sys.path:
+        sys.path.append(directory)
+
+
+def _script_error(where: str, exc: BaseException) -> EntrypointScriptError:
+    error = EntrypointScriptError(
+        f"{where} raised {type(exc).__name__} while it was imported: {exc}"
+    )
+    error.traceback_text = "".join(traceback.format_exception(exc))
+    return error
+
+
+def _import_module(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and _is_self_or_parent(exc.name, module_name):
+            raise EntrypointModuleNotFound(f"Module not found: {module_name!r}") from exc
+        raise _script_error(f"Module {module_name!r}", exc) from exc
+    except (Exception, SystemExit) as exc:
+        raise _script_error(f"Module {module_name!r}", exc) from exc
+
+
+def _is_self_or_parent(missing: str, module_name: str) -> bool:
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def module_of_entrypoint(entrypoint: str) -> ModuleType:
+    """The module an entrypoint's flow lives in, loaded or imported once."""
+    where, _ = split_entrypoint(entrypoint)
+    if is_file_entrypoint(entrypoint):
+        return load_script_as_module(where)
+    return _import_module(where)
+
+
+def load_flow_from_entrypoint(entrypoint: str) -> Flow[..., object]:
+    """The Flow an entrypoint names, or a specific EntrypointError saying why not."""
+    where, name = split_entrypoint(entrypoint)
+    module = module_of_entrypoint(entrypoint)
+    try:
+        obj = getattr(module, name)
+    except AttributeError:
+        raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}") from None
+    if not isinstance(obj, Flow):
+        raise NotAFlow(
+            f"{entrypoint!r} is a {type(obj).__name__}, not a flow; decorate it with @flow"
+        )
+    return obj
+
+
+def flows_in_module(module: ModuleType) -> list[Flow[..., object]]:
+    """Every Flow bound to a name in the module, each once, in definition order."""
+    found: dict[int, Flow[..., object]] = {}
+    for value in list(vars(module).values()):
+        if isinstance(value, Flow):
+            found.setdefault(id(value), value)
+    return list(found.values())

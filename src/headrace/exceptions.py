@@ -1,0 +1,123 @@
+"""Every error headrace raises, under one root.
+
+::
+
+    HeadraceError
+    ├── ConfigurationError            a setting has a bad value
+    ├── FlowDefinitionError           a function cannot become a flow
+    ├── ParameterValidationError      parameters do not fit a flow's signature
+    ├── InvalidDeployment             a deployment's own definition is wrong
+    ├── EntrypointError               an entrypoint cannot give a flow
+    │   ├── InvalidEntrypoint         the string is not PATH:FUNC or module:func
+    │   ├── EntrypointFileNotFound    the file does not exist
+    │   ├── EntrypointModuleNotFound  the module cannot be imported
+    │   ├── EntrypointAttributeNotFound   the file has no such name
+    │   ├── NotAFlow                  the name is not a flow
+    │   └── EntrypointScriptError     the file raised while it was imported
+    ├── ObjectNotFound                no flow run / deployment with that id
+    ├── InvalidStateTransition        a run may not move to that state
+    ├── StoreError                    the database failed (driver error chained)
+    │   └── StoreUnavailable          the database cannot be reached
+    └── SubmissionError               a runner webserver refused or did not answer
+        └── RunnerUnreachable         no runner webserver answers
+
+Each class's docstring is its default message. HTTP status codes are decided
+only in ``headrace.runner.server``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HeadraceError(Exception):
+    """headrace failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (type(self).__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigurationError(HeadraceError):
+    """A setting has a bad value."""
+
+
+class FlowDefinitionError(HeadraceError):
+    """This function cannot become a flow."""
+
+
+class ParameterValidationError(HeadraceError):
+    """The parameters do not fit the flow's signature."""
+
+    def __init__(self, errors: list[dict[str, Any]], message: str | None = None) -> None:
+        self.errors = errors
+        if message is None:
+            details = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+            message = f"Invalid parameters: {details}"
+        super().__init__(message)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [str(e["parameter"]) for e in self.errors]
+
+
+class InvalidDeployment(HeadraceError):
+    """The deployment's definition is invalid."""
+
+
+class EntrypointError(HeadraceError):
+    """The entrypoint cannot be loaded as a flow."""
+
+
+class InvalidEntrypoint(EntrypointError):
+    """An entrypoint looks like `path/to/file.py:function` or `package.module:function`."""
+
+
+class EntrypointFileNotFound(EntrypointError):
+    """The entrypoint's file does not exist."""
+
+
+class EntrypointModuleNotFound(EntrypointError):
+    """The entrypoint's module cannot be imported."""
+
+
+class EntrypointAttributeNotFound(EntrypointError):
+    """The entrypoint's file has no attribute of that name."""
+
+
+class NotAFlow(EntrypointError):
+    """The entrypoint names an object that is not a flow; decorate it with @flow."""
+
+
+class EntrypointScriptError(EntrypointError):
+    """The entrypoint's script raised an exception while it was imported."""
+
+    traceback_text: str = ""
+
+
+class ObjectNotFound(HeadraceError):
+    """No object with that id exists."""
+
+
+class InvalidStateTransition(HeadraceError):
+    """A flow run may not move to that state."""
+
+
+class StoreError(HeadraceError):
+    """The database operation failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached."""
+
+
+class SubmissionError(HeadraceError):
+    """The runner webserver refused the submission."""
+
+
+class RunnerUnreachable(SubmissionError):
+    """No runner webserver answers. Start one with `headrace serve ...` or
+    `Runner(webserver=True)`, or set HEADRACE_RUNNER_SERVER_ENABLE=true."""

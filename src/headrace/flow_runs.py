@@ -1,0 +1,88 @@
+"""Flow runs and their logs as frozen value objects, the shape clients and HTTP share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from headrace.states import State, StateType
+
+RESULT_SIZE_LIMIT = 64 * 1024
+"""Bytes of a run's JSON result kept in the store; larger results are kept as a truncated repr."""
+
+
+class FlowRun(BaseModel):
+    """One run of a flow: what to run, with what, and where it stands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    name: str
+    flow_name: str
+    deployment_id: UUID | None = None
+    entrypoint: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parent_task_run_id: UUID | None = None
+    idempotency_key: str | None = None
+    state: State
+    created: datetime
+    updated: datetime
+    expected_start_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    run_count: int = 0
+    max_retries: int = 0
+    retry_delay_seconds: float = 0
+    timeout_seconds: float | None = None
+    runner_name: str | None = None
+    runner_id: UUID | None = None
+    pid: int | None = None
+    result: Any = None
+
+    @property
+    def state_type(self) -> StateType:
+        return self.state.type
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_retries + 1 - self.run_count)
+
+
+class NewFlowRun(BaseModel):
+    """What a caller supplies to create a flow run; the store fills in the rest."""
+
+    flow_name: str
+    deployment_id: UUID | None = None
+    entrypoint: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parent_task_run_id: UUID | None = None
+    idempotency_key: str | None = None
+    name: str | None = None
+    expected_start_time: datetime | None = None
+    state_name: str = "Scheduled"
+    state_message: str | None = None
+    max_retries: int = 0
+    retry_delay_seconds: float = 0
+    timeout_seconds: float | None = None
+    runner_name: str | None = None
+
+
+class LogRecord(BaseModel):
+    """One line a run wrote, with its level and time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int = 0
+    flow_run_id: UUID
+    level: int
+    message: str
+    timestamp: datetime
+
+    @property
+    def level_name(self) -> str:
+        import logging
+
+        return logging.getLevelName(self.level)

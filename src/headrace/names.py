@@ -1,0 +1,29 @@
+"""Human-friendly run names such as ``brave-otter``: easier to say and grep than a UUID."""
+
+from __future__ import annotations
+
+import random
+
+ADJECTIVES = (
+    "amber", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crimson",
+    "daring", "eager", "fancy", "fearless", "gentle", "glowing", "golden", "happy", "hidden",
+    "humble", "jolly", "keen", "lively", "lucky", "mellow", "mighty", "nimble", "noble",
+    "patient", "polite", "proud", "quick", "quiet", "rapid", "rustic", "sandy", "shiny",
+    "silent", "silver", "smart", "snowy", "steady", "stellar", "sunny", "swift", "tidy",
+    "tranquil", "vivid", "warm", "wise", "witty", "zesty",
+)  # fmt: skip
+ANIMALS = (
+    "badger", "beaver", "bison", "crane", "dolphin", "eagle", "falcon", "ferret", "finch",
+    "fox", "gazelle", "gecko", "heron", "ibis", "jaguar", "kestrel", "koala", "lemur",
+    "lynx", "marmot", "mink", "moose", "narwhal", "newt", "ocelot", "orca", "otter", "owl",
+    "panda", "pelican", "puffin", "quail", "raven", "salmon", "seal", "sparrow", "stork",
+    "swan", "tapir", "tiger", "toucan", "trout", "turtle", "vole", "walrus", "weasel",
+    "whale", "wolf", "wombat", "yak", "zebra",
+)  # fmt: skip
+
+_random = random.SystemRandom()
+
+
+def generate_run_name() -> str:
+    """A random ``adjective-animal`` name; not unique, the run id is."""
+    return f"{_random.choice(ADJECTIVES)}-{_random.choice(ANIMALS)}"

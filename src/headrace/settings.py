@@ -1,0 +1,71 @@
+"""Settings: one typed object, read from ``HEADRACE_*`` environment variables at the edge.
+
+Nothing reads ``os.environ`` at import time; callers build ``Settings()`` (or
+``Settings(...)`` in tests) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from headrace.exceptions import ConfigurationError
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+ENV_PREFIX = "HEADRACE_"
+
+
+class Settings(BaseSettings):
+    """Every knob headrace has; field ``x`` is the variable ``HEADRACE_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path("~/.headrace").expanduser())
+    database_url: str | None = None
+    api_key: str | None = None
+
+    runner_server_enable: bool = False
+    runner_server_host: str = "localhost"
+    runner_server_port: int = Field(default=8080, ge=0, le=65535)
+    runner_server_log_level: LogLevel = "error"
+    runner_server_missed_polls_tolerance: int = Field(default=2, ge=1)
+    runner_server_allow_unmanaged_flows: bool = False
+
+    runner_poll_frequency: float = Field(default=10, gt=0)
+    runner_process_limit: int = Field(default=5, ge=1)
+    runner_backlog_limit: int = Field(default=1000, ge=1)
+    runner_shutdown_grace_seconds: float = Field(default=30, ge=0)
+    runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("runner_server_log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'headrace.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning a bad value into one clear error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        raise ConfigurationError("Invalid settings: " + "; ".join(problems)) from exc

@@ -1,0 +1,149 @@
+"""``AsyncStore``: the SQL store's methods as coroutines, run on the store's own threads."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+from headrace.deployments import Deployment, DeploymentSpec
+from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
+from headrace.settings import Settings
+from headrace.states import State, StateType
+from headrace.store.base import MAX_PAGE, RunnerRecord
+from headrace.store.sql import SQLStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+POSTGRES_THREADS = 8
+
+
+def open_store(settings: Settings) -> AsyncStore:
+    """Open (and migrate, on first use) the database the settings name."""
+    return AsyncStore(SQLStore(settings.resolved_database_url))
+
+
+class AsyncStore:
+    """The store for async code: same methods, awaited; blocking work stays off the loop."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.sync = store
+        threads = 1 if store.is_sqlite else POSTGRES_THREADS
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="headrace-store")
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.sync.close()
+
+    async def upsert_deployment(self, spec: DeploymentSpec) -> Deployment:
+        return await self._call(self.sync.upsert_deployment, spec)
+
+    async def read_deployment(self, deployment_id: UUID) -> Deployment:
+        return await self._call(self.sync.read_deployment, deployment_id)
+
+    async def read_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
+        return await self._call(self.sync.read_deployment_by_name, flow_name, name)
+
+    async def read_deployments(self, ids: Collection[UUID] | None = None) -> list[Deployment]:
+        return await self._call(self.sync.read_deployments, ids)
+
+    async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
+        return await self._call(self.sync.create_flow_run, new)
+
+    async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
+        return await self._call(self.sync.create_flow_runs, runs)
+
+    async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
+        return await self._call(self.sync.read_flow_run, flow_run_id)
+
+    async def read_flow_runs(
+        self,
+        *,
+        ids: Collection[UUID] | None = None,
+        deployment_id: UUID | None = None,
+        flow_name: str | None = None,
+        states: Collection[StateType] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        return await self._call(
+            self.sync.read_flow_runs,
+            ids=ids,
+            deployment_id=deployment_id,
+            flow_name=flow_name,
+            states=states,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def count_queued_runs(
+        self, deployment_ids: Collection[UUID], runner_name: str | None, *, cap: int
+    ) -> int:
+        return await self._call(self.sync.count_queued_runs, deployment_ids, runner_name, cap=cap)
+
+    async def count_active_runs(self, deployment_ids: Collection[UUID]) -> dict[UUID, int]:
+        return await self._call(self.sync.count_active_runs, deployment_ids)
+
+    async def claim_runs(
+        self,
+        *,
+        deployment_ids: Collection[UUID],
+        runner: RunnerRecord,
+        limit: int,
+        now: datetime | None = None,
+        concurrency_limits: Mapping[UUID, int] | None = None,
+    ) -> list[FlowRun]:
+        return await self._call(
+            self.sync.claim_runs,
+            deployment_ids=deployment_ids,
+            runner=runner,
+            limit=limit,
+            now=now,
+            concurrency_limits=concurrency_limits,
+        )
+
+    async def set_state(
+        self,
+        flow_run_id: UUID,
+        state: State,
+        *,
+        expected: Collection[StateType] | None = None,
+        **fields: Any,
+    ) -> FlowRun:
+        return await self._call(
+            self.sync.set_state, flow_run_id, state, expected=expected, **fields
+        )
+
+    async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
+        return await self._call(self.sync.request_cancellation, flow_run_id)
+
+    async def read_state_history(self, flow_run_id: UUID) -> list[State]:
+        return await self._call(self.sync.read_state_history, flow_run_id)
+
+    async def write_logs(self, records: Sequence[LogRecord]) -> None:
+        await self._call(self.sync.write_logs, records)
+
+    async def read_logs(
+        self, flow_run_id: UUID, *, after_id: int = 0, limit: int = MAX_PAGE
+    ) -> list[LogRecord]:
+        return await self._call(self.sync.read_logs, flow_run_id, after_id=after_id, limit=limit)
+
+    async def register_runner(self, runner: RunnerRecord) -> None:
+        await self._call(self.sync.register_runner, runner)
+
+    async def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
+        await self._call(self.sync.heartbeat, runner_id, stopped=stopped)
+
+    async def read_active_runs(
+        self, deployment_ids: Collection[UUID], runner_name: str | None
+    ) -> list[tuple[FlowRun, RunnerRecord | None]]:
+        return await self._call(self.sync.read_active_runs, deployment_ids, runner_name)

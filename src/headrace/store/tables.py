@@ -1,0 +1,163 @@
+"""The database schema as SQLAlchemy Core tables; the migrations follow it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps them as naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("headrace stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSON: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+ACTIVE = "('PENDING', 'RUNNING', 'CANCELLING')"
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("flow_name", sa.String(), nullable=False),
+    sa.Column("entrypoint", sa.String()),
+    sa.Column("parameter_schema", JSON, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("enforce_parameter_schema", sa.Boolean(), nullable=False),
+    sa.Column("schedules", JSON, nullable=False),
+    sa.Column("tags", JSON, nullable=False),
+    sa.Column("description", sa.Text()),
+    sa.Column("version", sa.String()),
+    sa.Column("paused", sa.Boolean(), nullable=False),
+    sa.Column("catchup", sa.Boolean(), nullable=False),
+    sa.Column("concurrency_limit", sa.Integer()),
+    sa.Column("on_shutdown", sa.String(), nullable=False),
+    sa.Column("retries", sa.Integer(), nullable=False),
+    sa.Column("retry_delay_seconds", sa.Float(), nullable=False),
+    sa.Column("timeout_seconds", sa.Float()),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("flow_name", "name"),
+)
+
+flow_runs = sa.Table(
+    "flow_runs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("flow_name", sa.String(), nullable=False),
+    sa.Column("deployment_id", sa.Uuid(), sa.ForeignKey("deployments.id", ondelete="SET NULL")),
+    sa.Column("entrypoint", sa.String()),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("parent_task_run_id", sa.Uuid()),
+    sa.Column("idempotency_scope", sa.String(), nullable=False),
+    sa.Column("idempotency_key", sa.String()),
+    sa.Column("state_type", sa.String(16), nullable=False),
+    sa.Column("state_name", sa.String(), nullable=False),
+    sa.Column("state_message", sa.Text()),
+    sa.Column("state_timestamp", UTCDateTime(), nullable=False),
+    sa.Column("expected_start_time", UTCDateTime()),
+    sa.Column("start_time", UTCDateTime()),
+    sa.Column("end_time", UTCDateTime()),
+    sa.Column("run_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("max_retries", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("retry_delay_seconds", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("timeout_seconds", sa.Float()),
+    sa.Column("runner_name", sa.String()),
+    sa.Column("runner_id", sa.Uuid()),
+    sa.Column("pid", sa.Integer()),
+    sa.Column("result", JSON),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
+    # "scheduled runs due before T, oldest first": a partial index of queued runs only.
+    sa.Index(
+        "ix_flow_runs_queue",
+        "expected_start_time",
+        sqlite_where=sa.text("state_type = 'SCHEDULED'"),
+        postgresql_where=sa.text("state_type = 'SCHEDULED'"),
+    ),
+    sa.Index("ix_flow_runs_deployment_state", "deployment_id", "state_type", "expected_start_time"),
+    sa.Index(
+        "ix_flow_runs_active",
+        "runner_id",
+        sqlite_where=sa.text(f"state_type IN {ACTIVE}"),
+        postgresql_where=sa.text(f"state_type IN {ACTIVE}"),
+    ),
+    sa.Index("ix_flow_runs_created", "created"),
+)
+
+flow_run_states = sa.Table(
+    "flow_run_states",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "flow_run_id",
+        sa.Uuid(),
+        sa.ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("message", sa.Text()),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Index("ix_flow_run_states_flow_run_id_id", "flow_run_id", "id"),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "flow_run_id",
+        sa.Uuid(),
+        sa.ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("level", sa.Integer(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Index("ix_logs_flow_run_id_timestamp", "flow_run_id", "timestamp"),
+)
+
+runners = sa.Table(
+    "runners",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("host", sa.String(), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat", UTCDateTime(), nullable=False),
+    sa.Column("stopped", UTCDateTime()),
+)

@@ -1,0 +1,40 @@
+"""Checking parameters against a stored JSON schema, when the flow object is not at hand.
+
+A deployment's parameter schema lives in the database; a client in another
+process (or a runner built from records) validates against it with jsonschema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headrace.exceptions import ParameterValidationError
+
+
+def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Raise ``ParameterValidationError`` naming every parameter that breaks ``schema``."""
+    import jsonschema
+
+    properties = schema.get("properties", {})
+    errors = [
+        {"parameter": name, "message": "Unexpected parameter"}
+        for name in parameters
+        if properties and name not in properties
+    ]
+    validator = jsonschema.Draft202012Validator(
+        {**schema, "$defs": schema.get("definitions", {})},
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+    for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.path)):
+        errors.append({"parameter": _parameter_of(error), "message": error.message})
+    if errors:
+        raise ParameterValidationError(errors)
+
+
+def _parameter_of(error: Any) -> str:
+    if error.path:
+        return ".".join(str(part) for part in error.path)
+    if error.validator == "required":
+        # "'x' is a required property": name the missing parameter itself.
+        return str(error.message.split("'")[1]) if "'" in error.message else "parameters"
+    return "parameters"
