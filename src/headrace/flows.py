@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
 from headrace.parameters import (
@@ -20,6 +21,10 @@ from headrace.parameters import (
     check_signature,
     compile_parameters,
 )
+
+if TYPE_CHECKING:
+    from headrace.deployments import OnShutdown, RunnerDeployment
+    from headrace.schedules import DeploymentSchedule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,7 +95,65 @@ class Flow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={_qualified_name(self.fn)})"
 
-    # Deployment helpers (serve, to_deployment) are added below by the lead.
+    def to_deployment(
+        self,
+        name: str | None = None,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        rrule: str | None = None,
+        timezone: str | None = None,
+        schedules: list[DeploymentSchedule] | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        enforce_parameter_schema: bool = True,
+        paused: bool = False,
+        catchup: bool = False,
+        concurrency_limit: int | None = None,
+        on_shutdown: OnShutdown = "finish",
+        entrypoint: str | None = None,
+    ) -> RunnerDeployment:
+        """This flow as a deployment: checked now, served by ``serve()`` or a ``Runner``."""
+        from headrace.deployments import RunnerDeployment
+        from headrace.schedules import construct_schedule
+
+        all_schedules = list(schedules or [])
+        keyword = construct_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
+        if keyword is not None:
+            all_schedules.append(keyword)
+        return RunnerDeployment(
+            flow=self,
+            name=name or self.name,
+            entrypoint=entrypoint,
+            parameters=dict(parameters or {}),
+            schedules=all_schedules,
+            tags=list(tags or []),
+            description=description,
+            version=version,
+            enforce_parameter_schema=enforce_parameter_schema,
+            paused=paused,
+            catchup=catchup,
+            concurrency_limit=concurrency_limit,
+            on_shutdown=on_shutdown,
+        )
+
+    def serve(
+        self,
+        name: str | None = None,
+        *,
+        limit: int | None = None,
+        webserver: bool = False,
+        **deployment_options: Any,
+    ) -> None:
+        """Serve this flow as one deployment until Ctrl-C or SIGTERM (blocks).
+
+        Takes ``to_deployment``'s keywords (cron, interval, rrule, parameters, ...).
+        """
+        from headrace.runner import serve
+
+        serve(self.to_deployment(name, **deployment_options), limit=limit, webserver=webserver)
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

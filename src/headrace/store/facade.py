@@ -62,6 +62,11 @@ class AsyncStore:
     async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
         return await self._call(self.sync.create_flow_runs, runs)
 
+    async def last_planned_times(
+        self, deployment_id: UUID, schedule_keys: Collection[str]
+    ) -> dict[str, datetime]:
+        return await self._call(self.sync.last_planned_times, deployment_id, schedule_keys)
+
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.read_flow_run, flow_run_id)
 
@@ -110,6 +115,14 @@ class AsyncStore:
             now=now,
             concurrency_limits=concurrency_limits,
         )
+
+    async def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
+        return await self._call(self.sync.claim_flow_run, flow_run_id, runner)
+
+    async def next_due_time(
+        self, deployment_ids: Collection[UUID], runner_name: str | None
+    ) -> datetime | None:
+        return await self._call(self.sync.next_due_time, deployment_ids, runner_name)
 
     async def set_state(
         self,

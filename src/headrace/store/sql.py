@@ -26,6 +26,7 @@ from headrace.exceptions import (
 )
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.names import generate_run_name
+from headrace.schedules import schedule_key
 from headrace.states import (
     ACTIVE_STATES,
     State,
@@ -37,9 +38,19 @@ from headrace.states import (
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.engine import WRITE_OPTION, create_engine
 from headrace.store.migrate import upgrade
-from headrace.store.tables import deployments, flow_run_states, flow_runs, logs, runners
+from headrace.store.tables import (
+    UTCDateTime,
+    deployments,
+    flow_run_states,
+    flow_runs,
+    logs,
+    runners,
+)
 
 logger = logging.getLogger(__name__)
+
+SCHEDULED_PREFIX = "scheduled:"
+"""Idempotency keys of runs planned from schedules start with this."""
 
 RUN_FIELDS = frozenset(
     {"start_time", "end_time", "result", "pid", "expected_start_time", "runner_id", "runner_name"}
@@ -110,6 +121,24 @@ class SQLStore:
             except sa.exc.IntegrityError:  # pragma: no cover - lost a concurrent insert
                 continue
         raise StoreError(f"Could not store deployment {spec.flow_name}/{spec.name}")
+
+    def _remove_unplanned_runs(
+        self, conn: sa.Connection, deployment_id: UUID, spec: DeploymentSpec, now: datetime
+    ) -> None:
+        """Delete future, unstarted runs planned by schedules the deployment no longer has."""
+        condition = (
+            (flow_runs.c.deployment_id == deployment_id)
+            & (flow_runs.c.state_type == StateType.SCHEDULED.value)
+            & (flow_runs.c.run_count == 0)
+            & (flow_runs.c.expected_start_time > now)
+            & flow_runs.c.idempotency_key.startswith(SCHEDULED_PREFIX)
+        )
+        kept = [] if spec.paused else [schedule_key(s) for s in spec.schedules if s.active]
+        for key in kept:
+            condition &= ~flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{key}:")
+        removed = conn.execute(flow_runs.delete().where(condition)).rowcount
+        if removed:
+            logger.info("Removed %d runs of schedules that changed", removed)
 
     def read_deployment(self, deployment_id: UUID) -> Deployment:
         with self._read() as conn:
@@ -217,6 +246,23 @@ class SQLStore:
         ).first()
         return None if row is None else _flow_run(row._asdict())
 
+    def last_planned_times(
+        self, deployment_id: UUID, schedule_keys: Collection[str]
+    ) -> dict[str, datetime]:
+        """The latest run time already planned for each schedule of a deployment."""
+        found: dict[str, datetime] = {}
+        with self._read() as conn:
+            for key in schedule_keys:
+                value = conn.execute(
+                    sa.select(sa.func.max(flow_runs.c.expected_start_time)).where(
+                        (flow_runs.c.deployment_id == deployment_id)
+                        & flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{key}:")
+                    )
+                ).scalar()
+                if value is not None:
+                    found[key] = _utc(value, self.engine.dialect)
+        return found
+
     def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         with self._read() as conn:
             row = conn.execute(flow_runs.select().where(flow_runs.c.id == flow_run_id)).first()
@@ -307,6 +353,31 @@ class SQLStore:
         with self._write() as conn:
             candidates = self._claim_candidates(conn, deployment_ids, runner, limit, now, limits)
             return self._mark_claimed(conn, candidates[:limit], runner, now)
+
+    def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
+        """Claim one particular SCHEDULED run, whatever its due time."""
+        now = utcnow()
+        with self._write() as conn:
+            current = self._current_state(conn, flow_run_id)
+            check_transition(current, StateType.PENDING)
+            (claimed,) = self._mark_claimed(conn, [flow_run_id], runner, now)
+            return claimed
+
+    def next_due_time(
+        self, deployment_ids: Collection[UUID], runner_name: str | None
+    ) -> datetime | None:
+        """When the earliest queued run of these deployments (or this runner) is due."""
+        query = sa.select(sa.func.min(flow_runs.c.expected_start_time)).where(
+            (flow_runs.c.state_type == StateType.SCHEDULED.value)
+            & _owned_by(deployment_ids, runner_name)
+        )
+        with self._read() as conn:
+            value = conn.execute(query).scalar()
+        return (
+            None
+            if value is None
+            else UTCDateTime().process_result_value(value, self.engine.dialect)
+        )
 
     def _claim_candidates(
         self,
@@ -560,6 +631,15 @@ def _owned_by(deployment_ids: Collection[UUID], runner_name: str | None) -> sa.C
             flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_name == runner_name)
         )
     return sa.or_(sa.false(), *clauses)
+
+
+def _utc(value: Any, dialect: sa.Dialect) -> datetime:
+    """Aggregates (min, max) may bypass the column type on SQLite: normalise to aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    result = UTCDateTime().process_result_value(value, dialect)
+    assert result is not None
+    return result
 
 
 def _lock_key(deployment_id: UUID) -> int:

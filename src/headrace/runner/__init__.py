@@ -1,0 +1,29 @@
+"""The runner: serve deployments and execute their runs in child processes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from headrace.deployments import RunnerDeployment
+from headrace.runner.runner import Runner
+
+
+def serve(
+    *deployments: RunnerDeployment,
+    limit: int | None = None,
+    webserver: bool = False,
+    **runner_options: Any,
+) -> None:
+    """Serve several deployments from one runner until Ctrl-C or SIGTERM (blocks)."""
+
+    async def main() -> None:
+        runner = Runner(limit=limit, webserver=webserver, **runner_options)
+        for deployment in deployments:
+            await runner.add_deployment(deployment)
+        await runner.start()
+
+    asyncio.run(main())
+
+
+__all__ = ["Runner", "serve"]

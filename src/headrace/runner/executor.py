@@ -1,0 +1,220 @@
+"""The executor: takes a claimed run from PENDING to its final state, in named steps.
+
+resolve the job -> start the process -> pump its events (RUNNING, logs) ->
+watch its timeout -> wait for its exit -> decide the outcome -> persist it.
+``_persist`` is the only place a run's outcome is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from headrace.engine import ChildJob
+from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
+from headrace.flow_runs import FlowRun
+from headrace.runner.logsink import LogSink
+from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.processes import ChildProcess, ProcessStarter
+from headrace.states import ACTIVE_STATES, State, StateType
+from headrace.store import AsyncStore
+
+logger = logging.getLogger(__name__)
+
+PERSIST_ATTEMPTS = 5
+PERSIST_RETRY_SECONDS = 0.5
+
+
+@dataclass(eq=False)
+class RunHandle:
+    """A run this runner is executing."""
+
+    run: FlowRun
+    process: ChildProcess | None = None
+    kill_reason: KillReason | None = None
+    final_event: tuple[Any, ...] | None = None
+    task: asyncio.Task[FlowRun | None] | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Executor:
+    """Runs claimed flow runs in child processes and records how each ended."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        starter: ProcessStarter,
+        logs: LogSink,
+        *,
+        kill_grace_seconds: float,
+        on_finished: Callable[[FlowRun | None], None],
+    ) -> None:
+        self._store = store
+        self._starter = starter
+        self._logs = logs
+        self._kill_grace_seconds = kill_grace_seconds
+        self._on_finished = on_finished
+        self.active: dict[UUID, RunHandle] = {}
+
+    def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
+        """Start executing a claimed (PENDING) run in the background."""
+        handle = RunHandle(run)
+        self.active[run.id] = handle
+        handle.task = asyncio.get_running_loop().create_task(
+            self._execute(handle, entrypoint), name=f"headrace-run-{run.name}"
+        )
+        return handle
+
+    async def kill(self, flow_run_id: UUID, reason: KillReason) -> None:
+        """End a run's process for ``reason``; its outcome is recorded by its own task."""
+        handle = self.active.get(flow_run_id)
+        if handle is None or handle.kill_reason is not None:
+            return
+        handle.kill_reason = reason
+        if handle.process is not None:
+            await handle.process.kill(self._kill_grace_seconds)
+
+    async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+        final: FlowRun | None = None
+        try:
+            final = await self._attempt(handle, entrypoint)
+        except Exception:
+            logger.exception("Executing flow run %s failed", handle.run.name)
+        finally:
+            self.active.pop(handle.run.id, None)
+            self._on_finished(final)
+        return final
+
+    async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+        run = handle.run
+        job = _job_for(run, entrypoint)
+        if job is None:
+            return await self._persist(run, _crashed("The flow run has no entrypoint to load"))
+        try:
+            handle.process = self._starter.start(job)
+        except Exception as exc:
+            logger.exception("Could not start a process for flow run %s", run.name)
+            return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
+        self._pump_events(handle)
+        timer = self._watch_timeout(handle)
+        try:
+            exit_code = await handle.process.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+        self._drain_events(handle)
+        await asyncio.gather(*handle.background, return_exceptions=True)
+        await self._logs.flush()
+        report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
+        return await self._persist(run, decide_outcome(run, report))
+
+    # -- events from the child ---------------------------------------------
+
+    def _pump_events(self, handle: RunHandle) -> None:
+        assert handle.process is not None
+        loop = asyncio.get_running_loop()
+        events = handle.process.events
+        loop.add_reader(events.fileno(), self._drain_events, handle)
+
+    def _drain_events(self, handle: RunHandle) -> None:
+        assert handle.process is not None
+        events = handle.process.events
+        if events.closed:
+            return
+        try:
+            while events.poll():
+                self._on_event(handle, events.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(events.fileno())
+            events.close()
+
+    def _on_event(self, handle: RunHandle, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "log":
+            _, level, message, timestamp = event
+            self._logs.add(handle.run.id, handle.run.name, level, message, timestamp)
+        elif kind == "running":
+            started = datetime.fromtimestamp(event[1], UTC)
+            task = asyncio.get_running_loop().create_task(
+                self._mark_running(handle.run, started, int(event[2]))
+            )
+            handle.background.append(task)
+        else:
+            handle.final_event = event
+
+    async def _mark_running(self, run: FlowRun, started: datetime, pid: int) -> None:
+        state = State(type=StateType.RUNNING, timestamp=started)
+        try:
+            await self._store.set_state(run.id, state, expected=[StateType.PENDING], pid=pid)
+        except InvalidStateTransition:
+            pass  # cancelled meanwhile: the cancellation path kills the process
+        except StoreError:
+            logger.exception("Could not record flow run %s as RUNNING", run.name)
+
+    def _watch_timeout(self, handle: RunHandle) -> asyncio.TimerHandle | None:
+        seconds = handle.run.timeout_seconds
+        if seconds is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            task = loop.create_task(self.kill(handle.run.id, KillReason.TIMEOUT))
+            handle.background.append(task)
+
+        return loop.call_later(seconds, expire)
+
+    # -- the one writer ----------------------------------------------------
+
+    async def _persist(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+        """Record the outcome of this attempt; retried while the store is unreachable."""
+        for attempt in range(PERSIST_ATTEMPTS):
+            try:
+                return await self._store.set_state(
+                    run.id, decision.state, expected=ACTIVE_STATES, **decision.fields
+                )
+            except InvalidStateTransition:
+                return await self._persist_conflict(run, decision)
+            except ObjectNotFound:
+                return None
+            except StoreError:
+                logger.warning("Could not record the end of %s (attempt %d)", run.name, attempt + 1)
+                await asyncio.sleep(PERSIST_RETRY_SECONDS * (attempt + 1))
+        logger.error("Gave up recording the end of %s; recovery will resolve it", run.name)
+        return None
+
+    async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+        current = await self._store.read_flow_run(run.id)
+        if current.state.type == StateType.CANCELLING:
+            # Cancelled while it ended: a retry or requeue must not outlive the cancel.
+            cancelled = State(type=StateType.CANCELLED, message="Cancelled by request")
+            with contextlib.suppress(InvalidStateTransition):
+                return await self._store.set_state(run.id, cancelled, expected=[current.state.type])
+        logger.warning(
+            "Flow run %s is already %s; not recording %s",
+            run.name,
+            current.state.type.value,
+            decision.state.type.value,
+        )
+        return current
+
+
+def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:
+    target = entrypoint or run.entrypoint
+    if not target:
+        return None
+    return ChildJob(
+        flow_run_id=str(run.id),
+        flow_run_name=run.name,
+        entrypoint=target,
+        parameters=dict(run.parameters),
+    )
+
+
+def _crashed(message: str) -> Decision:
+    return Decision(State(type=StateType.CRASHED, message=message))

@@ -1,0 +1,113 @@
+"""Pure decisions: what state a finished process, a retry or a dead runner leaves a run in.
+
+The executor gathers the facts (the child's last event, its exit code, why we
+killed it); these functions turn them into the one state change to persist.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from headrace.flow_runs import FlowRun
+from headrace.states import State, StateType, utcnow
+
+
+class KillReason(StrEnum):
+    """Why the runner ended a run's process itself."""
+
+    CANCEL = "cancel"
+    TIMEOUT = "timeout"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The state to record, and the run fields to set with it."""
+
+    state: State
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """What we know once a run's process has exited."""
+
+    exit_code: int | None
+    final_event: tuple[Any, ...] | None = None
+    kill_reason: KillReason | None = None
+
+
+def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = None) -> Decision:
+    """The state a run ends its attempt in, from the facts of its process."""
+    now = now or utcnow()
+    if report.kill_reason == KillReason.CANCEL:
+        return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
+    if report.kill_reason == KillReason.REQUEUE:
+        return requeue("Requeued: its runner shut down before it finished", now)
+    if report.kill_reason == KillReason.TIMEOUT:
+        return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
+    event = report.final_event
+    if event is not None and event[0] == "completed":
+        return Decision(State(type=StateType.COMPLETED), {"result": event[1]})
+    if event is not None and event[0] == "failed":
+        return decide_failure(run, str(event[1]), now)
+    if event is not None and event[0] == "crashed":
+        return Decision(State(type=StateType.CRASHED, message=str(event[1])))
+    return Decision(State(type=StateType.CRASHED, message=explain_exit(report.exit_code)))
+
+
+def decide_failure(run: FlowRun, message: str, now: datetime) -> Decision:
+    """FAILED, unless attempts remain: then SCHEDULED again after the retry delay."""
+    if run.attempts_left > 0:
+        delay = run.retry_delay_seconds
+        return Decision(
+            State(
+                type=StateType.SCHEDULED,
+                name="AwaitingRetry",
+                message=f"Attempt {run.run_count} failed, retrying in {delay:g} s: {message}",
+            ),
+            {"expected_start_time": now + timedelta(seconds=delay)},
+        )
+    return Decision(State(type=StateType.FAILED, message=message))
+
+
+def requeue(message: str, now: datetime) -> Decision:
+    return Decision(
+        State(type=StateType.SCHEDULED, name="Requeued", message=message),
+        {"expected_start_time": now, "pid": None},
+    )
+
+
+def decide_orphan(run: FlowRun, why: str, now: datetime | None = None) -> Decision:
+    """A run whose runner died: CANCELLED if it was being cancelled, else retried or CRASHED."""
+    now = now or utcnow()
+    if run.state.type == StateType.CANCELLING:
+        return Decision(State(type=StateType.CANCELLED, message=f"Cancelled: {why}"))
+    if run.attempts_left > 0:
+        # Its process may have started the body, even if PENDING: a new attempt, never the same.
+        return Decision(
+            State(type=StateType.SCHEDULED, name="Rescheduled", message=f"Rescheduled: {why}"),
+            {"expected_start_time": now, "pid": None},
+        )
+    return Decision(State(type=StateType.CRASHED, message=f"Crashed: {why}"))
+
+
+def explain_exit(code: int | None) -> str:
+    """A sentence a user can act on, for a process that ended without reporting a result."""
+    if code is None:
+        return "The flow run's process could not be started"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGKILL:
+            return f"The flow run's process was killed ({name}), often because it ran out of memory"
+        return f"The flow run's process was terminated by {name}"
+    if code == 0:
+        return "The flow run's process exited without reporting a result"
+    return f"The flow run's process exited with code {code} before it finished"

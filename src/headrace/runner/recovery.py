@@ -1,0 +1,76 @@
+"""Crash recovery: resolve runs left PENDING, RUNNING or CANCELLING by a runner that died."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from headrace.exceptions import InvalidStateTransition
+from headrace.runner.outcomes import decide_orphan
+from headrace.states import utcnow
+from headrace.store import AsyncStore, RunnerRecord
+
+logger = logging.getLogger(__name__)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def why_dead(
+    owner: RunnerRecord | None,
+    me: RunnerRecord,
+    *,
+    now: datetime,
+    heartbeat_timeout: timedelta,
+    is_alive: Callable[[int], bool] = pid_alive,
+) -> str | None:
+    """Why ``owner`` can no longer finish its runs, or None if it may still be alive."""
+    if owner is None:
+        return "its runner is unknown"
+    if owner.id == me.id:
+        return None
+    where = f"runner {owner.name!r} (pid {owner.pid} on {owner.host})"
+    if owner.stopped is not None:
+        return f"{where} stopped without finishing it"
+    if owner.host == me.host and (owner.pid == me.pid or not is_alive(owner.pid)):
+        return f"{where} died while it ran"
+    if now - owner.heartbeat > heartbeat_timeout:
+        return f"{where} stopped sending heartbeats"
+    return None
+
+
+async def recover_orphans(
+    store: AsyncStore,
+    me: RunnerRecord,
+    deployment_ids: Collection[UUID],
+    *,
+    heartbeat_timeout: timedelta,
+) -> int:
+    """Resolve every orphaned run of these deployments (or of this runner's name) at once."""
+    now = utcnow()
+    resolved = 0
+    for run, owner in await store.read_active_runs(deployment_ids, me.name):
+        why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
+        if why is None:
+            continue
+        decision = decide_orphan(run, why, now)
+        try:
+            await store.set_state(
+                run.id, decision.state, expected=[run.state.type], **decision.fields
+            )
+        except InvalidStateTransition:
+            continue  # someone else resolved it first
+        logger.warning("Flow run %s: %s", run.name, decision.state.message)
+        resolved += 1
+    return resolved

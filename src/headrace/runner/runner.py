@@ -1,0 +1,420 @@
+"""``Runner``: serves deployments, claims their runs and executes each in its own process.
+
+The runner composes named parts: pollers (``poller.py``), the executor
+(``executor.py``), the process starter (``processes.py``), the log sink and
+crash recovery. It owns only the wiring and the lifecycle: open, poll, drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from uuid import UUID
+
+from headrace.client import add_wakeup, remove_wakeup, store_for
+from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
+from headrace.flow_runs import FlowRun
+from headrace.runner.executor import Executor
+from headrace.runner.logsink import LogSink
+from headrace.runner.outcomes import KillReason
+from headrace.runner.poller import Poller
+from headrace.runner.processes import ForkServerStarter, ProcessStarter
+from headrace.runner.recovery import recover_orphans
+from headrace.schedules import DeploymentSchedule
+from headrace.settings import Settings, load_settings
+from headrace.states import StateType, utcnow
+from headrace.store import AsyncStore, RunnerRecord
+
+if TYPE_CHECKING:
+    from headrace.flows import Flow
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CANCEL_CHECK_SECONDS = 0.5
+RECOVERY_EVERY_POLLS = 6
+
+
+def default_runner_name() -> str:
+    return f"runner-{socket.gethostname()}"
+
+
+class Runner:
+    """Serves deployments: claims their runs and executes each in a child process."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        query_seconds: float | None = None,
+        limit: int | None = None,
+        webserver: bool = False,
+        *,
+        settings: Settings | None = None,
+        starter: ProcessStarter | None = None,
+        handle_signals: bool = True,
+        kill_grace_seconds: float | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.name = name or default_runner_name()
+        self.query_seconds = float(query_seconds or self.settings.runner_poll_frequency)
+        self.limit = int(limit if limit is not None else self.settings.runner_process_limit)
+        self.webserver = webserver or self.settings.runner_server_enable
+        self.handle_signals = handle_signals
+        self.kill_grace_seconds = kill_grace_seconds if kill_grace_seconds is not None else 10.0
+        self.last_polled: datetime | None = None
+        self.deployments: dict[UUID, Deployment] = {}
+        self.flows: dict[UUID, Flow[Any, Any]] = {}
+        self.record = RunnerRecord(name=self.name)
+        self._starter = starter
+        self._executor: Executor | None = None
+        self._logs: LogSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._entered = 0
+        self._polls = 0
+        self._next_poll_delay = self.query_seconds
+        self._make_pollers()
+
+    def _make_pollers(self) -> None:
+        self._poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
+        self._dispatch = Poller("dispatch", self._dispatch_step, lambda: self.query_seconds)
+        self._cancels = Poller("cancel watch", self._cancel_step, lambda: CANCEL_CHECK_SECONDS)
+
+    # -- what is served -----------------------------------------------------
+
+    @property
+    def store(self) -> AsyncStore:
+        return store_for(self.settings)
+
+    @property
+    def deployment_ids(self) -> set[UUID]:
+        return set(self.deployments)
+
+    async def add_flow(
+        self,
+        flow: Flow[Any, Any],
+        name: str | None = None,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        rrule: str | None = None,
+        timezone: str | None = None,
+        schedules: list[DeploymentSchedule] | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        enforce_parameter_schema: bool = True,
+        paused: bool = False,
+        catchup: bool = False,
+        concurrency_limit: int | None = None,
+        on_shutdown: OnShutdown = "finish",
+        entrypoint: str | None = None,
+    ) -> UUID:
+        """Register (create or update) a deployment of ``flow`` served by this runner."""
+        deployment = flow.to_deployment(
+            name or flow.name,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+            timezone=timezone,
+            schedules=schedules,
+            parameters=parameters,
+            tags=tags,
+            description=description,
+            version=version,
+            enforce_parameter_schema=enforce_parameter_schema,
+            paused=paused,
+            catchup=catchup,
+            concurrency_limit=concurrency_limit,
+            on_shutdown=on_shutdown,
+            entrypoint=entrypoint,
+        )
+        return await self.add_deployment(deployment)
+
+    async def add_deployment(self, deployment: RunnerDeployment) -> UUID:
+        """Store a deployment (its id is stable across restarts) and serve it."""
+        record = await self.store.upsert_deployment(deployment.to_spec())
+        self.deployments[record.id] = record
+        self.flows[record.id] = deployment.flow
+        self._poll.wake()
+        return record.id
+
+    # -- capacity -----------------------------------------------------------
+
+    @property
+    def running_count(self) -> int:
+        return len(self._executor.active) if self._executor else 0
+
+    def has_slots_available(self) -> bool:
+        return self.running_count < self.limit
+
+    def wake(self) -> None:
+        """New local work: claim it now rather than at the next poll (thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop(loop):
+            self._dispatch.wake()
+            self._cancels.wake()
+        else:
+            loop.call_soon_threadsafe(self.wake)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> Runner:
+        if self._entered == 0:
+            await self._open()
+        self._entered += 1
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entered -= 1
+        if self._entered == 0:
+            await self._close()
+
+    async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._make_pollers()
+        self._polls = 0
+        store = self.store
+        if self._starter is None:
+            starter = ForkServerStarter()
+            await asyncio.to_thread(starter.warm_up)
+            self._starter = starter
+        self._logs = LogSink(store)
+        self._executor = Executor(
+            store,
+            self._starter,
+            self._logs,
+            kill_grace_seconds=self.kill_grace_seconds,
+            on_finished=self._on_run_finished,
+        )
+        self.record = RunnerRecord(name=self.name)
+        await store.register_runner(self.record)
+        add_wakeup(self.wake)
+
+    async def _close(self) -> None:
+        remove_wakeup(self.wake)
+        await self._drain()
+        if self._logs is not None:
+            await self._logs.close()
+        with contextlib.suppress(Exception):
+            await self.store.heartbeat(self.record.id, stopped=True)
+        if self._starter is not None:
+            self._starter.close()
+
+    async def start(self, run_once: bool = False, webserver: bool | None = None) -> None:
+        """Serve until stopped (``stop()``, SIGTERM, SIGINT), then drain gracefully."""
+        async with self:
+            serve_web = self.webserver if webserver is None else webserver
+            web_task = await self._start_webserver() if serve_web else None
+            try:
+                with self._signals_handled():
+                    if run_once:
+                        await self._run_once()
+                    else:
+                        await self._run_loops()
+            finally:
+                if web_task is not None:
+                    await _stop_task(web_task)
+
+    async def _run_once(self) -> None:
+        await self._poll.run_once()
+        executor = self._executor
+        assert executor is not None
+        tasks = [h.task for h in executor.active.values() if h.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_loops(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for poller in (self._poll, self._dispatch, self._cancels):
+                group.create_task(poller.run())
+
+    async def stop(self) -> None:
+        """Stop claiming and let ``start()`` drain and return."""
+        for poller in (self._poll, self._dispatch, self._cancels):
+            poller.stop()
+
+    @contextlib.contextmanager
+    def _signals_handled(self) -> Any:
+        loop = asyncio.get_running_loop()
+        wanted = self.handle_signals and threading.current_thread() is threading.main_thread()
+        installed: list[signal.Signals] = []
+        if wanted:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        logger.warning("Received %s: draining, then stopping", signum.name)
+        asyncio.get_running_loop().create_task(self.stop())
+
+    async def _start_webserver(self) -> asyncio.Task[None]:
+        from headrace.runner.server import serve_in_loop
+
+        return await serve_in_loop(self)
+
+    # -- the loops' steps ---------------------------------------------------
+
+    async def _poll_step(self) -> None:
+        store = self.store
+        await store.heartbeat(self.record.id)
+        if self._polls % RECOVERY_EVERY_POLLS == 0:
+            await recover_orphans(
+                store,
+                self.record,
+                self.deployment_ids,
+                heartbeat_timeout=timedelta(seconds=self.settings.runner_heartbeat_timeout_seconds),
+            )
+        self._polls += 1
+        await self._plan_schedules()
+        await self._claim_and_launch()
+        await self._check_cancellations()
+        self.last_polled = utcnow()
+        self._next_poll_delay = await self._delay_until_next_due()
+
+    async def _delay_until_next_due(self) -> float:
+        """Sleep until the next poll, or until a queued run falls due, whichever is sooner."""
+        due = await self.store.next_due_time(self.deployment_ids, self.name)
+        if due is None:
+            return self.query_seconds
+        return max(0.0, min(self.query_seconds, (due - utcnow()).total_seconds()))
+
+    async def _plan_schedules(self) -> None:
+        from headrace.runner.scheduling import plan_scheduled_runs
+
+        await plan_scheduled_runs(self.store, list(self.deployments.values()))
+
+    async def _dispatch_step(self) -> None:
+        await self._claim_and_launch()
+
+    async def _claim_and_launch(self) -> None:
+        executor = self._executor
+        if executor is None or self._poll.stopping:
+            return
+        free = self.limit - len(executor.active)
+        if free <= 0:
+            return
+        claimed = await self.store.claim_runs(
+            deployment_ids=self.deployment_ids,
+            runner=self.record,
+            limit=free,
+            concurrency_limits=self._concurrency_limits(),
+        )
+        for run in claimed:
+            executor.launch(run)
+
+    def _concurrency_limits(self) -> Mapping[UUID, int]:
+        return {
+            d.id: d.concurrency_limit
+            for d in self.deployments.values()
+            if d.concurrency_limit is not None
+        }
+
+    async def _cancel_step(self) -> None:
+        await self._check_cancellations()
+
+    async def _check_cancellations(self) -> None:
+        executor = self._executor
+        if executor is None or not executor.active:
+            return
+        cancelling = await self.store.read_flow_runs(
+            ids=list(executor.active), states=[StateType.CANCELLING]
+        )
+        for run in cancelling:
+            logger.info("Cancelling flow run %s", run.name)
+            asyncio.get_running_loop().create_task(executor.kill(run.id, KillReason.CANCEL))
+
+    def _on_run_finished(self, run: FlowRun | None) -> None:
+        self._dispatch.wake()
+        if run is not None and run.state.type == StateType.SCHEDULED:
+            self._poll.wake()  # a retry or requeue: plan the next poll around its due time
+
+    # -- draining -------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Stop claiming; finish, requeue or cancel what runs, per its deployment's policy."""
+        await self.stop()
+        executor = self._executor
+        if executor is None or not executor.active:
+            return
+        handles = list(executor.active.values())
+        finishing = []
+        for handle in handles:
+            policy = self._on_shutdown(handle.run)
+            if policy == "cancel":
+                asyncio.get_running_loop().create_task(
+                    executor.kill(handle.run.id, KillReason.CANCEL)
+                )
+            elif policy == "requeue":
+                asyncio.get_running_loop().create_task(
+                    executor.kill(handle.run.id, KillReason.REQUEUE)
+                )
+            elif handle.task is not None:
+                finishing.append(handle.task)
+        if finishing:
+            logger.info("Waiting up to %gs for %d runs to finish", self._grace, len(finishing))
+            await asyncio.wait(finishing, timeout=self._grace)
+        for handle in list(executor.active.values()):
+            await executor.kill(handle.run.id, KillReason.REQUEUE)
+        tasks = [h.task for h in handles if h.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def _grace(self) -> float:
+        return self.settings.runner_shutdown_grace_seconds
+
+    def _on_shutdown(self, run: FlowRun) -> OnShutdown:
+        deployment = self.deployments.get(run.deployment_id) if run.deployment_id else None
+        return deployment.on_shutdown if deployment else "finish"
+
+    # -- running things directly -------------------------------------------
+
+    async def execute_flow_run(self, flow_run_id: UUID, entrypoint: str | None = None) -> FlowRun:
+        """Claim and execute one existing run in a child process; return it once it ended."""
+        async with self:
+            executor = self._executor
+            assert executor is not None
+            run = await self.store.claim_flow_run(flow_run_id, self.record)
+            handle = executor.launch(run, entrypoint)
+            assert handle.task is not None
+            await asyncio.gather(handle.task, return_exceptions=True)
+            return await self.store.read_flow_run(flow_run_id)
+
+    def execute_in_background(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` on the runner's loop from any thread."""
+        if self._loop is None:
+            raise RuntimeError("The runner is not started; use `async with runner:` first")
+        return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _stop_task(task: Awaitable[None]) -> None:
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

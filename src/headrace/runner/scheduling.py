@@ -1,0 +1,56 @@
+"""Materialising schedules: insert upcoming runs as SCHEDULED, once, whoever plans them.
+
+Each planned run carries a deterministic idempotency key (deployment +
+schedule + time), so restarts and several runners never create a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from headrace.deployments import Deployment
+from headrace.flow_runs import NewFlowRun
+from headrace.schedules import PlannedRun, plan_runs, schedule_key
+from headrace.states import utcnow
+from headrace.store import AsyncStore
+
+logger = logging.getLogger(__name__)
+
+
+async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deployment]) -> int:
+    """Create the upcoming (and, per policy, missed) runs of every scheduled deployment."""
+    now = utcnow()
+    news: list[NewFlowRun] = []
+    for deployment in deployments:
+        if deployment.paused or not deployment.schedules:
+            continue
+        keys = [schedule_key(s) for s in deployment.schedules]
+        last = await store.last_planned_times(deployment.id, keys)
+        planned = plan_runs(
+            deployment.schedules,
+            now=now,
+            last_planned=last,
+            catchup=deployment.catchup,
+            paused=deployment.paused,
+        )
+        news.extend(_new_run(deployment, p) for p in planned)
+    if not news:
+        return 0
+    results = await store.create_flow_runs(news)
+    return sum(1 for _, was_created in results if was_created)
+
+
+def _new_run(deployment: Deployment, planned: PlannedRun) -> NewFlowRun:
+    return NewFlowRun(
+        flow_name=deployment.flow_name,
+        deployment_id=deployment.id,
+        entrypoint=deployment.entrypoint,
+        parameters={**deployment.parameters, **planned.parameters},
+        idempotency_key=planned.idempotency_key,
+        expected_start_time=planned.scheduled_time,
+        state_name="Late" if planned.late else "Scheduled",
+        max_retries=deployment.retries,
+        retry_delay_seconds=deployment.retry_delay_seconds,
+        timeout_seconds=deployment.timeout_seconds,
+    )

@@ -1,0 +1,174 @@
+"""The runner with real child processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from headrace.client import get_client
+from headrace.settings import Settings
+from headrace.states import StateType
+from tests.flows import basic
+from tests.helpers import eventually, make_runner, running, wait_for_state
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_completed_run_records_result_and_logs(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.add, "adder", parameters={"y": 10})
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"x": 5})
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.COMPLETED, done.state.message
+        assert done.result == 15
+        assert done.run_count == 1
+        assert done.start_time is not None and done.end_time is not None
+        assert done.pid is not None
+        logs = await client.read_logs(run.id)
+        messages = [line.message for line in logs]
+        assert "adding 5 and 10" in messages
+        assert any(
+            "about to return" in m and line.level == 30
+            for m, line in zip(messages, logs, strict=True)
+        )
+        history = [s.type for s in await client.read_state_history(run.id)]
+        assert history == [
+            StateType.SCHEDULED,
+            StateType.PENDING,
+            StateType.RUNNING,
+            StateType.COMPLETED,
+        ]
+
+
+async def test_async_flow_and_unserialisable_result(settings: Settings) -> None:
+    runner = make_runner(settings)
+    add_id = await runner.add_flow(basic.async_add)
+    obj_id = await runner.add_flow(basic.returns_object)
+    async with running(runner), get_client(settings) as client:
+        a = await client.create_flow_run_from_deployment(add_id, {"x": 1, "y": 2})
+        b = await client.create_flow_run_from_deployment(obj_id)
+        assert (await wait_for_state(client.store, a.id)).result == 3
+        done = await wait_for_state(client.store, b.id)
+        assert done.state.type == StateType.COMPLETED
+        assert isinstance(done.result, str) and done.result.startswith("<object object")
+
+
+async def test_failed_run_keeps_the_traceback(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.fail)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"message": "kaput"})
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.FAILED
+        assert "ValueError: kaput" in (done.state.message or "")
+        assert "Traceback" in (done.state.message or "")
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "expected"),
+    [("exit_hard", "exited with code 3"), ("kill_self", "SIGKILL")],
+)
+async def test_crashed_processes_are_explained(
+    settings: Settings, flow_name: str, expected: str
+) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(getattr(basic, flow_name))
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id)
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.CRASHED
+        assert expected in (done.state.message or "")
+
+
+async def test_import_error_crashes_with_the_cause(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(
+        basic.add, "broken", entrypoint="tests.flows.broken:never"
+    )
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"x": 1})
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.CRASHED
+        assert "broken on purpose" in (done.state.message or "")
+
+
+async def test_timeout_fails_the_run(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.too_slow)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id)
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.FAILED
+        assert "timed out after 0.5 s" in (done.state.message or "")
+
+
+async def test_retries_make_new_attempts(settings: Settings, tmp_path: Path) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.flaky)
+    marker = tmp_path / "attempts"
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"marker": str(marker)})
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.COMPLETED, done.state.message
+        assert done.result == 3
+        assert done.run_count == 3
+        names = [s.name for s in await client.read_state_history(run.id)]
+        assert names.count("AwaitingRetry") == 2
+
+
+async def test_cancel_a_running_run_kills_its_process_tree(
+    settings: Settings, tmp_path: Path
+) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.with_grandchild)
+    pidfile = tmp_path / "pids"
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"pidfile": str(pidfile)})
+        await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        await eventually(
+            lambda: _read(pidfile), lambda text: " " in text, what="the flow to start a child"
+        )
+        pids = [int(p) for p in pidfile.read_text().split()]
+        cancelling = await client.cancel_flow_run(run.id)
+        assert cancelling.state.type == StateType.CANCELLING
+        done = await wait_for_state(client.store, run.id, timeout=10)
+        assert done.state.type == StateType.CANCELLED
+        for pid in pids:
+            await eventually(
+                lambda pid=pid: _alive(pid), lambda alive: not alive, what=f"pid {pid} to die"
+            )
+
+
+async def test_cancelled_scheduled_run_never_starts(settings: Settings, tmp_path: Path) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.touch)
+    out = tmp_path / "touched"
+    async with get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, {"t0": 0, "out": str(out)}
+        )
+        assert (await client.cancel_flow_run(run.id)).state.type == StateType.CANCELLED
+        marker = await client.create_flow_run_from_deployment(
+            deployment_id, {"t0": 1, "out": str(out)}
+        )
+    async with running(runner), get_client(settings) as client:
+        await wait_for_state(client.store, marker.id)
+    assert out.read_text().count("start") == 1
+    assert "start 1" in out.read_text()
+
+
+async def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie counts as dead: it no longer runs.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
