@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -130,6 +131,29 @@ def _die_with_parent() -> None:
         pass
 
 
+def _die_with_runner(connection: Sender) -> None:
+    """Kill this run's process group the moment the runner's end of the events pipe closes.
+
+    The runner, not the fork server, is the parent that matters: if it dies
+    (even by SIGKILL), a run that kept going would finish unrecorded. Polling a
+    pipe's write end reports POLLERR once its reader is gone; no timers needed.
+    """
+    fileno = getattr(connection, "fileno", None)
+    if fileno is None:
+        return
+    fd = fileno()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLERR | select.POLLHUP)
+        while True:
+            for _, mask in poller.poll():
+                if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    os.killpg(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="headrace-runner-watch", daemon=True).start()
+
+
 def _isolate() -> None:
     os.setsid()  # its own process group: cancel kills the run and everything it started
     _die_with_parent()
@@ -140,6 +164,7 @@ def _isolate() -> None:
 def run_child(job: ChildJob, connection: Sender) -> None:
     """Entry point of a run's process (called in the forked child)."""
     _isolate()
+    _die_with_runner(connection)
     reporter = Reporter(connection)
     capture = OutputCapture(reporter)
     capture.start()
@@ -151,7 +176,7 @@ def run_child(job: ChildJob, connection: Sender) -> None:
     finally:
         capture.stop()
     reporter.send(*event)
-    connection.close()
+    # The connection stays open until exit: closing it would trip the runner watch.
 
 
 def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:

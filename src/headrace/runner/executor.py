@@ -71,14 +71,24 @@ class Executor:
         )
         return handle
 
-    async def kill(self, flow_run_id: UUID, reason: KillReason) -> None:
-        """End a run's process for ``reason``; its outcome is recorded by its own task."""
+    def kill(self, flow_run_id: UUID, reason: KillReason) -> asyncio.Task[int] | None:
+        """End a run's process for ``reason`` (the first reason given wins).
+
+        The reason is recorded at once; the returned task finishes when the
+        process is gone. The run's outcome is recorded by its own task.
+        """
         handle = self.active.get(flow_run_id)
         if handle is None or handle.kill_reason is not None:
-            return
+            return None
         handle.kill_reason = reason
-        if handle.process is not None:
-            await handle.process.kill(self._kill_grace_seconds)
+        return self._kill_process(handle)
+
+    def _kill_process(self, handle: RunHandle) -> asyncio.Task[int] | None:
+        if handle.process is None:
+            return None  # not started yet: _attempt kills it as soon as it exists
+        return asyncio.get_running_loop().create_task(
+            handle.process.kill(self._kill_grace_seconds)
+        )
 
     async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         final: FlowRun | None = None
@@ -102,6 +112,8 @@ class Executor:
             logger.exception("Could not start a process for flow run %s", run.name)
             return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
+        if handle.kill_reason is not None:
+            self._kill_process(handle)
         timer = self._watch_timeout(handle)
         try:
             exit_code = await handle.process.wait()
@@ -164,8 +176,7 @@ class Executor:
         loop = asyncio.get_running_loop()
 
         def expire() -> None:
-            task = loop.create_task(self.kill(handle.run.id, KillReason.TIMEOUT))
-            handle.background.append(task)
+            self.kill(handle.run.id, KillReason.TIMEOUT)
 
         return loop.call_later(seconds, expire)
 

@@ -82,6 +82,7 @@ class Runner:
         self._entered = 0
         self._polls = 0
         self._next_poll_delay = self.query_seconds
+        self._claim_lock = asyncio.Lock()
         self._make_pollers()
 
     def _make_pollers(self) -> None:
@@ -305,20 +306,22 @@ class Runner:
         await self._claim_and_launch()
 
     async def _claim_and_launch(self) -> None:
-        executor = self._executor
-        if executor is None or self._poll.stopping:
-            return
-        free = self.limit - len(executor.active)
-        if free <= 0:
-            return
-        claimed = await self.store.claim_runs(
-            deployment_ids=self.deployment_ids,
-            runner=self.record,
-            limit=free,
-            concurrency_limits=self._concurrency_limits(),
-        )
-        for run in claimed:
-            executor.launch(run)
+        # One claim at a time: two overlapping claims could each see the same free slots.
+        async with self._claim_lock:
+            executor = self._executor
+            if executor is None or self._poll.stopping:
+                return
+            free = self.limit - len(executor.active)
+            if free <= 0:
+                return
+            claimed = await self.store.claim_runs(
+                deployment_ids=self.deployment_ids,
+                runner=self.record,
+                limit=free,
+                concurrency_limits=self._concurrency_limits(),
+            )
+            for run in claimed:
+                executor.launch(run)
 
     def _concurrency_limits(self) -> Mapping[UUID, int]:
         return {
@@ -338,8 +341,8 @@ class Runner:
             ids=list(executor.active), states=[StateType.CANCELLING]
         )
         for run in cancelling:
-            logger.info("Cancelling flow run %s", run.name)
-            asyncio.get_running_loop().create_task(executor.kill(run.id, KillReason.CANCEL))
+            if executor.kill(run.id, KillReason.CANCEL) is not None:
+                logger.info("Cancelling flow run %s", run.name)
 
     def _on_run_finished(self, run: FlowRun | None) -> None:
         self._dispatch.wake()
@@ -359,20 +362,16 @@ class Runner:
         for handle in handles:
             policy = self._on_shutdown(handle.run)
             if policy == "cancel":
-                asyncio.get_running_loop().create_task(
-                    executor.kill(handle.run.id, KillReason.CANCEL)
-                )
+                executor.kill(handle.run.id, KillReason.CANCEL)
             elif policy == "requeue":
-                asyncio.get_running_loop().create_task(
-                    executor.kill(handle.run.id, KillReason.REQUEUE)
-                )
+                executor.kill(handle.run.id, KillReason.REQUEUE)
             elif handle.task is not None:
                 finishing.append(handle.task)
         if finishing:
             logger.info("Waiting up to %gs for %d runs to finish", self._grace, len(finishing))
             await asyncio.wait(finishing, timeout=self._grace)
         for handle in list(executor.active.values()):
-            await executor.kill(handle.run.id, KillReason.REQUEUE)
+            executor.kill(handle.run.id, KillReason.REQUEUE)
         tasks = [h.task for h in handles if h.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -1,0 +1,22 @@
+"""A runner in a process of its own, for tests that kill it: ``python -m ... URL HOME``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from headrace.runner import Runner
+from headrace.settings import Settings
+from tests.flows import basic
+
+
+async def main(database_url: str, home: str) -> None:
+    settings = Settings(home=home, database_url=database_url)
+    runner = Runner(name="doomed", settings=settings, query_seconds=0.2, limit=1)
+    await runner.add_flow(basic.touch, "touch")
+    print("ready", flush=True)
+    await runner.start()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

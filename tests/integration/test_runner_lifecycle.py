@@ -1,0 +1,184 @@
+"""Limits, graceful drain and crash recovery, with real processes and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from headrace.client import get_client
+from headrace.settings import Settings
+from headrace.states import TERMINAL_STATES, StateType
+from tests.flows import basic
+from tests.helpers import eventually, make_runner, running, wait_for_state
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def max_overlap(markers: Path) -> int:
+    """The most runs that were inside their body at once, from start/end markers."""
+    events = []
+    for line in markers.read_text().splitlines():
+        kind, _, at = line.split()
+        events.append((float(at), 1 if kind == "start" else -1))
+    current = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+async def trigger(settings: Settings, deployment_id: UUID, count: int, **params: object) -> list[UUID]:
+    async with get_client(settings) as client:
+        runs = [
+            await client.create_flow_run_from_deployment(deployment_id, {"t0": i, **params})
+            for i in range(count)
+        ]
+    return [run.id for run in runs]
+
+
+async def wait_all(settings: Settings, ids: list[UUID], timeout: float = 60) -> None:
+    async with get_client(settings) as client:
+        for run_id in ids:
+            done = await wait_for_state(client.store, run_id, timeout=timeout)
+            assert done.state.type == StateType.COMPLETED, done.state.message
+
+
+async def test_runner_limit_is_never_exceeded(settings: Settings, tmp_path: Path) -> None:
+    runner = make_runner(settings, limit=2)
+    deployment_id = await runner.add_flow(basic.touch)
+    out = tmp_path / "markers"
+    ids = await trigger(settings, deployment_id, 6, out=str(out), sleep=0.3)
+    async with running(runner):
+        await wait_all(settings, ids)
+    assert max_overlap(out) == 2
+
+
+async def test_deployment_concurrency_limit(settings: Settings, tmp_path: Path) -> None:
+    runner = make_runner(settings, limit=4)
+    deployment_id = await runner.add_flow(basic.touch, concurrency_limit=1)
+    out = tmp_path / "markers"
+    ids = await trigger(settings, deployment_id, 4, out=str(out), sleep=0.2)
+    async with running(runner):
+        await wait_all(settings, ids)
+    assert max_overlap(out) == 1
+
+
+async def test_drain_requeues_what_outlives_the_grace_period(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=0.5
+    )
+    out = tmp_path / "markers"
+    runner = make_runner(settings, limit=1)
+    deployment_id = await runner.add_flow(basic.touch)
+    ids = await trigger(settings, deployment_id, 3, out=str(out), sleep=3)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, ids[0], {StateType.RUNNING})
+    async with get_client(settings) as client:
+        first = await client.read_flow_run(ids[0])
+        assert first.state.type == StateType.SCHEDULED and first.state.name == "Requeued"
+        for run_id in ids[1:]:
+            queued = await client.read_flow_run(run_id)
+            assert queued.state.type == StateType.SCHEDULED and queued.run_count == 0
+
+    fast = make_runner(settings, limit=3)
+    await fast.add_flow(basic.touch)
+    async with running(fast):
+        await wait_all(settings, ids)
+    async with get_client(settings) as client:
+        first = await client.read_flow_run(ids[0])
+        assert first.run_count == 2  # the requeued attempt is recorded, not hidden
+        for run_id in ids:
+            history = await client.read_state_history(run_id)
+            assert sum(1 for s in history if s.type in TERMINAL_STATES) == 1
+
+
+async def test_drain_finishes_runs_within_the_grace_period(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=30
+    )
+    runner = make_runner(settings, limit=2)
+    deployment_id = await runner.add_flow(basic.touch)
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(tmp_path / "m"), sleep=0.5)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, run_id, {StateType.RUNNING})
+    async with get_client(settings) as client:
+        assert (await client.read_flow_run(run_id)).state.type == StateType.COMPLETED
+
+
+async def test_drain_can_cancel(settings: Settings, tmp_path: Path) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.touch, on_shutdown="cancel")
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(tmp_path / "m"), sleep=30)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, run_id, {StateType.RUNNING})
+    async with get_client(settings) as client:
+        assert (await client.read_flow_run(run_id)).state.type == StateType.CANCELLED
+
+
+async def test_killed_runner_leaves_nothing_unresolved(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.runner_process", database_url, str(settings.home)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    out = tmp_path / "markers"
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 30)
+        assert line.strip() == b"ready"
+        async with get_client(settings) as client:
+            deployment = await client.read_deployment_by_name("touch", "touch")
+        (orphan_id,) = await trigger(settings, deployment.id, 1, out=str(out), sleep=60)
+        async with get_client(settings) as client:
+            running_run = await wait_for_state(
+                client.store, orphan_id, {StateType.RUNNING}, timeout=30
+            )
+        queued = await trigger(settings, deployment.id, 2, out=str(out), sleep=0)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    # The orphaned child dies with its runner rather than running on unrecorded.
+    assert running_run.pid is not None
+    await eventually(
+        lambda: _alive(running_run.pid or 0), lambda alive: not alive, what="the orphan to die"
+    )
+
+    runner = make_runner(settings, name="doomed", limit=3)
+    await runner.add_flow(basic.touch, "touch")
+    async with running(runner), get_client(settings) as client:
+        orphan = await wait_for_state(client.store, orphan_id, timeout=30)
+        assert orphan.state.type == StateType.CRASHED
+        assert "died" in (orphan.state.message or "")
+        await wait_all(settings, queued)
+    assert "end" not in " ".join(
+        line for line in out.read_text().splitlines() if line.startswith("end 0 ")
+    )
+
+
+async def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
