@@ -15,15 +15,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
-from headrace.parameters import (
-    ParameterModel,
-    ParameterSchema,
-    check_signature,
-    compile_parameters,
-)
+from headrace.signatures import check_signature
 
 if TYPE_CHECKING:
     from headrace.deployments import OnShutdown, RunnerDeployment
+    from headrace.parameters import ParameterModel, ParameterSchema
     from headrace.schedules import DeploymentSchedule
 
 P = ParamSpec("P")
@@ -68,6 +64,8 @@ class Flow(Generic[P, R]):
 
     @property
     def _compiled(self) -> ParameterModel:
+        from headrace.parameters import compile_parameters
+
         return compile_parameters(self.fn)
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -21,14 +21,9 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from headrace.exceptions import FlowDefinitionError, ParameterValidationError
+from headrace.signatures import check_signature, fn_name
 
 REF_TEMPLATE = "#/definitions/{model}"
-
-_FORBIDDEN_KINDS: dict[inspect._ParameterKind, str] = {
-    inspect.Parameter.VAR_POSITIONAL: "*args cannot be given by name in a flow run's parameters",
-    inspect.Parameter.VAR_KEYWORD: "**kwargs cannot be described by a parameter schema",
-    inspect.Parameter.POSITIONAL_ONLY: "positional-only parameters cannot be given by name",
-}
 
 
 class ParameterSchema(pydantic.BaseModel):
@@ -56,22 +51,6 @@ class _LenientJsonSchema(GenerateJsonSchema):
     def emit_warning(self, kind: Any, detail: str) -> None:
         if kind != "non-serializable-default":
             super().emit_warning(kind, detail)
-
-
-def check_signature(fn: Callable[..., Any]) -> inspect.Signature:
-    """Refuse, at definition time, parameters that a dict of parameters cannot fill."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise FlowDefinitionError(f"Cannot read the signature of {fn!r}: {exc}") from exc
-    for parameter in signature.parameters.values():
-        reason = _FORBIDDEN_KINDS.get(parameter.kind)
-        if reason is not None:
-            raise FlowDefinitionError(
-                f"Parameter {parameter.name!r} of {_fn_name(fn)} is not supported in a flow: "
-                f"{reason}."
-            )
-    return signature
 
 
 class ParameterModel:
@@ -158,17 +137,13 @@ class ParameterModel:
         )
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__qualname__", None) or repr(fn))
-
-
 def _resolve_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """Evaluate string annotations (``from __future__ import annotations``) in fn's globals."""
     try:
         return typing.get_type_hints(fn, include_extras=True)
     except NameError as exc:
         raise FlowDefinitionError(
-            f"Cannot resolve the type hints of {_fn_name(fn)}: {exc}. "
+            f"Cannot resolve the type hints of {fn_name(fn)}: {exc}. "
             "Types used in a flow's signature must be importable from its module."
         ) from exc
     except TypeError:

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from headrace.flow_runs import FlowRun
+from headrace.runner.outcomes import (
+    KillReason,
+    ProcessReport,
+    decide_orphan,
+    decide_outcome,
+    explain_exit,
+)
+from headrace.runner.recovery import why_dead
+from headrace.states import State, StateType
+from headrace.store import RunnerRecord
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def run(state: StateType = StateType.RUNNING, **fields: object) -> FlowRun:
+    values: dict[str, object] = {
+        "id": uuid4(),
+        "name": "brave-otter",
+        "flow_name": "etl",
+        "state": State(type=state),
+        "created": NOW,
+        "updated": NOW,
+        "run_count": 1,
+        **fields,
+    }
+    return FlowRun.model_validate(values)
+
+
+def test_completed_event_wins_and_keeps_the_result() -> None:
+    decision = decide_outcome(run(), ProcessReport(0, ("completed", {"n": 1})), NOW)
+    assert decision.state.type == StateType.COMPLETED
+    assert decision.fields == {"result": {"n": 1}}
+
+
+def test_failure_with_attempts_left_is_rescheduled_after_the_delay() -> None:
+    flaky = run(max_retries=2, retry_delay_seconds=5)
+    decision = decide_outcome(flaky, ProcessReport(0, ("failed", "boom")), NOW)
+    assert decision.state.type == StateType.SCHEDULED
+    assert decision.state.name == "AwaitingRetry"
+    assert decision.fields["expected_start_time"] == NOW + timedelta(seconds=5)
+    last = run(max_retries=2, run_count=3)
+    assert decide_outcome(last, ProcessReport(0, ("failed", "boom")), NOW).state.type == (
+        StateType.FAILED
+    )
+
+
+def test_kill_reasons_decide_the_state() -> None:
+    slow = run(timeout_seconds=2.5)
+    timed_out = decide_outcome(slow, ProcessReport(-15, None, KillReason.TIMEOUT), NOW)
+    assert timed_out.state.type == StateType.FAILED
+    assert timed_out.state.message == "Flow run timed out after 2.5 s"
+    cancelled = decide_outcome(run(), ProcessReport(-15, None, KillReason.CANCEL), NOW)
+    assert cancelled.state.type == StateType.CANCELLED
+    requeued = decide_outcome(run(), ProcessReport(-15, None, KillReason.REQUEUE), NOW)
+    assert requeued.state.type == StateType.SCHEDULED and requeued.state.name == "Requeued"
+
+
+def test_exits_without_a_report_crash_with_an_explanation() -> None:
+    assert "out of memory" in explain_exit(-signal.SIGKILL)
+    assert "SIGTERM" in explain_exit(-signal.SIGTERM)
+    assert "code 3" in explain_exit(3)
+    crashed = decide_outcome(run(), ProcessReport(3), NOW)
+    assert crashed.state.type == StateType.CRASHED
+    load_error = decide_outcome(run(), ProcessReport(0, ("crashed", "no module x")), NOW)
+    assert load_error.state.message == "no module x"
+
+
+def test_orphans_crash_unless_attempts_remain() -> None:
+    assert decide_orphan(run(), "died", NOW).state.type == StateType.CRASHED
+    retried = decide_orphan(run(max_retries=1), "died", NOW)
+    assert retried.state.type == StateType.SCHEDULED
+    cancelling = decide_orphan(run(StateType.CANCELLING), "died", NOW)
+    assert cancelling.state.type == StateType.CANCELLED
+
+
+def test_why_dead() -> None:
+    me = RunnerRecord(name="me", host="h1", pid=100)
+    timeout = timedelta(seconds=90)
+    alive = RunnerRecord(name="other", host="h1", pid=200, heartbeat=NOW)
+    assert why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: True) is None
+    gone = why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: False)
+    assert gone is not None and "died" in gone
+    remote = RunnerRecord(name="far", host="h2", pid=200, heartbeat=NOW - timedelta(seconds=91))
+    silent = why_dead(remote, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: True)
+    assert silent is not None and "heartbeats" in silent
+    assert why_dead(me, me, now=NOW, heartbeat_timeout=timeout) is None
+    assert why_dead(None, me, now=NOW, heartbeat_timeout=timeout) == "its runner is unknown"

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from headrace.exceptions import InvalidStateTransition
+from headrace.states import (
+    TERMINAL_STATES,
+    State,
+    StateType,
+    can_transition,
+    cancellation_target,
+    check_transition,
+    sources_of,
+)
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATES))
+@pytest.mark.parametrize("target", list(StateType))
+def test_nothing_leaves_a_terminal_state(terminal: StateType, target: StateType) -> None:
+    assert not can_transition(terminal, target)
+    with pytest.raises(InvalidStateTransition, match="already ended"):
+        check_transition(terminal, target)
+
+
+def test_pending_only_from_scheduled() -> None:
+    assert sources_of(StateType.PENDING) == {StateType.SCHEDULED}
+
+
+def test_the_happy_path_and_cancellation_are_allowed() -> None:
+    path = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED]
+    for current, proposed in zip(path, path[1:], strict=False):
+        check_transition(current, proposed)
+    check_transition(StateType.RUNNING, StateType.CANCELLING)
+    check_transition(StateType.CANCELLING, StateType.CANCELLED)
+    check_transition(StateType.SCHEDULED, StateType.CANCELLED)
+
+
+def test_scheduled_cannot_jump_to_running() -> None:
+    with pytest.raises(InvalidStateTransition, match="SCHEDULED to RUNNING"):
+        check_transition(StateType.SCHEDULED, StateType.RUNNING)
+
+
+def test_state_names_default_from_type() -> None:
+    assert State(type=StateType.COMPLETED).name == "Completed"
+    assert State(type=StateType.SCHEDULED, name="AwaitingRetry").name == "AwaitingRetry"
+    assert State(type="FAILED").timestamp.tzinfo is not None  # type: ignore[arg-type]
+
+
+def test_cancellation_targets() -> None:
+    assert cancellation_target(StateType.SCHEDULED) == StateType.CANCELLED
+    assert cancellation_target(StateType.RUNNING) == StateType.CANCELLING
+    assert cancellation_target(StateType.PENDING) == StateType.CANCELLING
+    assert cancellation_target(StateType.COMPLETED) is None
