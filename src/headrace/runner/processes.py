@@ -23,6 +23,8 @@ from headrace.engine import ChildJob, run_child
 logger = logging.getLogger(__name__)
 
 DEFAULT_KILL_GRACE_SECONDS = 5.0
+PRELOAD = ("headrace.engine", "headrace.flows", "headrace.parameters", "headrace.entrypoints")
+"""Imported once by the fork server, so no run pays for them."""
 
 
 class ChildProcess:
@@ -81,23 +83,60 @@ class ProcessStarter(Protocol):
     def close(self) -> None: ...
 
 
+PROCESS_NAME_PREFIX = "headrace-run-"
+
+
+def _keep_main_module_out_of_runs() -> None:
+    """Stop multiprocessing from re-importing ``__main__`` in every run's process.
+
+    Spawn-style start methods re-run the parent's main script in the child so
+    pickled functions defined there resolve. A run loads its flow from its
+    entrypoint instead, so for run processes (and only those) this is pure
+    cost, and harmful when the main script serves flows without an
+    ``if __name__ == "__main__"`` guard.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "headrace_patched", False):
+        return
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if name.startswith(PROCESS_NAME_PREFIX):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data.headrace_patched = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = get_preparation_data
+
+
 class ForkServerStarter:
     """Forks runs from a warm server process that has the engine already imported."""
 
-    def __init__(self, preload: Sequence[str] = ()) -> None:
+    def __init__(self, entrypoints: Sequence[str] = ()) -> None:
+        _keep_main_module_out_of_runs()
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["headrace.engine", "headrace.flows", *preload])
+        self._context.set_forkserver_preload([*PRELOAD, "headrace._preload"])
+        self._entrypoints = list(entrypoints)
 
     def warm_up(self) -> None:
         """Start the fork server now instead of on the first run."""
         from multiprocessing import forkserver
 
+        from headrace._preload import PRELOAD_VARIABLE
+
+        # The fork server inherits this environment; it is read once, at its start.
+        os.environ[PRELOAD_VARIABLE] = os.pathsep.join(self._entrypoints)
         forkserver.ensure_running()
 
     def start(self, job: ChildJob) -> ChildProcess:
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=run_child, args=(job, sender), name=f"headrace-{job.flow_run_name}"
+            target=run_child,
+            args=(job, sender),
+            name=f"{PROCESS_NAME_PREFIX}{job.flow_run_name}",
         )
         try:
             process.start()

@@ -189,7 +189,8 @@ class Runner:
         self._polls = 0
         store = self.store
         if self._starter is None:
-            starter = ForkServerStarter()
+            entrypoints = [d.entrypoint for d in self.deployments.values() if d.entrypoint]
+            starter = ForkServerStarter(entrypoints)
             await asyncio.to_thread(starter.warm_up)
             self._starter = starter
         self._logs = LogSink(store)
