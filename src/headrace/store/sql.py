@@ -112,6 +112,7 @@ class SQLStore:
                     existing = conn.execute(sa.select(deployments.c.id).where(key)).scalar()
                     if existing is not None:
                         conn.execute(deployments.update().where(key).values(**values, updated=now))
+                        self._remove_unplanned_runs(conn, existing, spec, now)
                         return self._deployment(conn, existing)
                     new_id = uuid4()
                     conn.execute(

@@ -1,0 +1,158 @@
+"""Schedules materialised into runs: once each, on time, on both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from headrace.client import get_client
+from headrace.deployments import DeploymentSpec
+from headrace.flow_runs import NewFlowRun
+from headrace.runner.scheduling import plan_scheduled_runs
+from headrace.schedules import construct_schedule, schedule_key
+from headrace.settings import Settings
+from headrace.states import StateType, utcnow
+from headrace.store import AsyncStore
+from tests.flows import basic
+from tests.helpers import eventually, make_runner, running
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def every(seconds: float) -> DeploymentSpec:
+    schedule = construct_schedule(interval=seconds)
+    assert schedule is not None
+    return DeploymentSpec(name="every", flow_name="touch", schedules=[schedule], entrypoint="x:y")
+
+
+async def test_planning_twice_creates_no_duplicates(async_store: AsyncStore) -> None:
+    deployment = await async_store.upsert_deployment(every(60))
+    first = await plan_scheduled_runs(async_store, [deployment])
+    again = await plan_scheduled_runs(async_store, [deployment])
+    assert first == 3 and again == 0
+    runs = await async_store.read_flow_runs(deployment_id=deployment.id)
+    assert len(runs) == 3
+    assert len({r.expected_start_time for r in runs}) == 3
+    assert all(r.idempotency_key and r.idempotency_key.startswith("scheduled:") for r in runs)
+
+
+async def test_changing_a_schedule_removes_its_future_runs(async_store: AsyncStore) -> None:
+    deployment = await async_store.upsert_deployment(every(60))
+    await plan_scheduled_runs(async_store, [deployment])
+    manual, _ = await async_store.create_flow_run(
+        NewFlowRun(flow_name="touch", deployment_id=deployment.id)
+    )
+    changed = await async_store.upsert_deployment(every(120))
+    assert changed.id == deployment.id
+    left = await async_store.read_flow_runs(deployment_id=deployment.id)
+    assert [r.id for r in left] == [manual.id]  # manual runs are never removed
+    await plan_scheduled_runs(async_store, [changed])
+    runs = await async_store.read_flow_runs(deployment_id=deployment.id)
+    key = schedule_key(changed.schedules[0])
+    assert sum(1 for r in runs if (r.idempotency_key or "").startswith(f"scheduled:{key}")) == 3
+
+
+async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
+    async_store: AsyncStore,
+) -> None:
+    deployment = await async_store.upsert_deployment(every(60))
+    await plan_scheduled_runs(async_store, [deployment])
+    paused = await async_store.upsert_deployment(every(60).model_copy(update={"paused": True}))
+    assert await plan_scheduled_runs(async_store, [paused]) == 0
+    assert await async_store.read_flow_runs(deployment_id=deployment.id) == []
+
+
+async def test_missed_runs_follow_the_catchup_policy(async_store: AsyncStore) -> None:
+    spec = every(60)
+    deployment = await async_store.upsert_deployment(spec)
+    key = schedule_key(deployment.schedules[0])
+    long_ago = utcnow().replace(microsecond=0) - timedelta(minutes=10)
+    # Pretend a runner planned up to 10 minutes ago, then nothing ran.
+    await async_store.create_flow_run(
+        NewFlowRun(
+            flow_name="touch",
+            deployment_id=deployment.id,
+            idempotency_key=f"scheduled:{key}:{long_ago.isoformat()}",
+            expected_start_time=long_ago,
+        )
+    )
+    await plan_scheduled_runs(async_store, [deployment])
+    late = [
+        r
+        for r in await async_store.read_flow_runs(deployment_id=deployment.id)
+        if r.state.name == "Late"
+    ]
+    assert len(late) == 1  # catchup=False: only the most recent missed run
+
+    catchup = await async_store.upsert_deployment(spec.model_copy(update={"name": "catchup"}))
+    catchup_key = schedule_key(catchup.schedules[0])
+    await async_store.create_flow_run(
+        NewFlowRun(
+            flow_name="touch",
+            deployment_id=catchup.id,
+            idempotency_key=f"scheduled:{catchup_key}:{long_ago.isoformat()}",
+            expected_start_time=long_ago,
+        )
+    )
+    catchup = await async_store.upsert_deployment(
+        spec.model_copy(update={"name": "catchup", "catchup": True})
+    )
+    await plan_scheduled_runs(async_store, [catchup])
+    late = [
+        r
+        for r in await async_store.read_flow_runs(deployment_id=catchup.id)
+        if r.state.name == "Late"
+    ]
+    assert 9 <= len(late) <= 10  # every missed minute
+
+
+async def test_two_runners_share_a_schedule_without_duplicates(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "markers"
+    first = make_runner(settings, name="one", query_seconds=0.3)
+    second = make_runner(settings, name="two", query_seconds=0.3)
+    for runner in (first, second):
+        deployment_id = await runner.add_flow(
+            basic.touch, "ticker", interval=1, parameters={"t0": 0, "out": str(out)}
+        )
+    async with running(first), running(second), get_client(settings) as client:
+        await eventually(
+            lambda: client.read_flow_runs(
+                deployment_id=deployment_id, states=[StateType.COMPLETED]
+            ),
+            lambda runs: len(runs) >= 3,
+            timeout=15,
+            what="three scheduled runs to complete",
+        )
+    async with get_client(settings) as client:
+        runs = await client.read_flow_runs(deployment_id=deployment_id, limit=1000)
+    times = [r.expected_start_time for r in runs]
+    assert len(times) == len(set(times)), "a scheduled time was materialised twice"
+    starts = [line for line in out.read_text().splitlines() if line.startswith("start")]
+    completed = [r for r in runs if r.state.type == StateType.COMPLETED]
+    assert len(starts) >= len(completed)
+
+
+async def test_a_due_scheduled_run_starts_within_a_second(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "markers"
+    runner = make_runner(settings, query_seconds=30)  # far longer than the schedule
+    deployment_id = await runner.add_flow(
+        basic.touch, "ticker", interval=1, parameters={"t0": 0, "out": str(out)}
+    )
+    async with running(runner), get_client(settings) as client:
+        runs = await eventually(
+            lambda: client.read_flow_runs(
+                deployment_id=deployment_id, states=[StateType.COMPLETED]
+            ),
+            lambda runs: len(runs) >= 2,
+            timeout=10,
+            what="two scheduled runs to complete",
+        )
+    for run in runs:
+        assert run.start_time is not None and run.expected_start_time is not None
+        assert (run.start_time - run.expected_start_time).total_seconds() < 1.0
