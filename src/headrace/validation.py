@@ -11,20 +11,37 @@ from typing import Any
 from headrace.exceptions import ParameterValidationError
 
 
-def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
-    """Raise ``ParameterValidationError`` naming every parameter that breaks ``schema``."""
+_validators: dict[str, Any] = {}
+VALIDATOR_CACHE_SIZE = 1024
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A compiled validator per distinct schema: building one costs far more than using it."""
+    import json
+
     import jsonschema
 
+    key = json.dumps(schema, sort_keys=True)
+    validator = _validators.get(key)
+    if validator is None:
+        if len(_validators) >= VALIDATOR_CACHE_SIZE:
+            _validators.clear()
+        validator = _validators[key] = jsonschema.Draft202012Validator(
+            {**schema, "$defs": schema.get("definitions", {})},
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
+    return validator
+
+
+def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Raise ``ParameterValidationError`` naming every parameter that breaks ``schema``."""
     properties = schema.get("properties", {})
     errors = [
         {"parameter": name, "message": "Unexpected parameter"}
         for name in parameters
         if properties and name not in properties
     ]
-    validator = jsonschema.Draft202012Validator(
-        {**schema, "$defs": schema.get("definitions", {})},
-        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-    )
+    validator = _validator(schema)
     for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.path)):
         errors.append({"parameter": _parameter_of(error), "message": error.message})
     if errors:
