@@ -405,9 +405,25 @@ class SQLStore:
         found.sort(key=lambda item: item[1])
         return [run_id for run_id, _ in found]
 
+    def explain_queue_query(
+        self, deployment_ids: Collection[UUID], runner_name: str | None
+    ) -> list[str]:
+        """The database's plan for the claim query: it must use the queue index."""
+        query = self._due_query(_owned_by(deployment_ids, runner_name), 8, utcnow())
+        compiled = query.compile(self.engine, compile_kwargs={"literal_binds": True})
+        prefix = "EXPLAIN QUERY PLAN " if self.is_sqlite else "EXPLAIN "
+        with self._read() as conn:
+            rows = conn.exec_driver_sql(prefix + str(compiled)).all()
+        return [str(row[-1]) for row in rows]
+
     def _due(
         self, conn: sa.Connection, owned: sa.ColumnElement[bool], limit: int, now: datetime
     ) -> list[tuple[UUID, datetime]]:
+        return [(row[0], row[1]) for row in conn.execute(self._due_query(owned, limit, now))]
+
+    def _due_query(
+        self, owned: sa.ColumnElement[bool], limit: int, now: datetime
+    ) -> sa.Select[Any]:
         query = (
             sa.select(flow_runs.c.id, flow_runs.c.expected_start_time)
             .where(
@@ -420,7 +436,7 @@ class SQLStore:
         )
         if not self.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        return [(row[0], row[1]) for row in conn.execute(query)]
+        return query
 
     def _mark_claimed(
         self, conn: sa.Connection, run_ids: list[UUID], runner: RunnerRecord, now: datetime

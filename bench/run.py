@@ -1,0 +1,358 @@
+"""headrace's benchmark: a real `headrace serve` on 127.0.0.1, driven over HTTP.
+
+    python bench/run.py [--database-url URL] [--quick] [--json-out F]
+
+Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+FLOW_FILE = HERE / "flow.py"
+START_TIMEOUT_SECONDS = 60
+PHASE_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class Sizes:
+    m1: int = 200
+    m2_requests: int = 2000
+    m2_clients: int = 32
+    m3: int = 30
+    m4: int = 200
+    m6: int = 500
+    m7: int = 100
+    m8_runs: int = 100_000
+    m8_deployments: int = 500
+
+
+QUICK = Sizes(
+    m1=20, m2_requests=200, m2_clients=8, m3=5, m4=20, m6=50, m7=10, m8_runs=5000, m8_deployments=50
+)
+
+
+@dataclass
+class Results:
+    database: str
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, key: str, **values: Any) -> None:
+        self.metrics[key] = values
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+        print(f"  {key:<28} {shown}", flush=True)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_ms": ordered[-1],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`headrace serve` in a child process, with its own HEADRACE_HOME."""
+
+    def __init__(self, home: Path, database_url: str | None, limit: int) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "HEADRACE_HOME": str(home), "HEADRACE_RUNNER_BACKLOG_LIMIT": "100000"}
+        env.pop("HEADRACE_API_KEY", None)
+        if database_url:
+            env["HEADRACE_DATABASE_URL"] = database_url
+        command = [sys.executable, "-m", "headrace", "serve", f"{FLOW_FILE}:touch"]
+        command += ["--name", "bench", "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--limit", str(limit)]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    async def wait_ready(self, client: httpx.AsyncClient) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"headrace serve exited with {self.process.returncode}")
+            try:
+                if (await client.get(f"{self.url}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError("headrace serve did not become healthy in time")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def tree_memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    todo, tree = [pid], []
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    rss = pss = 0
+    for member in tree:
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "processes": len(tree)}
+
+
+async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[float, httpx.Response]:
+    start = time.perf_counter()
+    response = await call()
+    return (time.perf_counter() - start) * 1000, response
+
+
+class Bench:
+    def __init__(self, server: Server, client: httpx.AsyncClient, sizes: Sizes, work: Path) -> None:
+        self.server = server
+        self.client = client
+        self.sizes = sizes
+        self.work = work
+        self.deployment_id = ""
+
+    @property
+    def run_url(self) -> str:
+        return f"{self.server.url}/deployment/{self.deployment_id}/run"
+
+    async def find_deployment(self) -> None:
+        response = await self.client.get(f"{self.server.url}/deployments")
+        response.raise_for_status()
+        (deployment,) = [d for d in response.json() if d["name"] == "bench"]
+        self.deployment_id = deployment["id"]
+
+    def out(self, name: str) -> Path:
+        return self.work / f"{name}.out"
+
+    async def trigger(self, out: Path, t0: float | None = None) -> httpx.Response:
+        body = {"t0": t0 if t0 is not None else time.time(), "out": str(out)}
+        return await self.client.post(self.run_url, json=body)
+
+    async def settle(self) -> None:
+        """Wait (bounded) until nothing is queued or running, so phases do not overlap."""
+        deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            running = (await self.client.get(f"{self.server.url}/run_count")).json()
+            queued = await self.client.get(
+                f"{self.server.url}/flow_runs",
+                params={"state": "SCHEDULED", "limit": 1, "deployment_id": self.deployment_id},
+            )
+            if running == 0 and not queued.json():
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the runner did not settle in time")
+
+    async def m1_trigger_latency(self, results: Results, key: str = "M1 trigger latency") -> None:
+        samples = []
+        for _ in range(self.sizes.m1):
+            ms, response = await timed(lambda: self.trigger(self.out("m1")))
+            assert response.status_code == 201, response.text
+            samples.append(ms)
+        results.add(key, n=len(samples), **percentiles(samples))
+        await self.settle()
+
+    async def m2_throughput(self, results: Results) -> None:
+        remaining = self.sizes.m2_requests
+        statuses: dict[int, int] = {}
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                try:
+                    response = await self.trigger(self.out("m2"))
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                except httpx.HTTPError:
+                    statuses[0] = statuses.get(0, 0) + 1
+
+        start = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(*(worker() for _ in range(self.sizes.m2_clients))),
+            PHASE_TIMEOUT_SECONDS,
+        )
+        elapsed = time.perf_counter() - start
+        accepted = statuses.get(201, 0)
+        results.add(
+            "M2 trigger throughput",
+            clients=self.sizes.m2_clients,
+            requests=self.sizes.m2_requests,
+            accepted_per_s=accepted / elapsed,
+            errors=self.sizes.m2_requests - accepted,
+        )
+        await self.settle()
+
+    async def m3_start_latency(self, results: Results) -> None:
+        out = self.out("m3")
+        for _ in range(self.sizes.m3):
+            t0 = time.time()
+            response = await self.client.post(
+                self.run_url, json={"t0": t0, "out": str(out)}, params={"wait": 10}
+            )
+            assert response.status_code in (200, 201, 202), response.text
+            await self.settle()
+        samples = [
+            (float(started) - float(t0)) * 1000
+            for t0, started in (line.split() for line in out.read_text().splitlines())
+        ]
+        results.add("M3 trigger->body start", n=len(samples), **percentiles(samples))
+
+    async def m4_completion(self, results: Results) -> None:
+        out = self.out("m4")
+        start = time.perf_counter()
+        responses = await asyncio.gather(*(self.trigger(out) for _ in range(self.sizes.m4)))
+        ids = {r.json()["flow_run_id"] for r in responses if r.status_code == 201}
+        await self.settle()
+        elapsed = time.perf_counter() - start
+        started = len(out.read_text().splitlines()) if out.exists() else 0
+        results.add(
+            "M4 completion throughput",
+            runs=len(ids),
+            started=started,
+            seconds=elapsed,
+            runs_per_s=len(ids) / elapsed,
+        )
+
+    async def m5_memory(self, results: Results) -> None:
+        await self.settle()
+        await asyncio.sleep(1)
+        results.add("M5 idle memory (tree)", **tree_memory_mb(self.server.process.pid))
+
+    async def m6_health(self, results: Results) -> None:
+        for route in ("health", "run_count"):
+            samples = []
+            for _ in range(self.sizes.m6):
+                url = f"{self.server.url}/{route}"
+                ms, response = await timed(lambda url=url: self.client.get(url))
+                assert response.status_code == 200
+                samples.append(ms)
+            results.add(f"M6 GET /{route}", n=len(samples), **percentiles(samples))
+
+    async def m7_flow_run(self, results: Results) -> None:
+        samples, codes = [], {}
+        for i in range(self.sizes.m7):
+            body = {
+                "entrypoint": f"{FLOW_FILE}:touch",
+                "parameters": {"t0": float(i), "out": str(self.out("m7"))},
+            }
+            ms, response = await timed(
+                lambda body=body: self.client.post(f"{self.server.url}/flow/run", json=body)
+            )
+            samples.append(ms)
+            codes[response.status_code] = codes.get(response.status_code, 0) + 1
+        results.add("M7 POST /flow/run", n=len(samples), statuses=codes, **percentiles(samples))
+        await self.settle()
+
+
+async def run_http_metrics(
+    database_url: str | None, sizes: Sizes, results: Results, work: Path, limit: int
+) -> None:
+    server = Server(work / "home", database_url, limit)
+    try:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            await server.wait_ready(client)
+            bench = Bench(server, client, sizes, work)
+            await bench.find_deployment()
+            await bench.m5_memory(results)
+            await bench.m6_health(results)
+            await bench.m1_trigger_latency(results)
+            await bench.m3_start_latency(results)
+            await bench.m2_throughput(results)
+            await bench.m4_completion(results)
+            await bench.m7_flow_run(results)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary home")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
+    parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=8, help="the runner's process limit")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    results = Results(database="postgresql" if args.database_url else "sqlite")
+    work = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+    print(f"headrace benchmark on {results.database} ({'quick' if args.quick else 'full'})")
+    try:
+        results.add("import headrace", **import_time())
+        asyncio.run(run_http_metrics(args.database_url, sizes, results, work, args.limit))
+        from scale import run_scale_metrics
+
+        asyncio.run(run_scale_metrics(args.database_url, sizes, results, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results.metrics, indent=2, default=str))
+        print(f"wrote {args.json_out}")
+
+
+def import_time() -> dict[str, float]:
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import headrace"], check=True)
+        samples.append((time.perf_counter() - start) * 1000)
+    return {"best_ms": min(samples), "median_ms": statistics.median(samples)}
+
+
+if __name__ == "__main__":
+    main()
