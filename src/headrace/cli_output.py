@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -40,6 +41,9 @@ LEVEL_STYLES: dict[str, str] = {
     "CRITICAL": "bold red",
 }
 
+COMPACT_BELOW_WIDTH = 120
+"""Narrower consoles get a runs table without run names and with short dates (fits 80)."""
+
 RESULT_PREVIEW_CHARS = 200
 """A result longer than this is cut in one-line summaries (``runs inspect`` shows it all)."""
 
@@ -52,11 +56,11 @@ def state_text(state: State | StateType) -> Text:
     return Text(kind.value, style=STATE_STYLES.get(kind, ""))
 
 
-def format_time(value: datetime | None) -> str:
-    """Local wall-clock time to the second, or an em dash."""
+def format_time(value: datetime | None, *, short: bool = False) -> str:
+    """Local wall-clock time to the second (``short``: month, day, minute), or an em dash."""
     if value is None:
         return "—"
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -145,11 +149,12 @@ def log_line(record: LogRecord) -> Text:
     )
 
 
-def state_change_line(run: FlowRun) -> Text:
-    stamp = run.state.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
-    text = Text.assemble((stamp, "dim"), " ", ("state", "dim"), "    ", state_text(run.state))
-    if run.state.message and not run.state.is_terminal:
-        text.append(f"  {first_line(run.state.message)}", style="dim")
+def state_change_line(state: State) -> Text:
+    """``12:00:01.234 state    RUNNING``, with the message's first line unless it is final."""
+    stamp = state.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    text = Text.assemble((stamp, "dim"), " ", (f"{'state':<8}", "dim"), " ", state_text(state))
+    if state.message and not state.is_terminal:
+        text.append(f"  {first_line(state.message)}", style="dim")
     return text
 
 
@@ -161,12 +166,24 @@ def final_line(run: FlowRun) -> Text:
     )  # fmt: skip
     if run.state.type == StateType.COMPLETED:
         text.append(f"; result: {preview(run.result)}")
-    elif run.state.message:
-        text.append(f": {first_line(run.state.message)}")
+    elif run.state.message and run.state.message.strip():
+        text.append(f": {run.state.message.strip().splitlines()[0]}")
     return text
 
 
 # -- tables and panels ----------------------------------------------------------
+
+
+def _table(title: str) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
 
 
 def _grid() -> Table:
@@ -176,12 +193,15 @@ def _grid() -> Table:
     return grid
 
 
-def deployments_table(deployments: Iterable[Deployment]) -> Table:
-    table = Table(title="Deployments", title_justify="left")
-    table.add_column("Deployment", style="bold", overflow="fold")
+def deployments_table(
+    deployments: Iterable[Deployment], *, width: int = COMPACT_BELOW_WIDTH
+) -> Table:
+    compact = width < COMPACT_BELOW_WIDTH
+    table = _table("Deployments")
+    table.add_column("Deployment", style="bold", overflow="fold", min_width=10)
     table.add_column("ID", no_wrap=True, min_width=36)
-    table.add_column("Schedule", overflow="fold")
-    table.add_column("Concurrency", justify="right")
+    table.add_column("Schedule", overflow="fold", min_width=10)
+    table.add_column("Limit", justify="right")
     table.add_column("Updated", no_wrap=True)
     for deployment in deployments:
         table.add_row(
@@ -189,7 +209,7 @@ def deployments_table(deployments: Iterable[Deployment]) -> Table:
             str(deployment.id),
             describe_schedules(deployment),
             str(deployment.concurrency_limit) if deployment.concurrency_limit else "—",
-            format_time(deployment.updated),
+            format_time(deployment.updated, short=compact),
         )
     return table
 
@@ -198,7 +218,7 @@ def parameters_table(deployment: Deployment) -> Table:
     """The deployment's parameters: type, whether required, and the default it runs with."""
     schema = deployment.parameter_schema
     required = set(schema.get("required", []))
-    table = Table(title="Parameters", title_justify="left")
+    table = _table("Parameters")
     for column in ("Name", "Type", "Required", "Default"):
         table.add_column(column, overflow="fold")
     properties: dict[str, Any] = schema.get("properties", {})
@@ -224,7 +244,9 @@ def _type_of(prop: Mapping[str, Any]) -> str:
     return "any"
 
 
-def deployment_detail(deployment: Deployment, recent_runs: list[FlowRun]) -> RenderableType:
+def deployment_detail(
+    deployment: Deployment, recent_runs: list[FlowRun], *, width: int = COMPACT_BELOW_WIDTH
+) -> RenderableType:
     grid = _grid()
     grid.add_row("Deployment", deployment_label(deployment))
     grid.add_row("ID", str(deployment.id))
@@ -243,30 +265,40 @@ def deployment_detail(deployment: Deployment, recent_runs: list[FlowRun]) -> Ren
     parts: list[RenderableType] = [grid, Text(), parameters_table(deployment)]
     if recent_runs:
         names = {deployment.id: deployment_label(deployment)}
-        parts += [Text(), runs_table(recent_runs, names, title="Recent runs")]
+        parts += [Text(), runs_table(recent_runs, names, title="Recent runs", width=width)]
     return Group(*parts)
 
 
 def runs_table(
-    runs: Iterable[FlowRun], deployment_names: Mapping[UUID, str], *, title: str = "Flow runs"
+    runs: Iterable[FlowRun],
+    deployment_names: Mapping[UUID, str],
+    *,
+    title: str = "Flow runs",
+    width: int = COMPACT_BELOW_WIDTH,
 ) -> Table:
+    """Runs, one a row; below ``COMPACT_BELOW_WIDTH`` columns the run names and dates go."""
+    compact = width < COMPACT_BELOW_WIDTH
     now = utcnow()
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     table.add_column("ID", no_wrap=True, min_width=36)
-    table.add_column("Name", style="bold", overflow="fold")
+    if not compact:
+        table.add_column("Name", style="bold", overflow="fold")
     table.add_column("Deployment", overflow="fold")
     table.add_column("State", no_wrap=True)
     table.add_column("Start", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Took" if compact else "Duration", justify="right", no_wrap=True)
     for run in runs:
-        table.add_row(
-            str(run.id),
-            run.name,
+        start = run.start_time or run.expected_start_time
+        cells: list[RenderableType] = [str(run.id)]
+        if not compact:
+            cells.append(run.name)
+        cells += [
             run_label(run, deployment_names),
             state_text(run.state),
-            format_time(run.start_time or run.expected_start_time),
+            format_time(start, short=compact),
             format_duration(run_seconds(run, now)),
-        )
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -295,7 +327,7 @@ def run_detail(
 
 
 def history_table(history: Iterable[State]) -> Table:
-    table = Table(title="State history", title_justify="left")
+    table = _table("State history")
     table.add_column("Time", no_wrap=True)
     table.add_column("State", no_wrap=True)
     table.add_column("Message", overflow="fold")

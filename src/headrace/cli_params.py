@@ -14,7 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 
-class ParameterSyntaxError(ValueError):
+class UsageProblem(ValueError):
+    """An option's value is malformed, or options do not fit together (the CLI exits 2)."""
+
+
+class ParameterSyntaxError(UsageProblem):
     """A ``--param`` or ``--params`` value is malformed (a usage error, not a validation one)."""
 
 

@@ -21,7 +21,7 @@ from rich.text import Text
 from headrace.cli_output import format_duration, log_line, run_seconds, state_change_line
 from headrace.client import HeadraceClient
 from headrace.flow_runs import FlowRun
-from headrace.states import StateType
+from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE
 
 WATCH_POLL_SECONDS = 0.2
@@ -52,24 +52,58 @@ async def print_logs(
 async def follow_run(
     client: HeadraceClient, flow_run_id: UUID, console: Console, options: Follow
 ) -> FlowRun | None:
-    """Show the run until it ends and return it; None when the timeout ran out first."""
-    deadline = None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
+    """Show the run until it ends and return it; None when the timeout ran out first.
+
+    Every state the run passes through is shown (from its history, so a state
+    shorter than a poll is not skipped); a final state comes after the last logs.
+    """
+    deadline = (
+        None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
+    )
     after_id = 0
-    seen: StateType | None = None
+    states = _StatePrinter(client, flow_run_id, console) if options.show_states else None
     with _spinner(console, options.spinner) as status:
         while True:
             run = await client.read_flow_run(flow_run_id)
-            if options.show_states and run.state.type != seen:
-                console.print(state_change_line(run), soft_wrap=True, highlight=False)
-                seen = run.state.type
+            if states is not None:
+                await states.print_until(run, final=False)
             after_id = await print_logs(client, flow_run_id, console, after_id)
             if run.state.is_terminal:
+                if states is not None:
+                    await states.print_until(run, final=True)
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             if status is not None:
                 status.update(_status_text(run))
             await asyncio.sleep(WATCH_POLL_SECONDS)
+
+
+class _StatePrinter:
+    """Prints each state of a run's history once, up to the state last read.
+
+    A final state is held back until ``final=True``, so that it follows the run's last logs.
+    """
+
+    def __init__(self, client: HeadraceClient, flow_run_id: UUID, console: Console) -> None:
+        self._client = client
+        self._flow_run_id = flow_run_id
+        self._console = console
+        self._printed = 0
+        self._last: State | None = None
+
+    async def print_until(self, run: FlowRun, *, final: bool) -> None:
+        if run.state == self._last:
+            return
+        history = await self._client.read_state_history(self._flow_run_id)
+        upto = [s for s in history if s.timestamp <= run.state.timestamp]
+        if not final:
+            upto = [s for s in upto if not s.is_terminal]
+        for state in upto[self._printed :]:
+            self._console.print(state_change_line(state), soft_wrap=True, highlight=False)
+        self._printed = max(self._printed, len(upto))
+        if final or not run.state.is_terminal:
+            self._last = run.state
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from typing import Any
 
 from headrace.exceptions import ParameterValidationError
 
-
 _validators: dict[str, Any] = {}
 VALIDATOR_CACHE_SIZE = 1024
 

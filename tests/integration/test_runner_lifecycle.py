@@ -34,7 +34,9 @@ def max_overlap(markers: Path) -> int:
     return peak
 
 
-async def trigger(settings: Settings, deployment_id: UUID, count: int, **params: object) -> list[UUID]:
+async def trigger(
+    settings: Settings, deployment_id: UUID, count: int, **params: object
+) -> list[UUID]:
     async with get_client(settings) as client:
         runs = [
             await client.create_flow_run_from_deployment(deployment_id, {"t0": i, **params})
@@ -131,7 +133,13 @@ async def test_killed_runner_leaves_nothing_unresolved(
 ) -> None:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.runner_process", database_url, str(settings.home)],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.runner_process",
+            database_url,
+            str(settings.home),
+        ],
         stdout=subprocess.PIPE,
         env=env,
     )

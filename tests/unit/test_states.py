@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from headrace.exceptions import InvalidStateTransition
@@ -28,7 +30,7 @@ def test_pending_only_from_scheduled() -> None:
 
 def test_the_happy_path_and_cancellation_are_allowed() -> None:
     path = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED]
-    for current, proposed in zip(path, path[1:], strict=False):
+    for current, proposed in itertools.pairwise(path):
         check_transition(current, proposed)
     check_transition(StateType.RUNNING, StateType.CANCELLING)
     check_transition(StateType.CANCELLING, StateType.CANCELLED)

@@ -86,9 +86,7 @@ class Executor:
     def _kill_process(self, handle: RunHandle) -> asyncio.Task[int] | None:
         if handle.process is None:
             return None  # not started yet: _attempt kills it as soon as it exists
-        return asyncio.get_running_loop().create_task(
-            handle.process.kill(self._kill_grace_seconds)
-        )
+        return asyncio.get_running_loop().create_task(handle.process.kill(self._kill_grace_seconds))
 
     async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         final: FlowRun | None = None

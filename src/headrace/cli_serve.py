@@ -1,0 +1,156 @@
+"""What ``headrace serve`` does once its options are read: load, register, serve, drain.
+
+The flow is loaded in this process (so a bad entrypoint is reported before
+anything starts), registered under an absolute entrypoint (so the runner's
+child processes find it from any directory), and served by a ``Runner`` until
+SIGTERM or Ctrl-C, which drain it gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from headrace.cli_params import UsageProblem
+from headrace.exceptions import HeadraceError
+from headrace.settings import Settings
+
+if TYPE_CHECKING:
+    from headrace.deployments import Deployment
+    from headrace.runner import Runner
+    from headrace.schedules import DeploymentSchedule
+
+READY_POLL_SECONDS = 0.05
+
+
+def schedules_from_options(
+    cron: str | None, interval: float | None, rrule: str | None, timezone: str | None
+) -> list[DeploymentSchedule]:
+    """The schedule the options describe (at most one), or a usage error naming the problem."""
+    from pydantic import ValidationError
+
+    from headrace.schedules import construct_schedule
+
+    options = {"--cron": cron, "--interval": interval, "--rrule": rrule}
+    given = [flag for flag, value in options.items() if value is not None]
+    if len(given) > 1:
+        raise UsageProblem(
+            f"Give at most one of --cron, --interval, --rrule (got {', '.join(given)})"
+        )
+    if timezone is not None and not given:
+        raise UsageProblem("--timezone needs --cron, --interval or --rrule")
+    try:
+        schedule = construct_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
+    except ValidationError as exc:
+        messages = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
+        raise UsageProblem("; ".join(messages)) from None
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    return [] if schedule is None else [schedule]
+
+
+def absolute_entrypoint(entrypoint: str) -> str:
+    """A file entrypoint with its path made absolute; ``module:func`` as it is."""
+    from headrace.entrypoints import is_file_entrypoint, split_entrypoint
+
+    where, func = split_entrypoint(entrypoint)
+    if not is_file_entrypoint(entrypoint):
+        return entrypoint
+    return f"{Path(where).expanduser().resolve()}:{func}"
+
+
+def configure_logging(level: str) -> None:
+    """headrace's own lines (and its runs' lines) at ``level``; other libraries' warnings."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)-8s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("headrace").setLevel(level.upper())
+
+
+async def serve_entrypoint(
+    settings: Settings,
+    entrypoint: str,
+    options: dict[str, Any],
+    *,
+    webserver: bool,
+    console: Console,
+) -> None:
+    """Serve the flow ``entrypoint`` names as one deployment until stopped."""
+    from headrace.entrypoints import is_file_entrypoint, load_flow_from_entrypoint
+    from headrace.runner import Runner
+
+    absolute = absolute_entrypoint(entrypoint)
+    if not is_file_entrypoint(entrypoint) and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does
+    flow = load_flow_from_entrypoint(entrypoint)
+    runner = Runner(settings=settings, webserver=webserver)
+    deployment_id = await runner.add_flow(flow, entrypoint=absolute, **options)
+    deployment = runner.deployments[deployment_id]
+    await serve_until_stopped(
+        runner, webserver, lambda: console.print(banner(runner, deployment, webserver=webserver))
+    )
+
+
+async def serve_until_stopped(
+    runner: Runner, webserver: bool, on_ready: Callable[[], None]
+) -> None:
+    """Start the runner, call ``on_ready`` once it has polled, and return when it has stopped.
+
+    A SIGTERM or Ctrl-C that lands before the runner installs its own handlers
+    is remembered and honoured once it is up, so an early signal still drains.
+    """
+    early_stop = asyncio.Event()
+    if runner.handle_signals and threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, early_stop.set)
+    task = asyncio.create_task(runner.start(webserver=webserver))
+    try:
+        while runner.last_polled is None and not task.done():  # noqa: ASYNC110 (no event)
+            await asyncio.sleep(READY_POLL_SECONDS)
+        if not task.done():
+            on_ready()
+        if early_stop.is_set():
+            await runner.stop()
+        await task
+    except OSError as exc:
+        raise HeadraceError(f"Cannot serve: {exc}") from exc
+
+
+def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
+    """One line: what is served, how to trigger it, how to stop."""
+    from headrace.cli_output import deployment_label, describe_schedules
+
+    label = deployment_label(deployment)
+    text = Text.assemble("Serving ", (label, "bold"), f" ({deployment.id})")
+    if deployment.schedules:
+        text.append(f" · {describe_schedules(deployment)}")
+    if webserver:
+        url = f"{base_url(runner.settings)}/deployment/{deployment.id}/run"
+        text.append(" · trigger: POST ").append(url, style="cyan")
+    else:
+        text.append(f" · trigger: headrace run {label}")
+    text.append(" · Ctrl-C to stop", style="dim")
+    return text
+
+
+def base_url(settings: Settings) -> str:
+    """Where the runner's webserver answers, as a client would write it."""
+    host = settings.runner_server_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.runner_server_port}"

@@ -1,0 +1,201 @@
+"""The import space: the flows ``POST /flow/run`` may start, found without running strangers' code.
+
+A runner's import space is every flow bound to a name in the modules of its
+deployments' entrypoints (so also the flows those modules import): the
+reference's rule. The reference found a requested flow by importing whatever
+file the caller named and only then checked it; here an entrypoint outside the
+import space is refused *before* anything is executed, unless unmanaged flows
+are allowed. Inside it, a module that has not changed since the server was
+built is used as it is; a changed file is loaded again, which is how a changed
+parameter schema is noticed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from headrace.deployments import Deployment
+from headrace.entrypoints import (
+    flows_in_module,
+    is_file_entrypoint,
+    load_flow_from_entrypoint,
+    load_script_as_module,
+    module_of_entrypoint,
+    split_entrypoint,
+)
+from headrace.exceptions import (
+    EntrypointAttributeNotFound,
+    EntrypointError,
+    EntrypointFileNotFound,
+    EntrypointModuleNotFound,
+    InvalidEntrypoint,
+    NotAFlow,
+)
+from headrace.flows import Flow
+
+logger = logging.getLogger(__name__)
+
+AnyFlow = Flow[..., Any]
+
+
+@dataclass
+class ImportSpace:
+    """Flow name -> parameter schema, plus the files and modules those flows come from."""
+
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[Path, tuple[int, ModuleType]] = field(default_factory=dict)
+    modules: set[str] = field(default_factory=set)
+
+    def add_module(self, module: ModuleType) -> None:
+        self._remember(module)
+        for flow in flows_in_module(module):
+            self.add_flow(flow)
+
+    def add_flow(self, flow: AnyFlow) -> None:
+        self.schemas.setdefault(flow.name, flow.parameters.model_dump())
+        defining = sys.modules.get(getattr(flow.fn, "__module__", "") or "")
+        if defining is not None:
+            self._remember(defining)
+
+    def _remember(self, module: ModuleType) -> None:
+        self.modules.add(module.__name__)
+        path = _module_file(module)
+        if path is not None:
+            self.files.setdefault(path, (_mtime_ns(path), module))
+
+    def is_managed(self, flow: AnyFlow) -> bool:
+        return flow.name in self.schemas
+
+    def schema_changed(self, flow: AnyFlow) -> bool:
+        known = self.schemas.get(flow.name)
+        return known is not None and known != flow.parameters.model_dump()
+
+    def find_flow(self, entrypoint: str, *, allow_unmanaged: bool) -> AnyFlow | None:
+        """The flow ``entrypoint`` names, or None when it lies outside the import space.
+
+        Raises an ``EntrypointError`` when there is no such flow. Outside the
+        import space nothing is loaded unless ``allow_unmanaged``. May execute
+        a script (a changed or allowed one): call it off the event loop.
+        """
+        where, name = split_entrypoint(entrypoint)
+        if is_file_entrypoint(entrypoint):
+            return self._find_in_file(resolve_script(where), name, allow_unmanaged)
+        module = sys.modules.get(where)
+        if module is not None:
+            return _flow_attribute(module, where, name)
+        if where not in self.modules and not allow_unmanaged:
+            if not _importable(where):
+                raise EntrypointModuleNotFound(f"Module not found: {where!r}")
+            return None
+        return load_flow_from_entrypoint(entrypoint)
+
+    def _find_in_file(self, path: Path, name: str, allow_unmanaged: bool) -> AnyFlow | None:
+        known = self.files.get(path)
+        if known is not None and known[0] == _mtime_ns(path):
+            return _flow_attribute(known[1], str(path), name)
+        if known is None and not allow_unmanaged:
+            return None
+        return _flow_attribute(load_script_as_module(path), str(path), name)
+
+
+def collect_import_space(
+    deployments: Iterable[Deployment], flows: Iterable[AnyFlow]
+) -> ImportSpace:
+    """Load each deployment's entrypoint module and note every flow in it."""
+    space = ImportSpace()
+    for deployment in deployments:
+        if not deployment.entrypoint:
+            continue
+        try:
+            space.add_module(_entrypoint_module(deployment.entrypoint))
+        except EntrypointError as exc:
+            logger.warning(
+                "Deployment %r: cannot load %r for the webserver: %s",
+                deployment.name,
+                deployment.entrypoint,
+                exc,
+            )
+    for flow in flows:
+        space.add_flow(flow)
+    return space
+
+
+def resolve_script(where: str) -> Path:
+    """The absolute path of a ``.py`` entrypoint file, checked without reading it."""
+    try:
+        candidate = Path(where).expanduser()
+        path = (candidate if candidate.is_absolute() else Path.cwd() / candidate).resolve()
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InvalidEntrypoint("The entrypoint's path is not usable") from exc
+    if path.suffix != ".py":
+        raise InvalidEntrypoint("Only .py files can be entrypoints")
+    if not exists:
+        raise EntrypointFileNotFound(f"File not found: {where!r}")
+    if not is_file:
+        raise InvalidEntrypoint(f"{where!r} is not a file")
+    return path
+
+
+def absolute_entrypoint(entrypoint: str) -> str:
+    """The entrypoint with a file path made absolute, so a child process finds it anywhere."""
+    if not is_file_entrypoint(entrypoint):
+        return entrypoint
+    where, name = split_entrypoint(entrypoint)
+    return f"{resolve_script(where)}:{name}"
+
+
+def _entrypoint_module(entrypoint: str) -> ModuleType:
+    """The module an entrypoint lives in, reusing one already loaded from the same file."""
+    where, _ = split_entrypoint(entrypoint)
+    if not is_file_entrypoint(entrypoint):
+        module = sys.modules.get(where)
+        return module if module is not None else module_of_entrypoint(entrypoint)
+    path = resolve_script(where)
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.endswith(path.name) and _module_file(module) == path:
+            return module  # e.g. ``__main__``: do not run the user's script a second time
+    return load_script_as_module(path)
+
+
+def _flow_attribute(module: ModuleType, where: str, name: str) -> AnyFlow:
+    value = getattr(module, name, None)
+    if value is None and not hasattr(module, name):
+        raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}")
+    if not isinstance(value, Flow):
+        raise NotAFlow(f"{name!r} in {where!r} is not a flow")
+    return value
+
+
+def _importable(module_name: str) -> bool:
+    """Whether the top-level package exists, found without executing anything."""
+    top = module_name.partition(".")[0]
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _module_file(module: ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    try:
+        return Path(file).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1

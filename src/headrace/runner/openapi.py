@@ -1,0 +1,111 @@
+"""The OpenAPI document: each deployment's run route documents that deployment's parameters.
+
+A deployment's parameter schema keeps nested models under ``definitions`` with
+``#/definitions/X`` references. In the document those models move to
+``components.schemas`` and every reference is rewritten to match, so the
+request body of ``POST /deployment/{id}/run`` is the schema and resolves. Two
+deployments may each define a model of the same name with different fields;
+the second is renamed rather than silently merged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+REF_PREFIXES = ("#/definitions/", "#/$defs/")
+COMPONENTS_PREFIX = "#/components/schemas/"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class RunnerApp(FastAPI):
+    """A FastAPI app whose OpenAPI document carries the deployments' parameter schemas."""
+
+    request_bodies: dict[str, dict[str, Any]]
+    """Path of a POST route -> the JSON schema of its body, ``definitions`` included."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            document = get_openapi(
+                title=self.title,
+                version=self.version,
+                openapi_version=self.openapi_version,
+                description=self.description,
+                routes=self.routes,
+            )
+            self.openapi_schema = inject_request_bodies(
+                document, getattr(self, "request_bodies", {})
+            )
+        return self.openapi_schema
+
+
+def inject_request_bodies(
+    document: dict[str, Any], bodies: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Put each schema in ``bodies`` on its path's POST operation, its models in components."""
+    components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for path, schema in bodies.items():
+        operation = document.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        body = move_definitions(schema, components, salt=path)
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": body}},
+        }
+    return document
+
+
+def move_definitions(
+    schema: Mapping[str, Any], components: dict[str, Any], *, salt: str = ""
+) -> dict[str, Any]:
+    """``schema`` without its definitions, which go to ``components`` (renamed on conflict)."""
+    body = copy.deepcopy(dict(schema))
+    definitions: dict[str, Any] = body.pop("definitions", None) or {}
+    definitions.update(body.pop("$defs", None) or {})
+    plain = {name: _UNSAFE_NAME.sub("_", name) or "Model" for name in definitions}
+    names = {
+        name: _component_name(plain[name], rewrite_refs(definition, plain), components, salt)
+        for name, definition in definitions.items()
+    }
+    for name, definition in definitions.items():
+        components[names[name]] = rewrite_refs(definition, names)
+    rewritten: dict[str, Any] = rewrite_refs(body, names)
+    return rewritten
+
+
+def _component_name(name: str, definition: Any, components: Mapping[str, Any], salt: str) -> str:
+    """``name``, unless components already hold a different schema under it."""
+    if name not in components or components[name] == definition:
+        return name
+    digest = hashlib.sha256((salt + json.dumps(definition, sort_keys=True)).encode()).hexdigest()
+    return f"{name}_{digest[:8]}"
+
+
+def rewrite_refs(value: Any, names: Mapping[str, str]) -> Any:
+    """A copy of ``value`` with local definition references pointing into components."""
+    if isinstance(value, dict):
+        return {
+            key: _rewrite_ref(item, names) if key == "$ref" else rewrite_refs(item, names)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [rewrite_refs(item, names) for item in value]
+    return value
+
+
+def _rewrite_ref(ref: Any, names: Mapping[str, str]) -> Any:
+    if not isinstance(ref, str):
+        return ref
+    for prefix in REF_PREFIXES:
+        if ref.startswith(prefix):
+            name = ref[len(prefix) :]
+            return COMPONENTS_PREFIX + names.get(name, _UNSAFE_NAME.sub("_", name))
+    return ref

@@ -1,0 +1,193 @@
+"""The trigger routes: ``POST /deployment/{id}/run`` (one per deployment) and ``POST /flow/run``.
+
+Both share one path to the queue: backpressure (429 with ``Retry-After`` once
+the backlog is full), idempotency (an ``Idempotency-Key`` the store has seen
+gives back its run with 200, never a second run), the run committed before the
+answer, the runner woken so the run starts at once, and ``?wait=SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Header, Query
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headrace.client import new_run_for_deployment
+from headrace.deployments import Deployment
+from headrace.exceptions import EntrypointError
+from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.runner.backlog import QUEUE_DEPTH_HEADER
+from headrace.runner.context import ServerContext
+from headrace.runner.importspace import AnyFlow, absolute_entrypoint
+from headrace.runner.responses import (
+    json_response,
+    message,
+    raw_json_response,
+    read_json_object,
+    run_json,
+)
+from headrace.runner.watch import MAX_WAIT_SECONDS, wait_for_end
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_CHANGED = "A change in flow parameters has been detected. Please restart the runner."
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+"""Printable ASCII without spaces, at most 255 characters."""
+
+Wait = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the run to end: 200 with the finished run if it "
+        "ends in time, else 202 with a Location to poll.",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Repeat a request safely: the same key returns the same run (200).",
+    ),
+]
+Endpoint = Callable[..., Awaitable[Response]]
+
+TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The run of a known Idempotency-Key, or (with ?wait) the ended run"},
+    202: {"description": "With ?wait: the run has not ended yet; poll its Location"},
+    400: {"description": "Invalid body or parameters; `errors` names each parameter"},
+    429: {"description": "The backlog is full: retry after `Retry-After` seconds"},
+}
+
+
+class FlowRunRequest(BaseModel):
+    """The body of ``POST /flow/run``."""
+
+    entrypoint: str = Field(min_length=1, max_length=4096)
+    parameters: dict[str, Any] | None = None
+    parent_task_run_id: UUID | None = None
+
+
+def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
+    """The handler of ``POST /deployment/<id>/run`` for one deployment."""
+
+    async def run_deployment(
+        request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        parameters = await read_json_object(request, empty={})
+        new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
+        return await queue_run(ctx, new, wait, id_only=True)
+
+    return run_deployment
+
+
+def flow_endpoint(ctx: ServerContext) -> Endpoint:
+    """The handler of ``POST /flow/run``: any managed flow, by entrypoint."""
+
+    async def run_flow(
+        request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        body = await read_json_object(request)
+        try:
+            wanted = FlowRunRequest.model_validate(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            return json_response({"message": "Invalid request body", "errors": errors}, 400)
+        try:
+            flow = await asyncio.to_thread(
+                ctx.space.find_flow,
+                wanted.entrypoint,
+                allow_unmanaged=ctx.settings.runner_server_allow_unmanaged_flows,
+            )
+        except EntrypointError as exc:
+            logger.info("POST /flow/run: %r: %s", wanted.entrypoint[:200], exc)
+            return message("Flow not found", 404)
+        refusal = _check_managed(ctx, flow, wanted.entrypoint)
+        if refusal is not None:
+            return refusal
+        assert flow is not None
+        return await queue_run(ctx, _new_flow_run(ctx, flow, wanted, idempotency_key), wait)
+
+    return run_flow
+
+
+def _check_managed(ctx: ServerContext, flow: AnyFlow | None, entrypoint: str) -> Response | None:
+    """403 for a flow outside the import space, unless unmanaged flows are allowed."""
+    if flow is not None and ctx.space.is_managed(flow):
+        if ctx.space.schema_changed(flow):
+            logger.warning(SCHEMA_CHANGED)
+        return None
+    if not ctx.settings.runner_server_allow_unmanaged_flows:
+        return message(
+            "This flow is not in the import space of the served deployments; set "
+            "HEADRACE_RUNNER_SERVER_ALLOW_UNMANAGED_FLOWS=true to allow it",
+            403,
+        )
+    logger.warning(
+        "Running unmanaged flow %r: it is outside the import space of the served "
+        "deployments (HEADRACE_RUNNER_SERVER_ALLOW_UNMANAGED_FLOWS=true)",
+        entrypoint[:200],
+    )
+    return None
+
+
+def _new_flow_run(
+    ctx: ServerContext, flow: AnyFlow, wanted: FlowRunRequest, idempotency_key: str | None
+) -> NewFlowRun:
+    """An ad-hoc run of ``flow`` addressed to this runner; raises on invalid parameters."""
+    return NewFlowRun(
+        flow_name=flow.name,
+        entrypoint=absolute_entrypoint(wanted.entrypoint),
+        parameters=flow.validate_json_parameters(wanted.parameters or {}),
+        parent_task_run_id=wanted.parent_task_run_id,
+        idempotency_key=idempotency_key,
+        max_retries=flow.retries,
+        retry_delay_seconds=flow.retry_delay_seconds,
+        timeout_seconds=flow.timeout_seconds,
+        runner_name=ctx.runner.name,
+    )
+
+
+async def queue_run(
+    ctx: ServerContext, new: NewFlowRun, wait: float | None, *, id_only: bool = False
+) -> Response:
+    """Queue ``new`` unless the backlog is full; answer 201, 200 (known key), 202 or 429."""
+    backlog = ctx.backlog
+    depth = await backlog.depth()
+    if backlog.is_full(depth):
+        return message(
+            f"The runner's backlog is full ({depth} queued runs); retry later",
+            429,
+            {"Retry-After": str(backlog.retry_after_seconds), QUEUE_DEPTH_HEADER: str(depth)},
+        )
+    run, created = await ctx.store.create_flow_run(new)
+    if created:
+        backlog.queued()
+        depth += 1
+        ctx.runner.wake()
+    headers = {QUEUE_DEPTH_HEADER: str(depth)}
+    if wait is not None:
+        return await _waited(ctx, run, wait, headers, id_only=id_only)
+    status = 201 if created else 200
+    if id_only:
+        return raw_json_response(f'{{"flow_run_id":"{run.id}"}}', status, headers)
+    return raw_json_response(run.model_dump_json(), status, headers)
+
+
+async def _waited(
+    ctx: ServerContext, run: FlowRun, wait: float, headers: dict[str, str], *, id_only: bool
+) -> Response:
+    run = await wait_for_end(ctx.store, run.id, wait, lambda: ctx.closing)
+    body = run_json(run, flow_run_id=str(run.id)) if id_only else run_json(run)
+    if run.state.is_terminal:
+        return json_response(body, 200, headers)
+    headers["Location"] = f"/flow_runs/{run.id}"
+    return json_response(body, 202, headers)

@@ -1,0 +1,245 @@
+"""Submitting runs to a runner's webserver over HTTP, and waiting for them.
+
+``submit_to_runner`` posts to ``POST /flow/run`` of the runner at
+``HEADRACE_RUNNER_SERVER_HOST``/``PORT`` (with ``HEADRACE_API_KEY`` when set),
+retrying while the runner's backlog is full (429, after ``Retry-After``) for a
+bounded time. ``wait_for_submitted_runs`` polls ``GET /flow_runs/{id}`` until
+the runs have ended, also bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, overload
+from uuid import UUID
+
+import httpx
+
+from headrace.exceptions import (
+    ParameterValidationError,
+    RunnerUnreachable,
+    SubmissionError,
+)
+from headrace.flow_runs import FlowRun
+from headrace.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from headrace.flows import Flow
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_RETRY_SECONDS = 60.0
+"""How long ``submit_to_runner`` keeps retrying a busy runner (429, 503) in total."""
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+WAIT_TIMEOUT_SECONDS = 3600.0
+POLL_SECONDS = 1.0
+RETRIED_STATUSES = frozenset({429, 503})
+BIND_ALL = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+_submitted: list[UUID] = []
+_submitted_lock = threading.Lock()
+
+
+@overload
+def submit_to_runner(
+    flow: Flow[Any, Any] | str,
+    parameters: dict[str, Any] | None = None,
+    retry_failed_submissions: bool = True,
+    *,
+    parent_task_run_id: UUID | None = None,
+    settings: Settings | None = None,
+    max_retry_seconds: float = MAX_RETRY_SECONDS,
+    transport: httpx.BaseTransport | None = None,
+) -> FlowRun: ...
+
+
+@overload
+def submit_to_runner(
+    flow: Flow[Any, Any] | str,
+    parameters: list[dict[str, Any]],
+    retry_failed_submissions: bool = True,
+    *,
+    parent_task_run_id: UUID | None = None,
+    settings: Settings | None = None,
+    max_retry_seconds: float = MAX_RETRY_SECONDS,
+    transport: httpx.BaseTransport | None = None,
+) -> list[FlowRun]: ...
+
+
+def submit_to_runner(
+    flow: Flow[Any, Any] | str,
+    parameters: dict[str, Any] | list[dict[str, Any]] | None = None,
+    retry_failed_submissions: bool = True,
+    *,
+    parent_task_run_id: UUID | None = None,
+    settings: Settings | None = None,
+    max_retry_seconds: float = MAX_RETRY_SECONDS,
+    transport: httpx.BaseTransport | None = None,
+) -> FlowRun | list[FlowRun]:
+    """Run ``flow`` on the local runner's webserver: one run per parameter dict.
+
+    ``flow`` is a flow object, or an entrypoint string. A list of parameter
+    dicts gives a list of runs. A full backlog (429) or an unavailable store
+    (503) is retried after ``Retry-After`` for up to ``max_retry_seconds``
+    unless ``retry_failed_submissions`` is false. Raises
+    ``ParameterValidationError`` for invalid parameters, ``RunnerUnreachable``
+    when no webserver answers, ``SubmissionError`` when it refuses.
+    ``transport`` replaces the network (an ``httpx`` transport, for tests).
+    """
+    entrypoint = flow if isinstance(flow, str) else _entrypoint(flow)
+    batch = parameters if isinstance(parameters, list) else [parameters or {}]
+    settings = settings or load_settings()
+    budget = max_retry_seconds if retry_failed_submissions else 0.0
+    runs: list[FlowRun] = []
+    with _http_client(settings, transport) as http:
+        for params in batch:
+            body = {
+                "entrypoint": entrypoint,
+                "parameters": params,
+                "parent_task_run_id": str(parent_task_run_id) if parent_task_run_id else None,
+            }
+            response = _post_with_retries(http, "/flow/run", body, budget)
+            runs.append(FlowRun.model_validate(response.json()))
+    with _submitted_lock:
+        _submitted.extend(run.id for run in runs)
+    return runs if isinstance(parameters, list) else runs[0]
+
+
+def wait_for_submitted_runs(
+    flow_run_filter: Iterable[UUID | FlowRun] | UUID | FlowRun | None = None,
+    timeout: float | None = WAIT_TIMEOUT_SECONDS,
+    *,
+    poll_seconds: float = POLL_SECONDS,
+    settings: Settings | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> list[FlowRun]:
+    """Wait until the given runs (by default: every run this process submitted) have ended.
+
+    Returns them in their final states, in the order given. Raises
+    ``TimeoutError`` naming the runs still going after ``timeout`` seconds
+    (``None``: no bound).
+    """
+    ids = _ids(flow_run_filter)
+    settings = settings or load_settings()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    finished: dict[UUID, FlowRun] = {}
+    with _http_client(settings, transport) as http:
+        while True:
+            for flow_run_id in ids:
+                if flow_run_id not in finished:
+                    run = _read_run(http, flow_run_id)
+                    if run.state.is_terminal:
+                        finished[flow_run_id] = run
+            if len(finished) == len(ids):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                going = [str(i) for i in ids if i not in finished]
+                raise TimeoutError(f"Flow runs still not finished after {timeout}s: {going}")
+            left = None if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, poll_seconds if left is None else min(poll_seconds, left)))
+    if flow_run_filter is None:
+        with _submitted_lock:
+            _submitted[:] = [i for i in _submitted if i not in finished]
+    return [finished[i] for i in ids]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def runner_url(settings: Settings) -> str:
+    """The base URL of the local runner's webserver, from its host and port settings."""
+    host = settings.runner_server_host.strip("[]")
+    host = BIND_ALL.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.runner_server_port}"
+
+
+def _http_client(settings: Settings, transport: httpx.BaseTransport | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    return httpx.Client(
+        base_url=runner_url(settings),
+        headers=headers,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        transport=transport,
+    )
+
+
+def _entrypoint(flow: Flow[Any, Any]) -> str:
+    from headrace.deployments import entrypoint_of
+    from headrace.flows import Flow
+
+    if not isinstance(flow, Flow):
+        raise TypeError(f"submit_to_runner needs a flow (decorated with @flow), got {flow!r}")
+    return entrypoint_of(flow)
+
+
+def _post_with_retries(
+    http: httpx.Client, path: str, body: dict[str, Any], budget_seconds: float
+) -> httpx.Response:
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        response = _send(http, "POST", path, json=body)
+        if response.status_code not in RETRIED_STATUSES:
+            return _checked(response)
+        delay = _retry_after(response)
+        if time.monotonic() + delay > deadline:
+            return _checked(response)
+        time.sleep(delay)
+
+
+def _read_run(http: httpx.Client, flow_run_id: UUID) -> FlowRun:
+    response = _checked(_send(http, "GET", f"/flow_runs/{flow_run_id}"))
+    return FlowRun.model_validate(response.json())
+
+
+def _send(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise RunnerUnreachable(
+            f"No runner webserver answers at {http.base_url} ({type(exc).__name__}). "
+            "Start one with `headrace serve PATH:FUNC` or `Runner(webserver=True)`, or set "
+            "HEADRACE_RUNNER_SERVER_ENABLE=true; HEADRACE_RUNNER_SERVER_HOST/PORT say where "
+            "it listens."
+        ) from exc
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    """The response if it succeeded; else the error it means."""
+    if response.is_success:
+        return response
+    detail = _body(response)
+    text = str(detail.get("message") or response.reason_phrase)
+    if response.status_code == 400 and isinstance(detail.get("errors"), list):
+        raise ParameterValidationError(detail["errors"], text)
+    if response.status_code == 401:
+        raise SubmissionError(
+            "The runner webserver refused the request: set HEADRACE_API_KEY to its key"
+        )
+    raise SubmissionError(f"The runner webserver answered {response.status_code}: {text}")
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _ids(flow_runs: Iterable[UUID | FlowRun] | UUID | FlowRun | None) -> list[UUID]:
+    if flow_runs is None:
+        with _submitted_lock:
+            return list(dict.fromkeys(_submitted))
+    if isinstance(flow_runs, UUID | FlowRun):
+        flow_runs = [flow_runs]
+    return list(dict.fromkeys(run.id if isinstance(run, FlowRun) else run for run in flow_runs))

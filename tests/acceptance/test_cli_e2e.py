@@ -1,0 +1,194 @@
+"""End to end in real processes: ``headrace serve`` in one, ``headrace run --watch`` in another.
+
+The server is started with ``Popen`` on a free port of 127.0.0.1 and a fresh
+``HEADRACE_HOME``, driven through the CLI and its advertised trigger URL, and
+stopped with SIGTERM (a graceful drain that exits 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 30
+COMMAND_SECONDS = 60
+SHUTDOWN_SECONDS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Lines:
+    """A process's output read line by line on a thread, so every wait has a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        try:
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
+        except (ValueError, OSError):  # closed under us: the test is over
+            pass
+        self._queue.put(None)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def wait_for(self, accept: Callable[[str], bool], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"output ended before {what}: {self.seen}")
+            self.seen.append(line)
+            if accept(line):
+                return line
+        raise AssertionError(f"no {what} within {timeout}s: {self.seen}")
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(
+        HEADRACE_HOME=str(tmp_path / "home"),
+        HEADRACE_RUNNER_POLL_FREQUENCY="0.2",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("COLUMNS", None)
+    return env
+
+
+def headrace(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headrace", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+    )
+
+
+@pytest.fixture
+def served(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``headrace serve tests/flows/basic.py:add`` until the test stops it (or it is killed)."""
+    port = free_port()
+    command = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:add"]
+    command += ["--name", "e2e", "--host", "127.0.0.1", "--port", str(port), "--param", "y=1"]
+    with (
+        (tmp_path / "serve.log").open("w") as log,
+        subprocess.Popen(
+            command, env=cli_env, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True
+        ) as process,
+    ):
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        try:
+            banner = lines.wait_for(lambda s: s.startswith("Serving "), STARTUP_SECONDS, "banner")
+            yield process, banner
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(SHUTDOWN_SECONDS)
+            lines.join(SHUTDOWN_SECONDS)
+
+
+def test_serve_run_watch_logs_and_sigterm(
+    served: tuple[subprocess.Popen[str], str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    process, banner = served
+    match = re.search(r"Serving add/e2e \(([0-9a-f-]{36})\).*POST (http://\S+/run)", banner)
+    assert match, banner
+    deployment_id, trigger_url = match.groups()
+    assert trigger_url.endswith(f"/deployment/{deployment_id}/run")
+    assert trigger_url.startswith("http://127.0.0.1:")
+
+    # `run --watch` in another process: state, logs, result, exit code 0.
+    watched = headrace(cli_env, "run", "add/e2e", "--param", "x=1", "--watch")
+    assert watched.returncode == 0, (watched.stdout, watched.stderr)
+    out = watched.stdout.splitlines()
+    run_id = out[0]
+    assert "adding 1 and 1" in watched.stdout
+    assert re.fullmatch(r"Flow run \S+ COMPLETED after \S+; result: 2", out[-1]), out[-1]
+
+    logs = headrace(cli_env, "runs", "logs", run_id)
+    assert logs.returncode == 0, logs.stderr
+    assert "adding 1 and 1" in logs.stdout and "about to return" in logs.stdout
+
+    # The advertised trigger URL works, and `runs logs --follow` waits for that run.
+    response = httpx.post(trigger_url, json={"x": 5}, timeout=COMMAND_SECONDS)
+    assert response.status_code == 201, response.text
+    http_run = response.json()["flow_run_id"]
+    followed = headrace(cli_env, "runs", "logs", http_run, "--follow")
+    assert followed.returncode == 0, followed.stderr
+    assert "adding 5 and 1" in followed.stdout
+
+    listed = json.loads(headrace(cli_env, "runs", "ls", "--json").stdout)
+    assert [run["id"] for run in listed] == [http_run, run_id]  # newest first
+    assert {run["state"]["type"] for run in listed} == {"COMPLETED"}
+
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(SHUTDOWN_SECONDS) == 0
+    assert time.monotonic() - started < SHUTDOWN_SECONDS
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_ctrl_c_stops_watching_and_leaves_the_run_alone(
+    served: tuple[subprocess.Popen[str], str], cli_env: dict[str, str]
+) -> None:
+    process, _ = served
+    process.send_signal(signal.SIGTERM)  # nothing serves the deployment now: runs stay queued
+    assert process.wait(SHUTDOWN_SECONDS) == 0
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "headrace", "run", "add/e2e", "-p", "x=1", "--watch"],
+        env=cli_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as watcher:
+        assert watcher.stdout is not None and watcher.stderr is not None
+        lines = Lines(watcher.stdout)
+        try:
+            run_id = lines.wait_for(lambda s: bool(s.strip()), COMMAND_SECONDS, "the run id")
+            lines.wait_for(lambda s: "SCHEDULED" in s, COMMAND_SECONDS, "the first state")
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(COMMAND_SECONDS) == 130
+            assert "Ctrl-C" in watcher.stderr.read()
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+            watcher.wait(SHUTDOWN_SECONDS)
+            lines.join(SHUTDOWN_SECONDS)
+
+    inspected = json.loads(headrace(cli_env, "runs", "inspect", run_id, "--json").stdout)
+    assert inspected["state"]["type"] == "SCHEDULED"

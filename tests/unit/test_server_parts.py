@@ -1,0 +1,133 @@
+"""Small parts of the webserver: request bodies, the backlog estimate, loopback detection."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from headrace.runner import backlog as backlog_module
+from headrace.runner.backlog import Backlog
+from headrace.runner.responses import BadRequestBody, read_json_object
+from headrace.runner.server import _is_loopback
+
+
+def _request(body: bytes) -> Request:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "headers": []}, receive)
+
+
+async def test_json_objects_pass_and_empty_means_the_default() -> None:
+    assert await read_json_object(_request(b'{"a": [1, {"b": "c"}]}')) == {"a": [1, {"b": "c"}]}
+    assert await read_json_object(_request(b"  "), empty={}) == {}
+    with pytest.raises(BadRequestBody):
+        await read_json_object(_request(b""))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b"1",
+        b"{",
+        b'{"a": NaN}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"a\\u0000": 1}',
+        b'{"a": ["\\u0000"]}',
+        b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"a": 1' + b"0" * 5000 + b"}",
+    ],
+)
+async def test_bodies_the_store_cannot_keep_are_refused(body: bytes) -> None:
+    with pytest.raises(BadRequestBody):
+        await read_json_object(_request(body))
+
+
+async def test_strings_that_merely_look_like_nul_are_fine() -> None:
+    body = json.dumps({"a": "\\u0000", "deep": [[["x"]]]}).encode()
+    assert await read_json_object(_request(body)) == {"a": "\\u0000", "deep": [[["x"]]]}
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.depth = 0
+        self.counts = 0
+
+    async def count_queued_runs(self, deployment_ids: Any, runner_name: Any, *, cap: int) -> int:
+        self.counts += 1
+        return min(self.depth, cap)
+
+
+async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _Store()
+    runner = SimpleNamespace(store=store, deployment_ids=set(), name="r", query_seconds=0.2)
+    backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
+    assert await backlog.depth() == 0
+    assert store.counts == 1
+    for _ in range(10):
+        backlog.queued()
+        await backlog.depth()
+    assert store.counts == 1, "far below the limit: estimated"
+    for _ in range(8):
+        backlog.queued()
+    store.depth = 18
+    assert await backlog.depth() == 18
+    assert store.counts == 2, "within the margin of the limit: counted"
+    store.depth = 20
+    assert backlog.is_full(await backlog.depth())
+    assert backlog.retry_after_seconds == 1
+    store.depth = 0
+    assert await backlog.depth() == 0
+    monkeypatch.setattr(backlog_module, "MAX_ESTIMATE_AGE_SECONDS", 0.0)
+    await backlog.depth()
+    await backlog.depth()
+    assert store.counts == 6, "a stale estimate is counted again"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.org", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert _is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("host", "api_key", "warned"),
+    [("0.0.0.0", None, True), ("0.0.0.0", "k", False), ("localhost", None, False)],
+)
+def test_exposed_without_a_key_is_warned_about(
+    caplog: pytest.LogCaptureFixture, tmp_path: Any, host: str, api_key: str | None, warned: bool
+) -> None:
+    from headrace.runner.server import _warn_if_exposed
+    from headrace.settings import Settings
+
+    settings = Settings(home=tmp_path, runner_server_host=host, api_key=api_key)
+    with caplog.at_level("WARNING", logger="headrace.runner.server"):
+        _warn_if_exposed(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    assert ("without an API key" in caplog.text) is warned
