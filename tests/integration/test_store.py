@@ -194,10 +194,16 @@ def test_ad_hoc_runs_are_claimed_only_by_their_runner(store: SQLStore) -> None:
     assert store.count_queued_runs([], "alpha", cap=10) == 0
 
 
-def _claim_all(url: str, deployment_id: str, out: multiprocessing.Queue[list[str]]) -> None:
+def _claim_all(
+    url: str,
+    deployment_id: str,
+    out: multiprocessing.Queue[list[str]],
+    start: threading.Barrier,
+) -> None:
     store = SQLStore(url, migrate=False)
     runner = RunnerRecord(name=f"claimer-{uuid4().hex[:6]}")
     won: list[str] = []
+    start.wait(timeout=60)  # every claimer is connected before any claims
     while True:
         claimed = store.claim_runs(deployment_ids=[UUID(deployment_id)], runner=runner, limit=3)
         if not claimed:
@@ -214,8 +220,9 @@ def test_concurrent_claimers_in_separate_processes_never_share_a_run(
     ids = {str(i) for i in queue_runs(store, deployment.id, 300)}
     context = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[list[str]] = context.Queue()
+    start = context.Barrier(4)
     workers = [
-        context.Process(target=_claim_all, args=(database_url, str(deployment.id), out))
+        context.Process(target=_claim_all, args=(database_url, str(deployment.id), out, start))
         for _ in range(4)
     ]
     for worker in workers:
