@@ -105,7 +105,7 @@ class Executor:
         if job is None:
             return await self._persist(run, _crashed("The flow run has no entrypoint to load"))
         try:
-            handle.process = self._starter.start(job)
+            handle.process = await self._starter.start(job)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
             return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))

@@ -1,57 +1,55 @@
 """Starting and stopping a run's process: the strategy, and the handle it returns.
 
-The default starter forks each run from a warm fork server that has already
-imported headrace's engine (and, optionally, the served flows' modules), so a
-run starts in milliseconds rather than paying a fresh interpreter's imports.
-Every run still gets a process, and a process group, of its own.
+The default starter asks a warm fork server (``headrace.forkserver``) to fork
+each run, so starting a run costs a fork, not an interpreter start and its
+imports. The exchange is asynchronous: the runner's event loop never blocks on
+it. Every run still gets a process, and a process group, of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Protocol
 
-from headrace.engine import ChildJob, run_child
+from headrace.engine import ChildJob
+from headrace.forkserver import (
+    EXITED,
+    PRELOAD_VARIABLE,
+    READY,
+    REPLY,
+    REQUEST,
+    STARTED,
+    SYS_PATH_VARIABLE,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KILL_GRACE_SECONDS = 5.0
-PRELOAD = ("headrace.engine", "headrace.flows", "headrace.parameters", "headrace.entrypoints")
-"""Imported once by the fork server, so no run pays for them."""
+FORKSERVER_START_TIMEOUT_SECONDS = 60.0
 
 
 class ChildProcess:
     """One running flow-run process: its events pipe, its exit, and how to kill it."""
 
-    def __init__(self, process: Any, events: Connection) -> None:
-        self._process = process
+    def __init__(self, pid: int, events: Connection, exited: asyncio.Future[int]) -> None:
+        self.pid = pid
         self.events = events
-        self.pid: int = process.pid
-        self._exited = asyncio.get_running_loop().create_future()
-        self._watch_exit()
-
-    def _watch_exit(self) -> None:
-        loop = asyncio.get_running_loop()
-        sentinel = self._process.sentinel
-
-        def on_exit() -> None:
-            loop.remove_reader(sentinel)
-            self._process.join(0)
-            if not self._exited.done():
-                self._exited.set_result(self._process.exitcode)
-
-        loop.add_reader(sentinel, on_exit)
+        self._exited = exited
 
     async def wait(self) -> int:
         """The exit code once the process has ended: negative for a signal, as in subprocess."""
-        return int(await asyncio.shield(self._exited))
+        return await asyncio.shield(self._exited)
 
     @property
     def exitcode(self) -> int | None:
@@ -78,71 +76,127 @@ class ChildProcess:
 class ProcessStarter(Protocol):
     """How a run's process is started."""
 
-    def start(self, job: ChildJob) -> ChildProcess: ...
+    async def start(self, job: ChildJob) -> ChildProcess: ...
 
-    def close(self) -> None: ...
-
-
-PROCESS_NAME_PREFIX = "headrace-run-"
-
-
-def _keep_main_module_out_of_runs() -> None:
-    """Stop multiprocessing from re-importing ``__main__`` in every run's process.
-
-    Spawn-style start methods re-run the parent's main script in the child so
-    pickled functions defined there resolve. A run loads its flow from its
-    entrypoint instead, so for run processes (and only those) this is pure
-    cost, and harmful when the main script serves flows without an
-    ``if __name__ == "__main__"`` guard.
-    """
-    from multiprocessing import spawn
-
-    original = spawn.get_preparation_data
-    if getattr(original, "headrace_patched", False):
-        return
-
-    def get_preparation_data(name: str) -> dict[str, Any]:
-        data: dict[str, Any] = original(name)
-        if name.startswith(PROCESS_NAME_PREFIX):
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-        return data
-
-    get_preparation_data.headrace_patched = True  # type: ignore[attr-defined]
-    spawn.get_preparation_data = get_preparation_data
+    async def close(self) -> None: ...
 
 
 class ForkServerStarter:
-    """Forks runs from a warm server process that has the engine already imported."""
+    """Forks runs from a warm fork server process that has the served flows imported."""
 
     def __init__(self, entrypoints: Sequence[str] = ()) -> None:
-        _keep_main_module_out_of_runs()
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload([*PRELOAD, "headrace._preload"])
         self._entrypoints = list(entrypoints)
+        self._process: asyncio.subprocess.Process | None = None
+        self._sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+        self._started: dict[int, asyncio.Future[int]] = {}
+        self._exited: dict[int, asyncio.Future[int]] = {}
+        self._buffer = b""
+        self._send_lock = asyncio.Lock()
 
-    def warm_up(self) -> None:
-        """Start the fork server now instead of on the first run."""
-        from multiprocessing import forkserver
-
-        from headrace._preload import PRELOAD_VARIABLE
-
-        # The fork server inherits this environment; it is read once, at its start.
-        os.environ[PRELOAD_VARIABLE] = os.pathsep.join(self._entrypoints)
-        forkserver.ensure_running()
-
-    def start(self, job: ChildJob) -> ChildProcess:
-        receiver, sender = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=run_child,
-            args=(job, sender),
-            name=f"{PROCESS_NAME_PREFIX}{job.flow_run_name}",
+    async def open(self) -> None:
+        """Start the fork server and wait until it has preloaded everything."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = {
+            **os.environ,
+            PRELOAD_VARIABLE: os.pathsep.join(self._entrypoints),
+            SYS_PATH_VARIABLE: os.pathsep.join(sys.path),
+        }
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "headrace.forkserver",
+            str(theirs.fileno()),
+            pass_fds=[theirs.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
-        try:
-            process.start()
-        finally:
-            sender.close()
-        return ChildProcess(process, receiver)
+        theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        ready = await asyncio.wait_for(loop.sock_recv(ours, 1), FORKSERVER_START_TIMEOUT_SECONDS)
+        if ready != READY:
+            raise RuntimeError("The fork server failed to start; see its output above")
+        self._sock = ours
+        loop.add_reader(ours.fileno(), self._on_replies)
 
-    def close(self) -> None:
-        return None
+    async def start(self, job: ChildJob) -> ChildProcess:
+        if self._sock is None:
+            await self.open()
+        sock = self._sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        request_id = next(self._ids)
+        started: asyncio.Future[int] = loop.create_future()
+        exited: asyncio.Future[int] = loop.create_future()
+        self._started[request_id] = started
+        self._exited[request_id] = exited
+        payload = pickle.dumps(job)
+        try:
+            async with self._send_lock:
+                header = REQUEST.pack(request_id, len(payload))
+                socket.send_fds(sock, [header], [write_fd])
+                await loop.sock_sendall(sock, payload)
+        except OSError:
+            os.close(read_fd)
+            self._forget(request_id)
+            raise
+        finally:
+            os.close(write_fd)
+        pid = await started
+        return ChildProcess(pid, Connection(read_fd, writable=False), exited)
+
+    def _forget(self, request_id: int) -> None:
+        self._started.pop(request_id, None)
+        self._exited.pop(request_id, None)
+
+    def _on_replies(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_server_lost()
+            return
+        self._buffer += data
+        while len(self._buffer) >= REPLY.size:
+            request_id, kind, value = REPLY.unpack_from(self._buffer)
+            self._buffer = self._buffer[REPLY.size :]
+            table = self._started if kind == STARTED else self._exited
+            future = table.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(value)
+            if kind == EXITED:
+                self._started.pop(request_id, None)
+
+    def _on_server_lost(self) -> None:
+        """The fork server died: its runs are beyond reach; fail what waits on it."""
+        logger.error("The fork server exited; starting a new one for the next run")
+        self._close_socket()
+        for table in (self._started, self._exited):
+            for future in table.values():
+                if not future.done():
+                    future.set_exception(RuntimeError("The fork server exited"))
+            table.clear()
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    async def close(self) -> None:
+        self._close_socket()
+        process = self._process
+        if process is not None and process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        self._process = None

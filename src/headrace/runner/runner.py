@@ -191,7 +191,7 @@ class Runner:
         if self._starter is None:
             entrypoints = [d.entrypoint for d in self.deployments.values() if d.entrypoint]
             starter = ForkServerStarter(entrypoints)
-            await asyncio.to_thread(starter.warm_up)
+            await starter.open()
             self._starter = starter
         self._logs = LogSink(store)
         self._executor = Executor(
@@ -213,7 +213,7 @@ class Runner:
         with contextlib.suppress(Exception):
             await self.store.heartbeat(self.record.id, stopped=True)
         if self._starter is not None:
-            self._starter.close()
+            await self._starter.close()
 
     async def start(self, run_once: bool = False, webserver: bool | None = None) -> None:
         """Serve until stopped (``stop()``, SIGTERM, SIGINT), then drain gracefully."""
