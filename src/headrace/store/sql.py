@@ -33,8 +33,10 @@ from headrace.states import (
     StateType,
     cancellation_target,
     check_transition,
+    sources_of,
     utcnow,
 )
+from headrace.store import statements
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.engine import WRITE_OPTION, create_engine
 from headrace.store.migrate import upgrade
@@ -51,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 SCHEDULED_PREFIX = "scheduled:"
 """Idempotency keys of runs planned from schedules start with this."""
+
+_Owner = tuple[Collection[UUID], str | None]
+"""Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this name."""
 
 RUN_FIELDS = frozenset(
     {"start_time", "end_time", "result", "pid", "expected_start_time", "runner_id", "runner_name"}
@@ -235,7 +240,7 @@ class SQLStore:
             "created": now,
             "updated": now,
         }
-        conn.execute(flow_runs.insert().values(**values))
+        conn.execute(flow_runs.insert(), values)
         self._record_history(conn, [(run_id, values)])
         return _flow_run(values)
 
@@ -390,7 +395,7 @@ class SQLStore:
         limits: dict[UUID, int],
     ) -> list[UUID]:
         free_ids = [d for d in deployment_ids if d not in limits]
-        found = self._due(conn, _owned_by(free_ids, runner.name), limit, now)
+        found = self._due(conn, (free_ids, runner.name), limit, now)
         limited = [d for d in deployment_ids if d in limits]
         if limited:
             if not self.is_sqlite:
@@ -400,8 +405,7 @@ class SQLStore:
             for deployment_id in limited:
                 slots = min(limit, limits[deployment_id] - active.get(deployment_id, 0))
                 if slots > 0:
-                    owned = flow_runs.c.deployment_id == deployment_id
-                    found.extend(self._due(conn, owned, slots, now))
+                    found.extend(self._due(conn, ([deployment_id], None), slots, now))
         found.sort(key=lambda item: item[1])
         return [run_id for run_id, _ in found]
 
@@ -409,58 +413,47 @@ class SQLStore:
         self, deployment_ids: Collection[UUID], runner_name: str | None
     ) -> list[str]:
         """The database's plan for the claim query: it must use the queue index."""
-        query = self._due_query(_owned_by(deployment_ids, runner_name), 8, utcnow())
-        compiled = query.compile(self.engine, compile_kwargs={"literal_binds": True})
+        query = statements.due_runs(
+            by_deployment=bool(deployment_ids), by_runner=runner_name is not None, lock=False
+        )
+        params = {
+            "deployment_ids": list(deployment_ids),
+            "runner_name": runner_name,
+            "now": utcnow(),
+            "limit": 8,
+        }
+        bound = query.params(**params)
+        compiled = bound.compile(self.engine, compile_kwargs={"literal_binds": True})
         prefix = "EXPLAIN QUERY PLAN " if self.is_sqlite else "EXPLAIN "
         with self._read() as conn:
             rows = conn.exec_driver_sql(prefix + str(compiled)).all()
         return [str(row[-1]) for row in rows]
 
     def _due(
-        self, conn: sa.Connection, owned: sa.ColumnElement[bool], limit: int, now: datetime
+        self, conn: sa.Connection, owned: _Owner, limit: int, now: datetime
     ) -> list[tuple[UUID, datetime]]:
-        return [(row[0], row[1]) for row in conn.execute(self._due_query(owned, limit, now))]
-
-    def _due_query(
-        self, owned: sa.ColumnElement[bool], limit: int, now: datetime
-    ) -> sa.Select[Any]:
-        query = (
-            sa.select(flow_runs.c.id, flow_runs.c.expected_start_time)
-            .where(
-                (flow_runs.c.state_type == StateType.SCHEDULED.value)
-                & (flow_runs.c.expected_start_time <= now)
-                & owned
-            )
-            .order_by(flow_runs.c.expected_start_time, flow_runs.c.created)
-            .limit(limit)
+        ids, runner_name = owned
+        if not ids and runner_name is None:
+            return []
+        query = statements.due_runs(
+            by_deployment=bool(ids), by_runner=runner_name is not None, lock=not self.is_sqlite
         )
-        if not self.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        return query
+        params = {"deployment_ids": list(ids), "runner_name": runner_name, "now": now}
+        rows = conn.execute(query, {**params, "limit": limit})
+        return [(row[0], row[1]) for row in rows]
 
     def _mark_claimed(
         self, conn: sa.Connection, run_ids: list[UUID], runner: RunnerRecord, now: datetime
     ) -> list[FlowRun]:
         if not run_ids:
             return []
-        rows = conn.execute(
-            flow_runs.update()
-            .where(
-                flow_runs.c.id.in_(run_ids) & (flow_runs.c.state_type == StateType.SCHEDULED.value)
-            )
-            .values(
-                state_type=StateType.PENDING.value,
-                state_name="Pending",
-                state_message=None,
-                state_timestamp=now,
-                run_count=flow_runs.c.run_count + 1,
-                runner_id=runner.id,
-                runner_name=runner.name,
-                pid=None,
-                updated=now,
-            )
-            .returning(*flow_runs.c)
-        ).all()
+        params = {
+            "run_ids": run_ids,
+            "now": now,
+            "runner_id": runner.id,
+            "new_runner_name": runner.name,
+        }
+        rows = conn.execute(statements.mark_claimed(), params).all()
         claimed = sorted(
             (_flow_run(row._asdict()) for row in rows),
             key=lambda run: (run.expected_start_time or now, run.created),
@@ -486,14 +479,22 @@ class SQLStore:
         unknown = set(fields) - RUN_FIELDS
         if unknown:
             raise ValueError(f"set_state cannot set {sorted(unknown)}")
+        sources = sources_of(state.type)
+        if expected is not None:
+            sources &= frozenset(expected)
         with self._write() as conn:
+            changed = self._apply_state(conn, flow_run_id, sources, state, fields)
+            if changed is not None:
+                return changed
             current = self._current_state(conn, flow_run_id)
             if expected is not None and current not in expected:
                 raise InvalidStateTransition(
                     f"Flow run {flow_run_id} is {current.value}, not {_names(expected)}"
                 )
             check_transition(current, state.type)
-            return self._apply_state(conn, flow_run_id, current, state, fields)
+            raise InvalidStateTransition(  # pragma: no cover - the CAS and the rules agree
+                f"Flow run {flow_run_id} changed state concurrently"
+            )
 
     def _current_state(self, conn: sa.Connection, flow_run_id: UUID) -> StateType:
         query = sa.select(flow_runs.c.state_type).where(flow_runs.c.id == flow_run_id)
@@ -508,23 +509,21 @@ class SQLStore:
         self,
         conn: sa.Connection,
         flow_run_id: UUID,
-        current: StateType,
+        sources: Collection[StateType],
         state: State,
         fields: dict[str, Any],
-    ) -> FlowRun:
+    ) -> FlowRun | None:
+        """The compare-and-set itself: None when the run was in none of ``sources``."""
         values = {**_state_values(state), "updated": utcnow(), **fields}
         if state.type == StateType.RUNNING:
             values.setdefault("start_time", state.timestamp)
         if state.is_terminal:
             values.setdefault("end_time", state.timestamp)
-        row = conn.execute(
-            flow_runs.update()
-            .where((flow_runs.c.id == flow_run_id) & (flow_runs.c.state_type == current.value))
-            .values(**values)
-            .returning(*flow_runs.c)
-        ).first()
-        if row is None:  # pragma: no cover - guarded by the row lock / write lock
-            raise InvalidStateTransition(f"Flow run {flow_run_id} changed state concurrently")
+        fieldset = frozenset(values) - frozenset(statements.STATE_COLUMNS)
+        params = statements.update_state_params(flow_run_id, [s.value for s in sources], values)
+        row = conn.execute(statements.update_state(fieldset), params).first()
+        if row is None:
+            return None
         self._record_history(conn, [(flow_run_id, _state_values(state))])
         return _flow_run(row._asdict())
 
@@ -542,7 +541,9 @@ class SQLStore:
                 return _flow_run(row._asdict())
             message = "Cancelled before it started" if target.is_terminal else "Cancel requested"
             state = State(type=target, message=message)
-            return self._apply_state(conn, flow_run_id, current, state, {})
+            changed = self._apply_state(conn, flow_run_id, [current], state, {})
+            assert changed is not None  # the write lock / row lock holds the state still
+            return changed
 
     def read_state_history(self, flow_run_id: UUID) -> list[State]:
         with self._read() as conn:

@@ -1,0 +1,84 @@
+"""The hot statements, built once with bind parameters.
+
+Building a SQLAlchemy statement and its cache key costs more than running it
+on SQLite; the runner's per-run writes (claim, state changes) reuse these.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import sqlalchemy as sa
+
+from headrace.states import StateType
+from headrace.store.tables import flow_runs
+
+STATE_COLUMNS = ("state_type", "state_name", "state_message", "state_timestamp", "updated")
+
+
+@functools.cache
+def update_state(fields: frozenset[str]) -> sa.Update:
+    """Compare-and-set a run's state: ``WHERE id = :run_id AND state_type IN :sources``."""
+    columns = (*STATE_COLUMNS, *sorted(fields))
+    return (
+        flow_runs.update()
+        .where(
+            (flow_runs.c.id == sa.bindparam("run_id"))
+            & flow_runs.c.state_type.in_(sa.bindparam("sources", expanding=True))
+        )
+        .values({column: sa.bindparam(f"new_{column}") for column in columns})
+        .returning(*flow_runs.c)
+    )
+
+
+def update_state_params(run_id: Any, sources: list[str], values: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "sources": sources, **{f"new_{k}": v for k, v in values.items()}}
+
+
+@functools.cache
+def due_runs(*, by_deployment: bool, by_runner: bool, lock: bool) -> sa.Select[Any]:
+    """Due SCHEDULED runs of some deployments and/or of one runner's ad-hoc runs, oldest first."""
+    owned: list[sa.ColumnElement[bool]] = []
+    if by_deployment:
+        owned.append(flow_runs.c.deployment_id.in_(sa.bindparam("deployment_ids", expanding=True)))
+    if by_runner:
+        owned.append(
+            flow_runs.c.deployment_id.is_(None)
+            & (flow_runs.c.runner_name == sa.bindparam("runner_name"))
+        )
+    query = (
+        sa.select(flow_runs.c.id, flow_runs.c.expected_start_time)
+        .where(
+            (flow_runs.c.state_type == StateType.SCHEDULED.value)
+            & (flow_runs.c.expected_start_time <= sa.bindparam("now"))
+            & sa.or_(sa.false(), *owned)
+        )
+        .order_by(flow_runs.c.expected_start_time, flow_runs.c.created)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    return query.with_for_update(skip_locked=True) if lock else query
+
+
+@functools.cache
+def mark_claimed() -> sa.Update:
+    """SCHEDULED -> PENDING for a set of runs, counting the attempt."""
+    return (
+        flow_runs.update()
+        .where(
+            flow_runs.c.id.in_(sa.bindparam("run_ids", expanding=True))
+            & (flow_runs.c.state_type == StateType.SCHEDULED.value)
+        )
+        .values(
+            state_type=StateType.PENDING.value,
+            state_name="Pending",
+            state_message=None,
+            state_timestamp=sa.bindparam("now"),
+            run_count=flow_runs.c.run_count + 1,
+            runner_id=sa.bindparam("runner_id"),
+            runner_name=sa.bindparam("new_runner_name"),
+            pid=None,
+            updated=sa.bindparam("now"),
+        )
+        .returning(*flow_runs.c)
+    )
