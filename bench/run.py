@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from rawhttp import Connection, Reply
+
 HERE = Path(__file__).resolve().parent
 FLOW_FILE = HERE / "flow.py"
 START_TIMEOUT_SECONDS = 60
@@ -152,7 +154,7 @@ def tree_memory_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "processes": len(tree)}
 
 
-async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[float, httpx.Response]:
+async def timed(call: Callable[[], Awaitable[Reply]]) -> tuple[float, Reply]:
     start = time.perf_counter()
     response = await call()
     return (time.perf_counter() - start) * 1000, response
@@ -165,10 +167,11 @@ class Bench:
         self.sizes = sizes
         self.work = work
         self.deployment_id = ""
+        self.raw = Connection("127.0.0.1", server.port)
 
     @property
-    def run_url(self) -> str:
-        return f"{self.server.url}/deployment/{self.deployment_id}/run"
+    def run_path(self) -> str:
+        return f"/deployment/{self.deployment_id}/run"
 
     async def find_deployment(self) -> None:
         response = await self.client.get(f"{self.server.url}/deployments")
@@ -179,9 +182,11 @@ class Bench:
     def out(self, name: str) -> Path:
         return self.work / f"{name}.out"
 
-    async def trigger(self, out: Path, t0: float | None = None) -> httpx.Response:
+    async def trigger(
+        self, out: Path, t0: float | None = None, connection: Connection | None = None
+    ) -> Reply:
         body = {"t0": t0 if t0 is not None else time.time(), "out": str(out)}
-        return await self.client.post(self.run_url, json=body)
+        return await (connection or self.raw).request("POST", self.run_path, body)
 
     async def settle(self) -> None:
         """Wait (bounded) until nothing is queued or running, so phases do not overlap."""
@@ -212,13 +217,15 @@ class Bench:
 
         async def worker() -> None:
             nonlocal remaining
+            connection = Connection("127.0.0.1", self.server.port)
             while remaining > 0:
                 remaining -= 1
                 try:
-                    response = await self.trigger(self.out("m2"))
+                    response = await self.trigger(self.out("m2"), connection=connection)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                except httpx.HTTPError:
+                except (OSError, asyncio.IncompleteReadError):
                     statuses[0] = statuses.get(0, 0) + 1
+            await connection.close()
 
         start = time.perf_counter()
         await asyncio.wait_for(
@@ -240,8 +247,8 @@ class Bench:
         out = self.out("m3")
         for _ in range(self.sizes.m3):
             t0 = time.time()
-            response = await self.client.post(
-                self.run_url, json={"t0": t0, "out": str(out)}, params={"wait": 10}
+            response = await self.raw.request(
+                "POST", f"{self.run_path}?wait=10", {"t0": t0, "out": str(out)}
             )
             assert response.status_code in (200, 201, 202), response.text
             await self.settle()
@@ -254,7 +261,10 @@ class Bench:
     async def m4_completion(self, results: Results) -> None:
         out = self.out("m4")
         start = time.perf_counter()
-        responses = await asyncio.gather(*(self.trigger(out) for _ in range(self.sizes.m4)))
+        connections = [Connection("127.0.0.1", self.server.port) for _ in range(self.sizes.m4)]
+        responses = await asyncio.gather(*(self.trigger(out, connection=c) for c in connections))
+        for connection in connections:
+            await connection.close()
         ids = {r.json()["flow_run_id"] for r in responses if r.status_code == 201}
         await self.settle()
         elapsed = time.perf_counter() - start
@@ -276,8 +286,8 @@ class Bench:
         for route in ("health", "run_count"):
             samples = []
             for _ in range(self.sizes.m6):
-                url = f"{self.server.url}/{route}"
-                ms, response = await timed(lambda url=url: self.client.get(url))
+                path = f"/{route}"
+                ms, response = await timed(lambda path=path: self.raw.request("GET", path))
                 assert response.status_code == 200
                 samples.append(ms)
             results.add(f"M6 GET /{route}", n=len(samples), **percentiles(samples))
@@ -290,7 +300,7 @@ class Bench:
                 "parameters": {"t0": float(i), "out": str(self.out("m7"))},
             }
             ms, response = await timed(
-                lambda body=body: self.client.post(f"{self.server.url}/flow/run", json=body)
+                lambda body=body: self.raw.request("POST", "/flow/run", body)
             )
             samples.append(ms)
             codes[response.status_code] = codes.get(response.status_code, 0) + 1

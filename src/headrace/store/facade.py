@@ -15,7 +15,8 @@ from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.settings import Settings
 from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE, RunnerRecord
-from headrace.store.sql import SQLStore
+from headrace.store.batching import GroupCommit
+from headrace.store.sql import SQLStore, StateChange
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +36,8 @@ class AsyncStore:
         self.sync = store
         threads = 1 if store.is_sqlite else POSTGRES_THREADS
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="headrace-store")
+        self._creations = GroupCommit(store.create_flow_runs_each, self._executor)
+        self._state_changes = GroupCommit(store.set_states, self._executor)
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -57,7 +60,8 @@ class AsyncStore:
         return await self._call(self.sync.read_deployments, ids)
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
-        return await self._call(self.sync.create_flow_run, new)
+        """Store a run; concurrent creations share one transaction."""
+        return await self._creations.submit(new)
 
     async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
         return await self._call(self.sync.create_flow_runs, runs)
@@ -132,9 +136,9 @@ class AsyncStore:
         expected: Collection[StateType] | None = None,
         **fields: Any,
     ) -> FlowRun:
-        return await self._call(
-            self.sync.set_state, flow_run_id, state, expected=expected, **fields
-        )
+        """Change a run's state; concurrent changes share one transaction."""
+        change = StateChange(flow_run_id, state, expected, fields)
+        return await self._state_changes.submit(change)
 
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.request_cancellation, flow_run_id)

@@ -12,13 +12,14 @@ import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
 from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import (
+    HeadraceError,
     InvalidStateTransition,
     ObjectNotFound,
     StoreError,
@@ -53,6 +54,16 @@ logger = logging.getLogger(__name__)
 
 SCHEDULED_PREFIX = "scheduled:"
 """Idempotency keys of runs planned from schedules start with this."""
+
+
+class StateChange(NamedTuple):
+    """One requested state change: run, new state, allowed current states, other fields."""
+
+    flow_run_id: UUID
+    state: State
+    expected: Collection[StateType] | None
+    fields: dict[str, Any]
+
 
 _Owner = tuple[Collection[UUID], str | None]
 """Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this name."""
@@ -198,6 +209,23 @@ class SQLStore:
         if existing is None:  # pragma: no cover
             raise StoreError("Idempotency conflict without an existing run")
         return existing, False
+
+    def create_flow_runs_each(
+        self, runs: Sequence[NewFlowRun]
+    ) -> list[tuple[FlowRun, bool] | HeadraceError]:
+        """Many creations in one transaction; on a conflict, each on its own."""
+        try:
+            return list(self.create_flow_runs(runs))
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise
+        results: list[tuple[FlowRun, bool] | HeadraceError] = []
+        for new in runs:
+            try:
+                results.append(self.create_flow_run(new))
+            except HeadraceError as error:
+                results.append(error)
+        return results
 
     def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
         """Create many runs in one transaction (schedules, bulk triggers)."""
@@ -476,25 +504,44 @@ class SQLStore:
         A compare-and-set on the current state: a concurrent change in between
         makes this raise ``InvalidStateTransition`` instead of overwriting it.
         """
+        with self._write() as conn:
+            return self._set_state_in(conn, StateChange(flow_run_id, state, expected, fields))
+
+    def set_states(self, changes: Sequence[StateChange]) -> list[FlowRun | HeadraceError]:
+        """Several independent state changes in one transaction (group commit).
+
+        Each change succeeds or fails on its own; a refused change leaves no
+        trace, so its error is returned in its place instead of raised.
+        """
+        results: list[FlowRun | HeadraceError] = []
+        with self._write() as conn:
+            for change in changes:
+                try:
+                    results.append(self._set_state_in(conn, change))
+                except (InvalidStateTransition, ObjectNotFound) as exc:
+                    results.append(exc)
+        return results
+
+    def _set_state_in(self, conn: sa.Connection, change: StateChange) -> FlowRun:
+        flow_run_id, state, expected, fields = change
         unknown = set(fields) - RUN_FIELDS
         if unknown:
             raise ValueError(f"set_state cannot set {sorted(unknown)}")
         sources = sources_of(state.type)
         if expected is not None:
             sources &= frozenset(expected)
-        with self._write() as conn:
-            changed = self._apply_state(conn, flow_run_id, sources, state, fields)
-            if changed is not None:
-                return changed
-            current = self._current_state(conn, flow_run_id)
-            if expected is not None and current not in expected:
-                raise InvalidStateTransition(
-                    f"Flow run {flow_run_id} is {current.value}, not {_names(expected)}"
-                )
-            check_transition(current, state.type)
-            raise InvalidStateTransition(  # pragma: no cover - the CAS and the rules agree
-                f"Flow run {flow_run_id} changed state concurrently"
+        changed = self._apply_state(conn, flow_run_id, sources, state, fields)
+        if changed is not None:
+            return changed
+        current = self._current_state(conn, flow_run_id)
+        if expected is not None and current not in expected:
+            raise InvalidStateTransition(
+                f"Flow run {flow_run_id} is {current.value}, not {_names(expected)}"
             )
+        check_transition(current, state.type)
+        raise InvalidStateTransition(  # pragma: no cover - the CAS and the rules agree
+            f"Flow run {flow_run_id} changed state concurrently"
+        )
 
     def _current_state(self, conn: sa.Connection, flow_run_id: UUID) -> StateType:
         query = sa.select(flow_runs.c.state_type).where(flow_runs.c.id == flow_run_id)
