@@ -172,3 +172,25 @@ async def _alive(pid: int) -> bool:
     # A zombie counts as dead: it no longer runs.
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "State:\tZ" not in status.read_text()
+
+
+async def test_runs_queued_by_another_process_start_within_a_second(
+    settings: Settings, database_url: str
+) -> None:
+    from headrace.flow_runs import NewFlowRun
+    from headrace.store import SQLStore
+
+    runner = make_runner(settings, query_seconds=60)
+    deployment_id = await runner.add_flow(basic.add)
+    async with running(runner), get_client(settings) as client:
+        other = SQLStore(database_url)  # its own engine: no in-process wake-up
+        try:
+            run, _ = other.create_flow_run(
+                NewFlowRun(flow_name="add", deployment_id=deployment_id, parameters={"x": 1})
+            )
+        finally:
+            other.close()
+        done = await wait_for_state(client.store, run.id, timeout=5)
+        assert done.state.type == StateType.COMPLETED
+        assert done.start_time is not None
+        assert (done.start_time - run.created).total_seconds() < 2.0

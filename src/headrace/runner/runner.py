@@ -42,6 +42,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CANCEL_CHECK_SECONDS = 0.5
+DISPATCH_SECONDS = 1.0
+"""Runs queued by other processes (the CLI, other clients) start within this long."""
 RECOVERY_EVERY_POLLS = 6
 
 
@@ -87,7 +89,9 @@ class Runner:
 
     def _make_pollers(self) -> None:
         self._poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
-        self._dispatch = Poller("dispatch", self._dispatch_step, lambda: self.query_seconds)
+        self._dispatch = Poller(
+            "dispatch", self._dispatch_step, lambda: min(self.query_seconds, DISPATCH_SECONDS)
+        )
         self._cancels = Poller("cancel watch", self._cancel_step, lambda: CANCEL_CHECK_SECONDS)
 
     # -- what is served -----------------------------------------------------
