@@ -326,7 +326,14 @@ class Runner:
                 concurrency_limits=self._concurrency_limits(),
             )
             for run in claimed:
-                executor.launch(run)
+                executor.launch(run, self._entrypoint_for(run))
+
+    def _entrypoint_for(self, run: FlowRun) -> str | None:
+        """The run's own entrypoint, else its deployment's (runs queued by bare clients)."""
+        if run.entrypoint or run.deployment_id is None:
+            return run.entrypoint
+        deployment = self.deployments.get(run.deployment_id)
+        return deployment.entrypoint if deployment else None
 
     def _concurrency_limits(self) -> Mapping[UUID, int]:
         return {
