@@ -15,6 +15,7 @@ from uuid import UUID
 
 from headrace.deployments import Deployment
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
+from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, SQLStore
@@ -91,7 +92,11 @@ class HeadraceClient:
         runner_name: str | None = None,
         idempotency_key: str | None = None,
     ) -> FlowRun:
-        """Queue an ad-hoc run of ``flow`` (no deployment), for the runner named ``runner_name``."""
+        """Queue an ad-hoc run of ``flow`` (no deployment) for the runner named ``runner_name``.
+
+        By default that is this host's default runner name, which a ``Runner()``
+        created without a name has: a local runner picks the run up at once.
+        """
         from headrace.deployments import entrypoint_of
 
         checked = flow.validate_json_parameters(parameters or {})
@@ -104,7 +109,7 @@ class HeadraceClient:
             max_retries=flow.retries,
             retry_delay_seconds=flow.retry_delay_seconds,
             timeout_seconds=flow.timeout_seconds,
-            runner_name=runner_name,
+            runner_name=runner_name or default_runner_name(),
         )
         run, created = await self.store.create_flow_run(new)
         if created:

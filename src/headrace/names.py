@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 
 ADJECTIVES = (
     "amber", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crimson",
@@ -27,3 +28,8 @@ _random = random.SystemRandom()
 def generate_run_name() -> str:
     """A random ``adjective-animal`` name; not unique, the run id is."""
     return f"{_random.choice(ADJECTIVES)}-{_random.choice(ANIMALS)}"
+
+
+def default_runner_name() -> str:
+    """A runner's name unless given: runners on one host share it, and so share ad-hoc runs."""
+    return f"runner-{socket.gethostname()}"

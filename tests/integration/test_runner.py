@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from headrace.client import get_client
+from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import basic
@@ -194,3 +195,13 @@ async def test_runs_queued_by_another_process_start_within_a_second(
         assert done.state.type == StateType.COMPLETED
         assert done.start_time is not None
         assert (done.start_time - run.created).total_seconds() < 2.0
+
+
+async def test_client_created_ad_hoc_runs_reach_a_default_runner(settings: Settings) -> None:
+    runner = Runner(settings=settings, query_seconds=30, handle_signals=False)
+    await runner.add_flow(basic.fail)  # a deployment to serve; the ad-hoc run is of another flow
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run(basic.add, {"x": 2})
+        done = await wait_for_state(client.store, run.id, timeout=10)
+        assert done.state.type == StateType.COMPLETED
+        assert done.result == 3 and done.deployment_id is None

@@ -306,3 +306,16 @@ def test_the_claim_query_uses_an_index_on_sqlite(tmp_path: object) -> None:
     plan = " ".join(store.explain_queue_query([deployment.id], "runner"))
     assert "USING INDEX" in plan and "SCAN flow_runs" not in plan
     store.close()
+
+
+def test_runs_planned_for_later_are_not_a_backlog(store: SQLStore) -> None:
+    deployment = store.upsert_deployment(spec())
+    queue_runs(store, deployment.id, 2)
+    store.create_flow_run(
+        NewFlowRun(
+            flow_name="etl",
+            deployment_id=deployment.id,
+            expected_start_time=utcnow() + timedelta(minutes=5),
+        )
+    )
+    assert store.count_queued_runs([deployment.id], None, cap=100) == 2

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import logging
 import signal
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from uuid import UUID
 from headrace.client import add_wakeup, remove_wakeup, store_for
 from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
+from headrace.names import default_runner_name
 from headrace.runner.executor import Executor
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import KillReason
@@ -45,10 +45,6 @@ CANCEL_CHECK_SECONDS = 0.5
 DISPATCH_SECONDS = 1.0
 """Runs queued by other processes (the CLI, other clients) start within this long."""
 RECOVERY_EVERY_POLLS = 6
-
-
-def default_runner_name() -> str:
-    return f"runner-{socket.gethostname()}"
 
 
 class Runner:
@@ -220,22 +216,26 @@ class Runner:
             await self._starter.close()
 
     async def start(self, run_once: bool = False, webserver: bool | None = None) -> None:
-        """Serve until stopped (``stop()``, SIGTERM, SIGINT), then drain gracefully."""
+        """Serve until stopped (``stop()``, SIGTERM, SIGINT), then drain gracefully.
+
+        The first poll happens before the webserver listens, so its health
+        check is green from its first answer.
+        """
         async with self:
             serve_web = self.webserver if webserver is None else webserver
-            web_task = await self._start_webserver() if serve_web else None
-            try:
-                with self._signals_handled():
+            with self._signals_handled():
+                await self._poll.run_once()
+                web_task = await self._start_webserver() if serve_web else None
+                try:
                     if run_once:
-                        await self._run_once()
+                        await self._finish_active()
                     else:
                         await self._run_loops()
-            finally:
-                if web_task is not None:
-                    await _stop_task(web_task)
+                finally:
+                    if web_task is not None:
+                        await _stop_task(web_task)
 
-    async def _run_once(self) -> None:
-        await self._poll.run_once()
+    async def _finish_active(self) -> None:
         executor = self._executor
         assert executor is not None
         tasks = [h.task for h in executor.active.values() if h.task is not None]

@@ -332,11 +332,16 @@ class SQLStore:
     def count_queued_runs(
         self, deployment_ids: Collection[UUID], runner_name: str | None, *, cap: int
     ) -> int:
-        """How many runs wait in SCHEDULED for these deployments (or this runner), up to ``cap``."""
+        """How many due runs wait in SCHEDULED for these deployments (or this runner), up to
+        ``cap``; runs planned for later are not a backlog."""
         owned = _owned_by(deployment_ids, runner_name)
         inner = (
             sa.select(flow_runs.c.id)
-            .where((flow_runs.c.state_type == StateType.SCHEDULED.value) & owned)
+            .where(
+                (flow_runs.c.state_type == StateType.SCHEDULED.value)
+                & (flow_runs.c.expected_start_time <= utcnow())
+                & owned
+            )
             .limit(cap)
             .subquery()
         )
