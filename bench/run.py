@@ -311,6 +311,15 @@ class Bench:
 async def run_http_metrics(
     database_url: str | None, sizes: Sizes, results: Results, work: Path, limit: int
 ) -> None:
+    from scale import fresh_database
+
+    with fresh_database(database_url, work, "http") as url:
+        await _run_http_metrics(url, sizes, results, work, limit)
+
+
+async def _run_http_metrics(
+    database_url: str, sizes: Sizes, results: Results, work: Path, limit: int
+) -> None:
     server = Server(work / "home", database_url, limit)
     try:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
