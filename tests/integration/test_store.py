@@ -319,3 +319,11 @@ def test_runs_planned_for_later_are_not_a_backlog(store: SQLStore) -> None:
         )
     )
     assert store.count_queued_runs([deployment.id], None, cap=100) == 2
+
+
+def test_the_recorded_head_revision_is_alembics_head(store: SQLStore) -> None:
+    from headrace.store.migrate import HEAD_REVISION, stored_revision
+
+    assert HEAD_REVISION == head_revision()
+    with store.engine.connect() as conn:
+        assert stored_revision(conn) == HEAD_REVISION
