@@ -60,12 +60,17 @@ class Deployment(DeploymentSpec):
 
 def entrypoint_of(flow: Flow[Any, Any]) -> str:
     """Where a child process can load ``flow`` from: ``module:func`` or ``/abs/file.py:func``."""
-    module = sys.modules.get(flow.fn.__module__)
+    from headrace.entrypoints import SCRIPT_MODULE_PREFIX
+
+    module_name = flow.fn.__module__
+    module = sys.modules.get(module_name)
     func = flow.fn.__qualname__
     file = getattr(module, "__file__", None)
     spec = getattr(module, "__spec__", None)
-    importable = spec is not None and spec.name == flow.fn.__module__ and spec.origin == file
-    if module is not None and importable and flow.fn.__module__ != "__main__":
+    importable = spec is not None and spec.name == module_name and spec.origin == file
+    # A script loaded by path has a made-up module name no other process can import.
+    by_path = module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX)
+    if module is not None and importable and not by_path:
         return f"{flow.fn.__module__}:{func}"
     if file is None:
         raise InvalidDeployment(

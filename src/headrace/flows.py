@@ -141,17 +141,50 @@ class Flow(Generic[P, R]):
         self,
         name: str | None = None,
         *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        rrule: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        version: str | None = None,
         limit: int | None = None,
         webserver: bool = False,
-        **deployment_options: Any,
+        enforce_parameter_schema: bool = True,
+        paused: bool = False,
+        timezone: str | None = None,
+        schedules: list[DeploymentSchedule] | None = None,
+        catchup: bool = False,
+        concurrency_limit: int | None = None,
+        on_shutdown: OnShutdown = "finish",
+        entrypoint: str | None = None,
     ) -> None:
         """Serve this flow as one deployment until Ctrl-C or SIGTERM (blocks).
 
-        Takes ``to_deployment``'s keywords (cron, interval, rrule, parameters, ...).
+        The deployment keywords are ``to_deployment``'s; ``limit`` and
+        ``webserver`` configure the runner that serves it.
         """
         from headrace.runner import serve
 
-        serve(self.to_deployment(name, **deployment_options), limit=limit, webserver=webserver)
+        deployment = self.to_deployment(
+            name,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+            timezone=timezone,
+            schedules=schedules,
+            parameters=parameters,
+            tags=tags,
+            description=description,
+            version=version,
+            enforce_parameter_schema=enforce_parameter_schema,
+            paused=paused,
+            catchup=catchup,
+            concurrency_limit=concurrency_limit,
+            on_shutdown=on_shutdown,
+            entrypoint=entrypoint,
+        )
+        serve(deployment, limit=limit, webserver=webserver)
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

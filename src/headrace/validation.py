@@ -34,11 +34,12 @@ def _validator(schema: dict[str, Any]) -> Any:
 
 def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
     """Raise ``ParameterValidationError`` naming every parameter that breaks ``schema``."""
-    properties = schema.get("properties", {})
+    # ``properties`` present but empty is a flow without parameters: nothing may be given.
+    properties = schema.get("properties")
     errors = [
         {"parameter": name, "message": "Unexpected parameter"}
         for name in parameters
-        if properties and name not in properties
+        if properties is not None and name not in properties
     ]
     validator = _validator(schema)
     for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.path)):

@@ -324,6 +324,6 @@ def test_runs_planned_for_later_are_not_a_backlog(store: SQLStore) -> None:
 def test_the_recorded_head_revision_is_alembics_head(store: SQLStore) -> None:
     from headrace.store.migrate import HEAD_REVISION, stored_revision
 
-    assert HEAD_REVISION == head_revision()
+    assert head_revision() == HEAD_REVISION
     with store.engine.connect() as conn:
         assert stored_revision(conn) == HEAD_REVISION
