@@ -1,0 +1,35 @@
+"""More flows for child-process tests: a large result, a slow first attempt, retries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from headrace import flow
+
+
+@flow
+def big_result(size: int = 200_000) -> str:
+    return "x" * size
+
+
+@flow
+def add_more(x: int, y: int = 1) -> int:
+    """Same parameters as ``basic.add``, a different answer: shows which entrypoint ran."""
+    return x + y + 100
+
+
+@flow
+def slow_first_time(marker: str, seconds: float = 60) -> int:
+    """Sleeps on its first execution only; returns how many times it has started."""
+    path = Path(marker)
+    starts = len(path.read_text()) + 1 if path.exists() else 1
+    path.write_text("x" * starts)
+    if starts == 1:
+        time.sleep(seconds)
+    return starts
+
+
+@flow(retries=1)
+def retried_once(x: int = 1) -> int:
+    return x
