@@ -238,7 +238,8 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="Console log level.")] = LogLevel.info,
 ) -> None:
     """Serve a flow as a deployment, with its webserver, until Ctrl-C or SIGTERM."""
-    from headrace.cli_serve import configure_logging, schedules_from_options, serve_entrypoint
+    from headrace.cli_serve import schedules_from_options, serve_entrypoint
+    from headrace.console import configure_logging
 
     with reported_errors():
         settings = _settings(

@@ -9,7 +9,6 @@ SIGTERM or Ctrl-C, which drain it gracefully.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 import threading
@@ -66,17 +65,6 @@ def absolute_entrypoint(entrypoint: str) -> str:
     if not is_file_entrypoint(entrypoint):
         return entrypoint
     return f"{Path(where).expanduser().resolve()}:{func}"
-
-
-def configure_logging(level: str) -> None:
-    """headrace's own lines (and its runs' lines) at ``level``; other libraries' warnings."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)-8s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.getLogger("headrace").setLevel(level.upper())
 
 
 async def serve_entrypoint(

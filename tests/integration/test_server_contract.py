@@ -53,6 +53,11 @@ async def test_flow_run_status_precedence_404_403_400_429(tmp_path: Path) -> Non
         assert await status("/no/such/file.py:double", bad) == 404
         assert await status("tests/flows/nested.py:no_such_flow", bad) == 404
         assert await status(UNMANAGED, {"n": "not a number"}) == 403
+        # Outside the import space nothing runs, yet a plainly missing name is still 404.
+        missing = UNMANAGED.replace(":unmanaged_flow", ":no_such_flow")
+        assert await status(missing, bad) == 404
+        assert await status("tests.flows.unmanaged:no_such_flow", bad) == 404
+        assert await status("tests.flows.unmanaged:unmanaged_flow", bad) == 403
         assert await status("tests.flows.nested:double", bad) == 400
         assert await status("tests.flows.nested:double", {"x": 2}) == 429
     assert len(await runner.store.read_flow_runs()) == 1

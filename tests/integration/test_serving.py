@@ -112,7 +112,10 @@ def test_flow_serve_with_its_webserver_stops_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(STOP_SECONDS) == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
+    console = log.read_text()
+    assert "Traceback" not in console
+    # The run's own output reaches the console, prefixed with the run's name.
+    assert f"{done.json()['name']} | adding 3 and 2" in console
 
 
 def test_headrace_serve_serves_several_deployments_until_shutdown(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from headrace.console import configure_logging
 from headrace.deployments import RunnerDeployment
 from headrace.runner.runner import Runner
 
@@ -15,7 +16,12 @@ def serve(
     webserver: bool = False,
     **runner_options: Any,
 ) -> None:
-    """Serve several deployments from one runner until Ctrl-C or SIGTERM (blocks)."""
+    """Serve several deployments from one runner until Ctrl-C or SIGTERM (blocks).
+
+    Logs (and every run's output, prefixed with its name) go to the console
+    unless the application configured logging itself.
+    """
+    configure_logging()
 
     async def main() -> None:
         runner = Runner(limit=limit, webserver=webserver, **runner_options)

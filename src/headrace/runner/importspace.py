@@ -12,6 +12,7 @@ parameter schema is noticed.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import logging
 import sys
@@ -93,6 +94,9 @@ class ImportSpace:
         if where not in self.modules and not allow_unmanaged:
             if not _importable(where):
                 raise EntrypointModuleNotFound(f"Module not found: {where!r}")
+            origin = _module_origin(where)
+            if origin is not None:
+                _check_binds(origin, where, name)
             return None
         return load_flow_from_entrypoint(entrypoint)
 
@@ -101,6 +105,7 @@ class ImportSpace:
         if known is not None and known[0] == _mtime_ns(path):
             return _flow_attribute(known[1], str(path), name)
         if known is None and not allow_unmanaged:
+            _check_binds(path, str(path), name)
             return None
         return _flow_attribute(load_script_as_module(path), str(path), name)
 
@@ -173,6 +178,53 @@ def _flow_attribute(module: ModuleType, where: str, name: str) -> AnyFlow:
     if not isinstance(value, Flow):
         raise NotAFlow(f"{name!r} in {where!r} is not a flow")
     return value
+
+
+def _check_binds(path: Path, where: str, name: str) -> None:
+    """Refuse (as not found) a name the file never binds at top level, without running it.
+
+    Outside the import space nothing is executed, but a name that is plainly
+    missing, or a file that is not Python, is still "not found" rather than
+    "forbidden", as it would be if the file were loaded.
+    """
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError) as exc:
+        raise InvalidEntrypoint(f"{where!r} is not a Python file") from exc
+    names = _top_level_names(tree)
+    if names is not None and name.split(".")[0] not in names:
+        raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}")
+
+
+def _top_level_names(tree: ast.Module) -> set[str] | None:
+    """Names a module binds at top level; None when a star import hides them."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        else:
+            names.update(
+                target.id
+                for target in ast.walk(node)
+                if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)
+            )
+    return names
+
+
+def _module_origin(module_name: str) -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
 
 
 def _importable(module_name: str) -> bool:
