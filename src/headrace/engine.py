@@ -2,7 +2,9 @@
 
 A run's process never touches the database: it sends events over a pipe and
 the runner, the one writer, persists them. Everything the child writes to its
-stdout and stderr, and every ``logging`` record, becomes a run log line.
+stdout and stderr, and every ``logging`` record, becomes a run log line. It
+dies with its fork server, which dies with its runner, so no run finishes
+unrecorded.
 Kept light on imports: no web stack and no database driver.
 """
 
@@ -15,7 +17,6 @@ import inspect
 import json
 import logging
 import os
-import select
 import signal
 import sys
 import threading
@@ -72,41 +73,6 @@ class _PipeHandler(logging.Handler):
         self.reporter.log(record.levelno, self.format(record))
 
 
-class OutputCapture:
-    """Redirects file descriptors 1 and 2 into log lines, so C code and subprocesses count too."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self.reporter = reporter
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        for fd, level in ((1, logging.INFO), (2, logging.ERROR)):
-            read_fd, write_fd = os.pipe()
-            os.dup2(write_fd, fd)
-            os.close(write_fd)
-            thread = threading.Thread(target=self._pump, args=(read_fd, level), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-
-    def _pump(self, read_fd: int, level: int) -> None:
-        with open(read_fd, "rb") as stream:
-            for raw in stream:
-                self.reporter.log(level, raw.decode(errors="replace").rstrip("\n"))
-
-    def stop(self) -> None:
-        """Flush and close the redirected descriptors, then wait for the last lines."""
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-
 def encode_result(result: Any) -> Any:
     """The result as JSON when it serialises and fits, else its (truncated) repr."""
     try:
@@ -131,52 +97,35 @@ def _die_with_parent() -> None:
         pass
 
 
-def _die_with_runner(connection: Sender) -> None:
-    """Kill this run's process group the moment the runner's end of the events pipe closes.
-
-    The runner, not the fork server, is the parent that matters: if it dies
-    (even by SIGKILL), a run that kept going would finish unrecorded. Polling a
-    pipe's write end reports POLLERR once its reader is gone; no timers needed.
-    """
-    fileno = getattr(connection, "fileno", None)
-    if fileno is None:
-        return
-    fd = fileno()
-
-    def watch() -> None:
-        poller = select.poll()
-        poller.register(fd, select.POLLERR | select.POLLHUP)
-        while True:
-            for _, mask in poller.poll():
-                if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                    os.killpg(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="headrace-runner-watch", daemon=True).start()
-
-
 def _isolate() -> None:
     os.setsid()  # its own process group: cancel kills the run and everything it started
     _die_with_parent()
+    if os.getppid() == 1:  # the parent died before we asked to die with it
+        os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_child(job: ChildJob, connection: Sender) -> None:
-    """Entry point of a run's process (called in the forked child)."""
+    """Entry point of a run's process (called in the forked child).
+
+    File descriptors 1 and 2 are already pipes the runner reads line by line,
+    so output from C code and subprocesses becomes run logs too; ``logging``
+    records travel over the events pipe with their levels.
+    """
     _isolate()
-    _die_with_runner(connection)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - line by line
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     reporter = Reporter(connection)
-    capture = OutputCapture(reporter)
-    capture.start()
     root = logging.getLogger()
     root.handlers[:] = [_PipeHandler(reporter)]
     root.setLevel(logging.INFO)
     try:
         event = _execute(job, reporter)
     finally:
-        capture.stop()
+        sys.stdout.flush()
+        sys.stderr.flush()
     reporter.send(*event)
-    # The connection stays open until exit: closing it would trip the runner watch.
 
 
 def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:

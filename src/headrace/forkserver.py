@@ -6,13 +6,13 @@ engine, pydantic and the served flows once; each run is then a ``fork()``
 user's imports). It speaks a tiny protocol over the Unix socket ``FD``:
 
 - request (runner -> server): header ``!QI`` (request id, payload length),
-  carrying one file descriptor (the run's events pipe), then a pickled
-  ``ChildJob``;
+  carrying three file descriptors (the run's events pipe, and the pipes that
+  become its stdout and stderr), then a pickled ``ChildJob``;
 - reply (server -> runner): records ``!QBq``: (request id, STARTED, pid) and
   (request id, EXITED, status), status negative for a signal as in subprocess.
 
-When the runner goes away the socket closes and the server exits; each run
-notices its events pipe closing and kills its own process group.
+When the runner goes away the socket closes and the server exits; its runs
+were forked with "die with your parent" (``PR_SET_PDEATHSIG``) and follow it.
 Keeps its imports light: no web stack, no database driver.
 """
 
@@ -48,26 +48,34 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_request(sock: socket.socket) -> tuple[int, Any, int]:
-    header, fds, _flags, _address = socket.recv_fds(sock, REQUEST.size, 1)
+FDS_PER_RUN = 3
+
+
+def _read_request(sock: socket.socket) -> tuple[int, Any, list[int]]:
+    header, fds, _flags, _address = socket.recv_fds(sock, REQUEST.size, FDS_PER_RUN)
     if not header:
         raise EOFError
     if len(header) < REQUEST.size:
         header += _recv_exact(sock, REQUEST.size - len(header))
     request_id, length = REQUEST.unpack(header)
     job = pickle.loads(_recv_exact(sock, length))
-    if len(fds) != 1:
-        raise RuntimeError("a fork request must carry exactly one file descriptor")
-    return request_id, job, fds[0]
+    if len(fds) != FDS_PER_RUN:
+        raise RuntimeError(f"a fork request must carry {FDS_PER_RUN} file descriptors")
+    return request_id, job, fds
 
 
-def _run_in_child(sock: socket.socket, job: Any, events_fd: int) -> None:
-    """In the forked child: forget the server's state, run the flow, exit."""
+def _run_in_child(sock: socket.socket, job: Any, fds: list[int]) -> None:
+    """In the forked child: forget the server's state, wire up the pipes, run the flow, exit."""
     code = 1
     try:
         sock.close()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        events_fd, stdout_fd, stderr_fd = fds
+        os.dup2(stdout_fd, 1)
+        os.dup2(stderr_fd, 2)
+        os.close(stdout_fd)
+        os.close(stderr_fd)
         from multiprocessing.connection import Connection
 
         from headrace.engine import run_child
@@ -110,13 +118,14 @@ class ForkServer:
 
     def _fork_one(self) -> None:
         try:
-            request_id, job, events_fd = _read_request(self.sock)
+            request_id, job, fds = _read_request(self.sock)
         except (EOFError, ConnectionError):
             raise SystemExit(0) from None
         pid = os.fork()
         if pid == 0:
-            _run_in_child(self.sock, job, events_fd)
-        os.close(events_fd)
+            _run_in_child(self.sock, job, fds)
+        for fd in fds:
+            os.close(fd)
         self.pids[pid] = request_id
         self.sock.sendall(REPLY.pack(request_id, STARTED, pid))
 

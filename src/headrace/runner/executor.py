@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreErr
 from headrace.flow_runs import FlowRun
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.output import read_output
 from headrace.runner.processes import ChildProcess, ProcessStarter
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
@@ -110,6 +113,7 @@ class Executor:
             logger.exception("Could not start a process for flow run %s", run.name)
             return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
+        readers = read_output(handle.process.output, functools.partial(self._on_line, run))
         if handle.kill_reason is not None:
             self._kill_process(handle)
         timer = self._watch_timeout(handle)
@@ -118,6 +122,8 @@ class Executor:
         finally:
             if timer is not None:
                 timer.cancel()
+            for reader in readers:
+                reader.close()
         self._drain_events(handle)
         await asyncio.gather(*handle.background, return_exceptions=True)
         await self._logs.flush()
@@ -143,6 +149,9 @@ class Executor:
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(events.fileno())
             events.close()
+
+    def _on_line(self, run: FlowRun, level: int, line: str) -> None:
+        self._logs.add(run.id, run.name, level, line, time.time())
 
     def _on_event(self, handle: RunHandle, event: tuple[Any, ...]) -> None:
         kind = event[0]

@@ -42,9 +42,17 @@ FORKSERVER_START_TIMEOUT_SECONDS = 60.0
 class ChildProcess:
     """One running flow-run process: its events pipe, its exit, and how to kill it."""
 
-    def __init__(self, pid: int, events: Connection, exited: asyncio.Future[int]) -> None:
+    def __init__(
+        self,
+        pid: int,
+        events: Connection,
+        exited: asyncio.Future[int],
+        output: tuple[int, int] = (-1, -1),
+    ) -> None:
         self.pid = pid
         self.events = events
+        self.output = output
+        """Read ends of the pipes that are the run's stdout and stderr (-1: none)."""
         self._exited = exited
 
     async def wait(self) -> int:
@@ -127,6 +135,10 @@ class ForkServerStarter:
         assert sock is not None
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
         request_id = next(self._ids)
         started: asyncio.Future[int] = loop.create_future()
         exited: asyncio.Future[int] = loop.create_future()
@@ -136,16 +148,19 @@ class ForkServerStarter:
         try:
             async with self._send_lock:
                 header = REQUEST.pack(request_id, len(payload))
-                socket.send_fds(sock, [header], [write_fd])
+                socket.send_fds(sock, [header], [write_fd, out_w, err_w])
                 await loop.sock_sendall(sock, payload)
         except OSError:
-            os.close(read_fd)
+            for fd in (read_fd, out_r, err_r):
+                os.close(fd)
             self._forget(request_id)
             raise
         finally:
-            os.close(write_fd)
+            for fd in (write_fd, out_w, err_w):
+                os.close(fd)
         pid = await started
-        return ChildProcess(pid, Connection(read_fd, writable=False), exited)
+        events = Connection(read_fd, writable=False)
+        return ChildProcess(pid, events, exited, output=(out_r, err_r))
 
     def _forget(self, request_id: int) -> None:
         self._started.pop(request_id, None)
