@@ -84,4 +84,4 @@ def store(database_url: str) -> Iterator[SQLStore]:
 def async_store(store: SQLStore) -> Iterator[AsyncStore]:
     wrapped = AsyncStore(store)
     yield wrapped
-    wrapped._executor.shutdown(wait=True)
+    wrapped.close()

@@ -14,6 +14,11 @@ _validators: dict[str, Any] = {}
 VALIDATOR_CACHE_SIZE = 1024
 
 
+def prepare_validator(schema: dict[str, Any]) -> None:
+    """Compile (and import jsonschema for) ``schema`` ahead of its first use."""
+    _validator(schema)
+
+
 def _validator(schema: dict[str, Any]) -> Any:
     """A compiled validator per distinct schema: building one costs far more than using it."""
     import json

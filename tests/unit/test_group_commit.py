@@ -17,7 +17,7 @@ async def test_concurrent_items_share_a_batch_and_keep_their_own_errors() -> Non
         return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
 
     with ThreadPoolExecutor(1) as executor:
-        group = GroupCommit(write, executor)
+        group = GroupCommit(write, lambda call: executor.submit(call))
         results = await asyncio.gather(*(group.submit(i) for i in range(6)), return_exceptions=True)
         assert await group.submit(8) == 80  # a later item starts a new batch
     assert results[0] == 0 and results[2] == 20 and results[4] == 40
@@ -30,7 +30,7 @@ async def test_a_failed_batch_fails_every_caller() -> None:
         raise RuntimeError("database gone")
 
     with ThreadPoolExecutor(1) as executor:
-        group = GroupCommit(write, executor)
+        group = GroupCommit(write, lambda call: executor.submit(call))
         results = await asyncio.gather(group.submit(1), group.submit(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(RuntimeError):

@@ -8,6 +8,7 @@ from typing import Any
 from headrace.console import configure_logging
 from headrace.deployments import RunnerDeployment
 from headrace.runner.runner import Runner
+from headrace.runner.tuning import tune_for_serving
 
 
 def serve(
@@ -22,6 +23,7 @@ def serve(
     unless the application configured logging itself.
     """
     configure_logging()
+    tune_for_serving()
 
     async def main() -> None:
         runner = Runner(limit=limit, webserver=webserver, **runner_options)

@@ -34,6 +34,7 @@ from headrace.runner.responses import (
     run_json,
 )
 from headrace.runner.watch import MAX_WAIT_SECONDS, wait_for_end
+from headrace.validation import prepare_validator
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class FlowRunRequest(BaseModel):
 
 def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     """The handler of ``POST /deployment/<id>/run`` for one deployment."""
+    if deployment.enforce_parameter_schema and deployment.parameter_schema:
+        prepare_validator(deployment.parameter_schema)  # compiled now, not on the first trigger
 
     async def run_deployment(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None

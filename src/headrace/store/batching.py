@@ -8,10 +8,11 @@ request is written at once, as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from typing import Generic, TypeVar
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,7 +27,7 @@ class _Queue(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    """Feeds queued items to ``write_batch`` (run on ``executor``), one batch at a time.
+    """Feeds queued items to ``write_batch`` (run through ``submit``), one batch at a time.
 
     ``write_batch`` returns one result per item; an item's result may be an
     exception, which is raised to that item's caller only. An exception raised
@@ -35,10 +36,12 @@ class GroupCommit(Generic[T, R]):
     """
 
     def __init__(
-        self, write_batch: Callable[[Sequence[T]], Sequence[R | BaseException]], executor: Executor
+        self,
+        write_batch: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        submit: Callable[[Callable[[], Sequence[R | BaseException]]], Future[Any]],
     ) -> None:
         self._write_batch = write_batch
-        self._executor = executor
+        self._submit = submit
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[T, R]] = (
             weakref.WeakKeyDictionary()
         )
@@ -61,7 +64,9 @@ class GroupCommit(Generic[T, R]):
             batch, queue.pending = queue.pending[:MAX_BATCH], queue.pending[MAX_BATCH:]
             items = [item for item, _ in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._write_batch, items)
+                results = await asyncio.wrap_future(
+                    self._submit(functools.partial(self._write_batch, items)), loop=loop
+                )
             except Exception as exc:  # the whole batch failed: tell every caller
                 for _, future in batch:
                     if not future.done():

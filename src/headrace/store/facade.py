@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -17,6 +17,7 @@ from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.batching import GroupCommit
 from headrace.store.sql import SQLStore, StateChange
+from headrace.store.worker import BACKGROUND, URGENT, StoreWorker
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,17 +35,33 @@ class AsyncStore:
 
     def __init__(self, store: SQLStore) -> None:
         self.sync = store
-        threads = 1 if store.is_sqlite else POSTGRES_THREADS
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="headrace-store")
-        self._creations = GroupCommit(store.create_flow_runs_each, self._executor)
-        self._state_changes = GroupCommit(store.set_states, self._executor)
+        # SQLite: one thread (one writer), urgent work first. PostgreSQL: a pool.
+        self._worker = StoreWorker() if store.is_sqlite else None
+        self._pool = None if store.is_sqlite else ThreadPoolExecutor(POSTGRES_THREADS)
+        self._creations = GroupCommit(store.create_flow_runs_each, self._submit)
+        self._state_changes: GroupCommit[StateChange, FlowRun] = GroupCommit(
+            store.set_states, functools.partial(self._submit, priority=BACKGROUND)
+        )
+
+    def _submit(self, fn: Callable[[], T], priority: int = URGENT) -> Future[T]:
+        if self._worker is not None:
+            return self._worker.submit(fn, priority)
+        assert self._pool is not None
+        return self._pool.submit(fn)
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await asyncio.wrap_future(self._submit(functools.partial(fn, *args, **kwargs)))
+
+    async def _background(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Work nobody is waiting on: it yields the store to urgent work."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._submit(call, BACKGROUND))
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.sync.close()
 
     async def upsert_deployment(self, spec: DeploymentSpec) -> Deployment:
@@ -147,7 +164,7 @@ class AsyncStore:
         return await self._call(self.sync.read_state_history, flow_run_id)
 
     async def write_logs(self, records: Sequence[LogRecord]) -> None:
-        await self._call(self.sync.write_logs, records)
+        await self._background(self.sync.write_logs, records)
 
     async def read_logs(
         self, flow_run_id: UUID, *, after_id: int = 0, limit: int = MAX_PAGE
@@ -158,7 +175,7 @@ class AsyncStore:
         await self._call(self.sync.register_runner, runner)
 
     async def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
-        await self._call(self.sync.heartbeat, runner_id, stopped=stopped)
+        await self._background(self.sync.heartbeat, runner_id, stopped=stopped)
 
     async def read_active_runs(
         self, deployment_ids: Collection[UUID], runner_name: str | None
