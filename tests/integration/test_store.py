@@ -327,3 +327,16 @@ def test_the_recorded_head_revision_is_alembics_head(store: SQLStore) -> None:
     assert head_revision() == HEAD_REVISION
     with store.engine.connect() as conn:
         assert stored_revision(conn) == HEAD_REVISION
+
+
+def test_a_batch_with_a_repeated_key_creates_one_run(store: SQLStore) -> None:
+    deployment = store.upsert_deployment(spec())
+    new = NewFlowRun(flow_name="etl", deployment_id=deployment.id, idempotency_key="twice")
+    plain = NewFlowRun(flow_name="etl", deployment_id=deployment.id)
+    (first, made_first), (second, made_second), (_, made_plain) = store.create_flow_runs(
+        [new, new, plain]
+    )
+    assert made_first and not made_second and made_plain
+    assert second.id == first.id
+    assert len(store.read_flow_runs(deployment_id=deployment.id)) == 2
+    assert [s.type for s in store.read_state_history(first.id)] == [StateType.SCHEDULED]

@@ -193,7 +193,7 @@ class SQLStore:
 
         Returns the run and whether it was created now.
         """
-        scope = str(new.deployment_id) if new.deployment_id else f"flow:{new.flow_name}"
+        scope = _scope(new)
         try:
             with self._write() as conn:
                 if new.idempotency_key is not None:
@@ -228,48 +228,48 @@ class SQLStore:
         return results
 
     def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
-        """Create many runs in one transaction (schedules, bulk triggers)."""
-        results: list[tuple[FlowRun, bool]] = []
+        """Create many runs in one transaction with a few statements (schedules, triggers).
+
+        Runs whose idempotency key is already stored (or repeated within
+        ``runs``) come back as the existing run, not created again.
+        """
+        keyed = {(_scope(n), n.idempotency_key) for n in runs if n.idempotency_key is not None}
         with self._write() as conn:
+            known = self._runs_by_keys(conn, keyed)
+            results: list[tuple[FlowRun, bool]] = []
+            rows: list[dict[str, Any]] = []
+            now = utcnow()
             for new in runs:
-                scope = str(new.deployment_id) if new.deployment_id else f"flow:{new.flow_name}"
-                existing = None
+                key = (_scope(new), new.idempotency_key)
+                if new.idempotency_key is not None and key in known:
+                    results.append((known[key], False))
+                    continue
+                values = _new_run_values(new, key[0], now)
+                run = _flow_run(values)
+                rows.append(values)
+                results.append((run, True))
                 if new.idempotency_key is not None:
-                    existing = self._run_by_key(conn, scope, new.idempotency_key)
-                if existing is not None:
-                    results.append((existing, False))
-                else:
-                    results.append((self._insert_run(conn, new, scope), True))
+                    known[key] = run
+            if rows:
+                conn.execute(flow_runs.insert(), rows)
+                self._record_history(conn, [(row["id"], row) for row in rows])
         return results
 
-    def _insert_run(self, conn: sa.Connection, new: NewFlowRun, scope: str) -> FlowRun:
-        now = utcnow()
-        run_id = uuid4()
-        values: dict[str, Any] = {
-            "id": run_id,
-            "name": new.name or generate_run_name(),
-            "flow_name": new.flow_name,
-            "deployment_id": new.deployment_id,
-            "entrypoint": new.entrypoint,
-            "parameters": new.parameters,
-            "parent_task_run_id": new.parent_task_run_id,
-            "idempotency_scope": scope,
-            "idempotency_key": new.idempotency_key,
-            "state_type": StateType.SCHEDULED.value,
-            "state_name": new.state_name,
-            "state_message": new.state_message,
-            "state_timestamp": now,
-            "expected_start_time": new.expected_start_time or now,
-            "run_count": 0,
-            "max_retries": new.max_retries,
-            "retry_delay_seconds": new.retry_delay_seconds,
-            "timeout_seconds": new.timeout_seconds,
-            "runner_name": new.runner_name,
-            "created": now,
-            "updated": now,
+    def _runs_by_keys(
+        self, conn: sa.Connection, keys: Collection[tuple[str, str | None]]
+    ) -> dict[tuple[str, str | None], FlowRun]:
+        if not keys:
+            return {}
+        pair = sa.tuple_(flow_runs.c.idempotency_scope, flow_runs.c.idempotency_key)
+        rows = conn.execute(flow_runs.select().where(pair.in_(list(keys)))).all()
+        return {
+            (row.idempotency_scope, row.idempotency_key): _flow_run(row._asdict()) for row in rows
         }
+
+    def _insert_run(self, conn: sa.Connection, new: NewFlowRun, scope: str) -> FlowRun:
+        values = _new_run_values(new, scope, utcnow())
         conn.execute(flow_runs.insert(), values)
-        self._record_history(conn, [(run_id, values)])
+        self._record_history(conn, [(values["id"], values)])
         return _flow_run(values)
 
     def _run_by_key(self, conn: sa.Connection, scope: str, key: str) -> FlowRun | None:
@@ -714,6 +714,37 @@ def _utc(value: Any, dialect: sa.Dialect) -> datetime:
 
 def _lock_key(deployment_id: UUID) -> int:
     return int.from_bytes(deployment_id.bytes[:8], "big", signed=True)
+
+
+def _scope(new: NewFlowRun) -> str:
+    """Idempotency keys are unique per deployment (per flow for runs without one)."""
+    return str(new.deployment_id) if new.deployment_id else f"flow:{new.flow_name}"
+
+
+def _new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid4(),
+        "name": new.name or generate_run_name(),
+        "flow_name": new.flow_name,
+        "deployment_id": new.deployment_id,
+        "entrypoint": new.entrypoint,
+        "parameters": new.parameters,
+        "parent_task_run_id": new.parent_task_run_id,
+        "idempotency_scope": scope,
+        "idempotency_key": new.idempotency_key,
+        "state_type": StateType.SCHEDULED.value,
+        "state_name": new.state_name,
+        "state_message": new.state_message,
+        "state_timestamp": now,
+        "expected_start_time": new.expected_start_time or now,
+        "run_count": 0,
+        "max_retries": new.max_retries,
+        "retry_delay_seconds": new.retry_delay_seconds,
+        "timeout_seconds": new.timeout_seconds,
+        "runner_name": new.runner_name,
+        "created": now,
+        "updated": now,
+    }
 
 
 def _state_values(state: State) -> dict[str, Any]:
