@@ -1,0 +1,86 @@
+"""The SQL store's foundation: its engine, its transactions and the writes every part shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from headrace.exceptions import ObjectNotFound, StoreError, StoreUnavailable
+from headrace.states import StateType
+from headrace.store.engine import WRITE_OPTION, create_engine
+from headrace.store.migrate import upgrade
+from headrace.store.tables import flow_run_states, flow_runs
+
+
+class SQLBase:
+    """An engine (migrated on first use) and read/write transactions that wrap driver errors."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            with self._errors():
+                upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    # -- transactions -------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            raise StoreUnavailable(f"The database cannot be reached: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"The database operation failed: {exc.orig}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._errors(), self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _current_state(self, conn: sa.Connection, flow_run_id: UUID) -> StateType:
+        query = sa.select(flow_runs.c.state_type).where(flow_runs.c.id == flow_run_id)
+        if not self.is_sqlite:
+            query = query.with_for_update()
+        value = conn.execute(query).scalar()
+        if value is None:
+            raise ObjectNotFound(f"No flow run with id {flow_run_id}")
+        return StateType(value)
+
+    def _record_history(
+        self, conn: sa.Connection, entries: Sequence[tuple[UUID, Mapping[str, Any]]]
+    ) -> None:
+        if not entries:
+            return
+        conn.execute(
+            flow_run_states.insert(),
+            [
+                {
+                    "flow_run_id": run_id,
+                    "type": values["state_type"],
+                    "name": values["state_name"],
+                    "message": values["state_message"],
+                    "timestamp": values["state_timestamp"],
+                }
+                for run_id, values in entries
+            ],
+        )

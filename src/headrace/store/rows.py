@@ -1,0 +1,107 @@
+"""Rows and value objects: how stored rows become frozen objects, and new runs become rows."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+
+from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.names import generate_run_name
+from headrace.states import State, StateType
+from headrace.store.base import RunnerRecord
+from headrace.store.tables import UTCDateTime, flow_runs
+
+Owner = tuple[Collection[UUID], str | None]
+"""Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this name."""
+
+
+def owned_by(deployment_ids: Collection[UUID], runner_name: str | None) -> sa.ColumnElement[bool]:
+    """Runs of these deployments, or ad-hoc runs (no deployment) addressed to this runner."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if deployment_ids:
+        clauses.append(flow_runs.c.deployment_id.in_(list(deployment_ids)))
+    if runner_name is not None:
+        clauses.append(
+            flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_name == runner_name)
+        )
+    return sa.or_(sa.false(), *clauses)
+
+
+def as_utc(value: Any, dialect: sa.Dialect) -> datetime:
+    """Aggregates (min, max) may bypass the column type on SQLite: normalise to aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    result = UTCDateTime().process_result_value(value, dialect)
+    assert result is not None
+    return result
+
+
+def lock_key(deployment_id: UUID) -> int:
+    return int.from_bytes(deployment_id.bytes[:8], "big", signed=True)
+
+
+def idempotency_scope(new: NewFlowRun) -> str:
+    """Idempotency keys are unique per deployment (per flow for runs without one)."""
+    return str(new.deployment_id) if new.deployment_id else f"flow:{new.flow_name}"
+
+
+def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid4(),
+        "name": new.name or generate_run_name(),
+        "flow_name": new.flow_name,
+        "deployment_id": new.deployment_id,
+        "entrypoint": new.entrypoint,
+        "parameters": new.parameters,
+        "parent_task_run_id": new.parent_task_run_id,
+        "idempotency_scope": scope,
+        "idempotency_key": new.idempotency_key,
+        "state_type": StateType.SCHEDULED.value,
+        "state_name": new.state_name,
+        "state_message": new.state_message,
+        "state_timestamp": now,
+        "expected_start_time": new.expected_start_time or now,
+        "run_count": 0,
+        "max_retries": new.max_retries,
+        "retry_delay_seconds": new.retry_delay_seconds,
+        "timeout_seconds": new.timeout_seconds,
+        "runner_name": new.runner_name,
+        "created": now,
+        "updated": now,
+    }
+
+
+def state_values(state: State) -> dict[str, Any]:
+    return {
+        "state_type": state.type.value,
+        "state_name": state.name,
+        "state_message": state.message,
+        "state_timestamp": state.timestamp,
+    }
+
+
+def state_names(states: Collection[StateType]) -> str:
+    return " or ".join(sorted(s.value for s in states))
+
+
+def flow_run_from_row(values: Mapping[str, Any]) -> FlowRun:
+    data = {
+        k: v for k, v in values.items() if not k.startswith("state_") and k != "idempotency_scope"
+    }
+    data["state"] = State(
+        type=values["state_type"],
+        name=values["state_name"],
+        message=values["state_message"],
+        timestamp=values["state_timestamp"],
+    )
+    return FlowRun.model_validate(data)
+
+
+def run_with_runner_from_row(values: Mapping[str, Any]) -> tuple[FlowRun, RunnerRecord | None]:
+    runner = {k.removeprefix("runner__"): v for k, v in values.items() if k.startswith("runner__")}
+    run = flow_run_from_row({k: v for k, v in values.items() if not k.startswith("runner__")})
+    return run, (RunnerRecord.model_validate(runner) if runner.get("id") else None)

@@ -1,0 +1,148 @@
+"""State changes: compare-and-set on a run's state, one at a time or many in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from headrace.exceptions import HeadraceError, InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import FlowRun
+from headrace.states import (
+    State,
+    StateType,
+    cancellation_target,
+    check_transition,
+    sources_of,
+    utcnow,
+)
+from headrace.store import statements
+from headrace.store.connection import SQLBase
+from headrace.store.rows import flow_run_from_row, state_names, state_values
+from headrace.store.tables import flow_run_states, flow_runs
+
+RUN_FIELDS = frozenset(
+    {"start_time", "end_time", "result", "pid", "expected_start_time", "runner_id", "runner_name"}
+)
+"""Columns a state change may set beside the state itself."""
+
+
+class StateChange(NamedTuple):
+    """One requested state change: run, new state, allowed current states, other fields."""
+
+    flow_run_id: UUID
+    state: State
+    expected: Collection[StateType] | None
+    fields: dict[str, Any]
+
+
+class StateChanges(SQLBase):
+    """Every write of a run's state goes through here."""
+
+    # -- state changes ------------------------------------------------------
+
+    def set_state(
+        self,
+        flow_run_id: UUID,
+        state: State,
+        *,
+        expected: Collection[StateType] | None = None,
+        **fields: Any,
+    ) -> FlowRun:
+        """Move a run to ``state`` if the rules (and ``expected``, when given) allow it.
+
+        A compare-and-set on the current state: a concurrent change in between
+        makes this raise ``InvalidStateTransition`` instead of overwriting it.
+        """
+        with self._write() as conn:
+            return self._set_state_in(conn, StateChange(flow_run_id, state, expected, fields))
+
+    def set_states(self, changes: Sequence[StateChange]) -> list[FlowRun | HeadraceError]:
+        """Several independent state changes in one transaction (group commit).
+
+        Each change succeeds or fails on its own; a refused change leaves no
+        trace, so its error is returned in its place instead of raised.
+        """
+        results: list[FlowRun | HeadraceError] = []
+        with self._write() as conn:
+            for change in changes:
+                try:
+                    results.append(self._set_state_in(conn, change))
+                except (InvalidStateTransition, ObjectNotFound) as exc:
+                    results.append(exc)
+        return results
+
+    def _set_state_in(self, conn: sa.Connection, change: StateChange) -> FlowRun:
+        flow_run_id, state, expected, fields = change
+        unknown = set(fields) - RUN_FIELDS
+        if unknown:
+            raise ValueError(f"set_state cannot set {sorted(unknown)}")
+        sources = sources_of(state.type)
+        if expected is not None:
+            sources &= frozenset(expected)
+        changed = self._apply_state(conn, flow_run_id, sources, state, fields)
+        if changed is not None:
+            return changed
+        current = self._current_state(conn, flow_run_id)
+        if expected is not None and current not in expected:
+            raise InvalidStateTransition(
+                f"Flow run {flow_run_id} is {current.value}, not {state_names(expected)}"
+            )
+        check_transition(current, state.type)
+        raise InvalidStateTransition(  # pragma: no cover - the CAS and the rules agree
+            f"Flow run {flow_run_id} changed state concurrently"
+        )
+
+    def _apply_state(
+        self,
+        conn: sa.Connection,
+        flow_run_id: UUID,
+        sources: Collection[StateType],
+        state: State,
+        fields: dict[str, Any],
+    ) -> FlowRun | None:
+        """The compare-and-set itself: None when the run was in none of ``sources``."""
+        values = {**state_values(state), "updated": utcnow(), **fields}
+        if state.type == StateType.RUNNING:
+            values.setdefault("start_time", state.timestamp)
+        if state.is_terminal:
+            values.setdefault("end_time", state.timestamp)
+        fieldset = frozenset(values) - frozenset(statements.STATE_COLUMNS)
+        params = statements.update_state_params(flow_run_id, [s.value for s in sources], values)
+        row = conn.execute(statements.update_state(fieldset), params).first()
+        if row is None:
+            return None
+        self._record_history(conn, [(flow_run_id, state_values(state))])
+        return flow_run_from_row(row._asdict())
+
+    def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
+        """SCHEDULED runs are cancelled at once; started ones become CANCELLING for their runner."""
+        with self._write() as conn:
+            current = self._current_state(conn, flow_run_id)
+            target = cancellation_target(current)
+            if target is None:
+                raise InvalidStateTransition(
+                    f"Flow run {flow_run_id} has already ended ({current.value})"
+                )
+            if target == current:
+                row = conn.execute(flow_runs.select().where(flow_runs.c.id == flow_run_id)).one()
+                return flow_run_from_row(row._asdict())
+            message = "Cancelled before it started" if target.is_terminal else "Cancel requested"
+            state = State(type=target, message=message)
+            changed = self._apply_state(conn, flow_run_id, [current], state, {})
+            assert changed is not None  # the write lock / row lock holds the state still
+            return changed
+
+    def read_state_history(self, flow_run_id: UUID) -> list[State]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(flow_run_states)
+                .where(flow_run_states.c.flow_run_id == flow_run_id)
+                .order_by(flow_run_states.c.id)
+            ).all()
+        return [
+            State(type=row.type, name=row.name, message=row.message, timestamp=row.timestamp)
+            for row in rows
+        ]
