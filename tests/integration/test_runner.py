@@ -205,3 +205,30 @@ async def test_client_created_ad_hoc_runs_reach_a_default_runner(settings: Setti
         done = await wait_for_state(client.store, run.id, timeout=10)
         assert done.state.type == StateType.COMPLETED
         assert done.result == 3 and done.deployment_id is None
+
+
+async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import signal as signals
+
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.touch, "slow")
+    quick_id = await runner.add_flow(basic.add, "quick")
+    async with running(runner), get_client(settings) as client:
+        slow = await client.create_flow_run_from_deployment(
+            deployment_id, {"t0": 0, "out": str(tmp_path / "m"), "sleep": 30}
+        )
+        await wait_for_state(client.store, slow.id, {StateType.RUNNING})
+        server = runner._starter._process  # type: ignore[union-attr]
+        assert server is not None
+        os.kill(server.pid, signals.SIGKILL)
+        lost = await wait_for_state(client.store, slow.id, timeout=10)
+        assert lost.state.type == StateType.CRASHED
+        assert "fork server" in (lost.state.message or "")
+        pid = lost.pid
+        assert pid is not None
+        await eventually(lambda: _alive(pid), lambda alive: not alive, what="the run to die")
+        after = await client.create_flow_run_from_deployment(quick_id, {"x": 1})
+        done = await wait_for_state(client.store, after.id, timeout=20)
+        assert done.state.type == StateType.COMPLETED, done.state.message

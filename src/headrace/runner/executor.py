@@ -24,7 +24,7 @@ from headrace.flow_runs import FlowRun
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.runner.output import read_output
-from headrace.runner.processes import ChildProcess, ProcessStarter
+from headrace.runner.processes import ChildProcess, ProcessLost, ProcessStarter
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
 
@@ -95,8 +95,10 @@ class Executor:
         final: FlowRun | None = None
         try:
             final = await self._attempt(handle, entrypoint)
-        except Exception:
+        except Exception as exc:
+            # Whatever went wrong here, the run must not be left RUNNING under a live runner.
             logger.exception("Executing flow run %s failed", handle.run.name)
+            final = await self._persist(handle.run, _crashed(f"The runner failed it: {exc!r}"))
         finally:
             self.active.pop(handle.run.id, None)
             self._on_finished(final)
@@ -118,7 +120,9 @@ class Executor:
             self._kill_process(handle)
         timer = self._watch_timeout(handle)
         try:
-            exit_code = await handle.process.wait()
+            exit_code: int | None = await handle.process.wait()
+        except ProcessLost:
+            exit_code = None
         finally:
             if timer is not None:
                 timer.cancel()

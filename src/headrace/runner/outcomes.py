@@ -99,7 +99,7 @@ def decide_orphan(run: FlowRun, why: str, now: datetime | None = None) -> Decisi
 def explain_exit(code: int | None) -> str:
     """A sentence a user can act on, for a process that ended without reporting a result."""
     if code is None:
-        return "The flow run's process could not be started"
+        return "The flow run's process was lost: the fork server that started it died"
     if code < 0:
         try:
             name = signal.Signals(-code).name

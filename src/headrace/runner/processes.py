@@ -39,6 +39,10 @@ DEFAULT_KILL_GRACE_SECONDS = 5.0
 FORKSERVER_START_TIMEOUT_SECONDS = 60.0
 
 
+class ProcessLost(RuntimeError):
+    """The fork server died, and the run's process with it; its exit status is unknown."""
+
+
 class ChildProcess:
     """One running flow-run process: its events pipe, its exit, and how to kill it."""
 
@@ -195,7 +199,7 @@ class ForkServerStarter:
         for table in (self._started, self._exited):
             for future in table.values():
                 if not future.done():
-                    future.set_exception(RuntimeError("The fork server exited"))
+                    future.set_exception(ProcessLost("The fork server exited"))
             table.clear()
 
     def _close_socket(self) -> None:
