@@ -190,3 +190,26 @@ async def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "State:\tZ" not in status.read_text()
+
+
+async def test_a_run_whose_end_went_unrecorded_is_resolved_by_its_own_runner(
+    settings: Settings,
+) -> None:
+    from datetime import timedelta
+
+    from headrace.flow_runs import NewFlowRun
+    from headrace.states import State, utcnow
+
+    runner = make_runner(settings, query_seconds=0.1)
+    deployment_id = await runner.add_flow(basic.add)
+    async with running(runner), get_client(settings) as client:
+        later = utcnow() + timedelta(hours=1)
+        run, _ = await client.store.create_flow_run(
+            NewFlowRun(flow_name="add", deployment_id=deployment_id, expected_start_time=later)
+        )
+        # As if this runner had claimed and started it, then failed to record its end.
+        await client.store.claim_flow_run(run.id, runner.record)
+        await client.store.set_state(run.id, State(type=StateType.RUNNING))
+        resolved = await wait_for_state(client.store, run.id, timeout=10)
+    assert resolved.state.type == StateType.CRASHED
+    assert "could not be recorded" in (resolved.state.message or "")

@@ -56,12 +56,19 @@ async def recover_orphans(
     deployment_ids: Collection[UUID],
     *,
     heartbeat_timeout: timedelta,
+    active: Callable[[], Collection[UUID]] = frozenset,
 ) -> int:
-    """Resolve every orphaned run of these deployments (or of this runner's name) at once."""
+    """Resolve every orphaned run of these deployments (or of this runner's name) at once.
+
+    Orphans are runs of dead runners, and runs this runner claimed but no longer
+    executes (``active()`` lists the ones it does): their end went unrecorded.
+    """
     now = utcnow()
     resolved = 0
     for run, owner in await store.read_active_runs(deployment_ids, me.name):
         why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
+        if why is None and owner is not None and owner.id == me.id and run.id not in active():
+            why = "its outcome could not be recorded when its process ended"
         if why is None:
             continue
         decision = decide_orphan(run, why, now)

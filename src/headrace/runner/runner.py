@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -287,6 +287,7 @@ class Runner:
                 self.record,
                 self.deployment_ids,
                 heartbeat_timeout=timedelta(seconds=self.settings.runner_heartbeat_timeout_seconds),
+                active=self._executing,
             )
         self._polls += 1
         await self._plan_schedules()
@@ -294,6 +295,9 @@ class Runner:
         await self._check_cancellations()
         self.last_polled = utcnow()
         self._next_poll_delay = await self._delay_until_next_due()
+
+    def _executing(self) -> Collection[UUID]:
+        return set(self._executor.active) if self._executor else set()
 
     async def _delay_until_next_due(self) -> float:
         """Sleep until the next poll, or until a queued run falls due, whichever is sooner."""
