@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -31,6 +31,9 @@ from headrace.store import AsyncStore
 logger = logging.getLogger(__name__)
 
 PERSIST_ATTEMPTS = 5
+RUNNING_WRITE_DELAY_SECONDS = 0.02
+"""RUNNING is written this late: a run shorter than this records RUNNING and its end in
+one transaction (the state history still shows both, with the child's own times)."""
 PERSIST_RETRY_SECONDS = 0.5
 
 
@@ -43,7 +46,9 @@ class RunHandle:
     kill_reason: KillReason | None = None
     final_event: tuple[Any, ...] | None = None
     task: asyncio.Task[FlowRun | None] | None = None
-    background: list[asyncio.Task[None]] = field(default_factory=list)
+    running_timer: asyncio.TimerHandle | None = None
+    running_args: tuple[datetime, int] = (datetime.min, 0)
+    running_write: asyncio.Future[FlowRun] | None = None
 
 
 class Executor:
@@ -129,10 +134,12 @@ class Executor:
             for reader in readers:
                 reader.close()
         self._drain_events(handle)
-        await asyncio.gather(*handle.background, return_exceptions=True)
         await self._logs.flush()
+        self._flush_running(handle)  # queued first, so RUNNING and the end share a batch
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
-        return await self._persist(run, decide_outcome(run, report))
+        final = await self._persist(run, decide_outcome(run, report))
+        await self._settle_running(handle)
+        return final
 
     # -- events from the child ---------------------------------------------
 
@@ -163,22 +170,38 @@ class Executor:
             _, level, message, timestamp = event
             self._logs.add(handle.run.id, handle.run.name, level, message, timestamp)
         elif kind == "running":
-            started = datetime.fromtimestamp(event[1], UTC)
-            task = asyncio.get_running_loop().create_task(
-                self._mark_running(handle.run, started, int(event[2]))
+            handle.running_args = (datetime.fromtimestamp(event[1], UTC), int(event[2]))
+            handle.running_timer = asyncio.get_running_loop().call_later(
+                RUNNING_WRITE_DELAY_SECONDS, self._mark_running, handle, *handle.running_args
             )
-            handle.background.append(task)
         else:
             handle.final_event = event
 
-    async def _mark_running(self, run: FlowRun, started: datetime, pid: int) -> None:
+    def _mark_running(self, handle: RunHandle, started: datetime, pid: int) -> None:
+        """Queue RUNNING (with the child's own start time); a cancel meanwhile makes it moot."""
+        handle.running_timer = None
         state = State(type=StateType.RUNNING, timestamp=started)
+        run_id = handle.run.id
+        handle.running_write = self._store.queue_state(
+            run_id, state, expected=[StateType.PENDING], pid=pid
+        )
+
+    def _flush_running(self, handle: RunHandle) -> None:
+        """Queue a RUNNING still held back now, ahead of the run's end, in the same batch."""
+        timer = handle.running_timer
+        if timer is not None:
+            timer.cancel()
+            self._mark_running(handle, *handle.running_args)
+
+    async def _settle_running(self, handle: RunHandle) -> None:
+        if handle.running_write is None:
+            return
         try:
-            await self._store.set_state(run.id, state, expected=[StateType.PENDING], pid=pid)
+            await handle.running_write
         except InvalidStateTransition:
-            pass  # cancelled meanwhile: the cancellation path kills the process
+            pass  # cancelled before it ran: the cancellation path kills the process
         except StoreError:
-            logger.exception("Could not record flow run %s as RUNNING", run.name)
+            logger.exception("Could not record flow run %s as RUNNING", handle.run.name)
 
     def _watch_timeout(self, handle: RunHandle) -> asyncio.TimerHandle | None:
         seconds = handle.run.timeout_seconds

@@ -47,6 +47,10 @@ class GroupCommit(Generic[T, R]):
         )
 
     async def submit(self, item: T) -> R:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` now (it is written after everything queued before it)."""
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
@@ -55,7 +59,7 @@ class GroupCommit(Generic[T, R]):
         queue.pending.append((item, future))
         if queue.task is None or queue.task.done():
             queue.task = loop.create_task(self._drain(queue))
-        return await future
+        return future
 
     async def _drain(self, queue: _Queue[T, R]) -> None:
         loop = asyncio.get_running_loop()

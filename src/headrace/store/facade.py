@@ -154,8 +154,19 @@ class AsyncStore:
         **fields: Any,
     ) -> FlowRun:
         """Change a run's state; concurrent changes share one transaction."""
+        return await self.queue_state(flow_run_id, state, expected=expected, **fields)
+
+    def queue_state(
+        self,
+        flow_run_id: UUID,
+        state: State,
+        *,
+        expected: Collection[StateType] | None = None,
+        **fields: Any,
+    ) -> asyncio.Future[FlowRun]:
+        """Queue a state change now, without waiting: changes queued later are written after it."""
         change = StateChange(flow_run_id, state, expected, fields)
-        return await self._state_changes.submit(change)
+        return self._state_changes.enqueue(change)
 
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.request_cancellation, flow_run_id)
