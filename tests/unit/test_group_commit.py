@@ -4,8 +4,6 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from headrace.store.batching import GroupCommit
 
 
@@ -32,6 +30,4 @@ async def test_a_failed_batch_fails_every_caller() -> None:
     with ThreadPoolExecutor(1) as executor:
         group = GroupCommit(write, lambda call: executor.submit(call))
         results = await asyncio.gather(group.submit(1), group.submit(2), return_exceptions=True)
-    assert all(isinstance(r, RuntimeError) for r in results)
-    with pytest.raises(RuntimeError):
-        raise results[0]  # type: ignore[misc]
+    assert [str(r) for r in results] == ["database gone", "database gone"]
