@@ -240,6 +240,7 @@ def serve(
     """Serve a flow as a deployment, with its webserver, until Ctrl-C or SIGTERM."""
     from headrace.cli_serve import schedules_from_options, serve_entrypoint
     from headrace.console import configure_logging
+    from headrace.runner.tuning import run_serving
 
     with reported_errors():
         settings = _settings(
@@ -257,7 +258,7 @@ def serve(
             "on_shutdown": on_shutdown.value,
         }
         configure_logging(log_level.value)
-        asyncio.run(
+        run_serving(
             serve_entrypoint(settings, entrypoint, options, webserver=webserver, console=_stdout())
         )
 

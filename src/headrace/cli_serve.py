@@ -78,9 +78,7 @@ async def serve_entrypoint(
     """Serve the flow ``entrypoint`` names as one deployment until stopped."""
     from headrace.entrypoints import is_file_entrypoint, load_flow_from_entrypoint
     from headrace.runner import Runner
-    from headrace.runner.tuning import tune_for_serving
 
-    tune_for_serving()
     absolute = absolute_entrypoint(entrypoint)
     if not is_file_entrypoint(entrypoint) and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does

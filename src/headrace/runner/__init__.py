@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from headrace.console import configure_logging
 from headrace.deployments import RunnerDeployment
 from headrace.runner.runner import Runner
-from headrace.runner.tuning import tune_for_serving
+from headrace.runner.tuning import run_serving
 
 
 def serve(
@@ -23,7 +22,6 @@ def serve(
     unless the application configured logging itself.
     """
     configure_logging()
-    tune_for_serving()
 
     async def main() -> None:
         runner = Runner(limit=limit, webserver=webserver, **runner_options)
@@ -31,7 +29,7 @@ def serve(
             await runner.add_deployment(deployment)
         await runner.start()
 
-    asyncio.run(main())
+    run_serving(main())
 
 
 __all__ = ["Runner", "serve"]
