@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
@@ -79,3 +81,13 @@ async def _ready(runner: Runner, task: asyncio.Task[None]) -> bool:
     if task.done():
         task.result()
     return runner.last_polled is not None
+
+
+async def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()

@@ -12,7 +12,7 @@ from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import basic
-from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -139,7 +139,9 @@ async def test_cancel_a_running_run_kills_its_process_tree(
         assert done.state.type == StateType.CANCELLED
         for pid in pids:
             await eventually(
-                lambda pid=pid: _alive(pid), lambda alive: not alive, what=f"pid {pid} to die"
+                lambda pid=pid: process_alive(pid),
+                lambda alive: not alive,
+                what=f"pid {pid} to die",
             )
 
 
@@ -163,16 +165,6 @@ async def test_cancelled_scheduled_run_never_starts(settings: Settings, tmp_path
 
 async def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
-
-
-async def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie counts as dead: it no longer runs.
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 async def test_runs_queued_by_another_process_start_within_a_second(
@@ -228,7 +220,7 @@ async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(
         assert "fork server" in (lost.state.message or "")
         pid = lost.pid
         assert pid is not None
-        await eventually(lambda: _alive(pid), lambda alive: not alive, what="the run to die")
+        await eventually(lambda: process_alive(pid), lambda alive: not alive, what="the run to die")
         after = await client.create_flow_run_from_deployment(quick_id, {"x": 1})
         done = await wait_for_state(client.store, after.id, timeout=20)
         assert done.state.type == StateType.COMPLETED, done.state.message

@@ -16,7 +16,7 @@ from headrace.client import get_client
 from headrace.settings import Settings
 from headrace.states import TERMINAL_STATES, StateType
 from tests.flows import basic
-from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -168,7 +168,9 @@ async def test_killed_runner_leaves_nothing_unresolved(
     # The orphaned child dies with its runner rather than running on unrecorded.
     assert running_run.pid is not None
     await eventually(
-        lambda: _alive(running_run.pid or 0), lambda alive: not alive, what="the orphan to die"
+        lambda: process_alive(running_run.pid or 0),
+        lambda alive: not alive,
+        what="the orphan to die",
     )
 
     runner = make_runner(settings, name="doomed", limit=3)
@@ -181,15 +183,6 @@ async def test_killed_runner_leaves_nothing_unresolved(
     assert "end" not in " ".join(
         line for line in out.read_text().splitlines() if line.startswith("end 0 ")
     )
-
-
-async def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 async def test_a_run_whose_end_went_unrecorded_is_resolved_by_its_own_runner(
