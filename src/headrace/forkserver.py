@@ -19,6 +19,7 @@ Keeps its imports light: no web stack, no database driver.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import pickle
 import selectors
@@ -153,8 +154,8 @@ def _preload() -> None:
 
     paths = os.environ.get(SYS_PATH_VARIABLE)
     if paths:
-        sys.path[:] = paths.split(os.pathsep)
-    for entrypoint in filter(None, os.environ.get(PRELOAD_VARIABLE, "").split(os.pathsep)):
+        sys.path[:] = json.loads(paths)
+    for entrypoint in json.loads(os.environ.get(PRELOAD_VARIABLE) or "[]"):
         with contextlib.suppress(Exception):
             flow = headrace.entrypoints.load_flow_from_entrypoint(entrypoint)
             flow.parameters  # noqa: B018 - builds the validation model once, for every run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,50 @@ async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(
         after = await client.create_flow_run_from_deployment(quick_id, {"x": 1})
         done = await wait_for_state(client.store, after.id, timeout=20)
         assert done.state.type == StateType.COMPLETED, done.state.message
+
+
+IMPORT_COUNTING_FLOW = """
+import os
+from headrace import flow
+
+with open(os.environ["HEADRACE_TEST_IMPORT_MARKER"], "a") as marker:
+    marker.write(f"{os.getpid()}\\n")
+
+@flow
+def counted() -> int:
+    return os.getpid()
+"""
+
+
+@pytest.mark.parametrize("form", ["file", "module"])
+async def test_runs_do_not_import_the_flow_again(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """The fork server imports served flows once; a run's process starts with them loaded."""
+    from headrace.entrypoints import load_flow_from_entrypoint
+
+    marker = tmp_path / "imports.txt"
+    monkeypatch.setenv("HEADRACE_TEST_IMPORT_MARKER", str(marker))
+    name = f"counted_{uuid.uuid4().hex[:8]}"  # never already in sys.modules
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "counting.py").write_text(IMPORT_COUNTING_FLOW)
+    if form == "module":
+        monkeypatch.syspath_prepend(str(tmp_path))
+        entrypoint = f"{name}.counting:counted"
+    else:
+        entrypoint = f"{package / 'counting.py'}:counted"
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(load_flow_from_entrypoint(entrypoint))
+    async with running(runner), get_client(settings) as client:
+        pids = []
+        for _ in range(3):
+            run = await client.create_flow_run_from_deployment(deployment_id)
+            done = await wait_for_state(client.store, run.id)
+            assert done.state.type == StateType.COMPLETED, done.state.message
+            pids.append(done.result)
+    importers = marker.read_text().split()
+    assert str(os.getpid()) in importers
+    assert not set(importers) & {str(pid) for pid in pids}, "a run imported its flow again"
+    assert len(importers) == 2, importers  # this process and the fork server

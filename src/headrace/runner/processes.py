@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -111,8 +112,9 @@ class ForkServerStarter:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
             **os.environ,
-            PRELOAD_VARIABLE: os.pathsep.join(self._entrypoints),
-            SYS_PATH_VARIABLE: os.pathsep.join(sys.path),
+            # JSON, not a separator: entrypoints ("path.py:fn") and paths may hold any of them.
+            PRELOAD_VARIABLE: json.dumps(self._entrypoints),
+            SYS_PATH_VARIABLE: json.dumps(sys.path),
         }
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
