@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from headrace.deployments import Deployment
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 _stores: dict[str, AsyncStore] = {}
 _stores_lock = threading.Lock()
-_wakeups: set[Callable[[], None]] = set()
+_wakeups: set[Callable[[Wake], None]] = set()
+
+Wake = Literal["created", "cancelled"]
+"""Why a runner is woken: a run to claim, or a cancellation to carry out."""
 
 
 def store_for(settings: Settings) -> AsyncStore:
@@ -39,18 +42,18 @@ def store_for(settings: Settings) -> AsyncStore:
         return store
 
 
-def add_wakeup(callback: Callable[[], None]) -> None:
-    """Call ``callback`` (thread-safely, cheaply) whenever this process creates a run."""
+def add_wakeup(callback: Callable[[Wake], None]) -> None:
+    """Call ``callback`` (thread-safely, cheaply) whenever this process creates or cancels a run."""
     _wakeups.add(callback)
 
 
-def remove_wakeup(callback: Callable[[], None]) -> None:
+def remove_wakeup(callback: Callable[[Wake], None]) -> None:
     _wakeups.discard(callback)
 
 
-def _wake_runners() -> None:
+def _wake_runners(why: Wake) -> None:
     for callback in list(_wakeups):
-        callback()
+        callback(why)
 
 
 class HeadraceClient:
@@ -79,7 +82,7 @@ class HeadraceClient:
         new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         run, created = await self.store.create_flow_run(new)
         if created:
-            _wake_runners()
+            _wake_runners("created")
         return run
 
     async def create_flow_run(
@@ -113,7 +116,7 @@ class HeadraceClient:
         )
         run, created = await self.store.create_flow_run(new)
         if created:
-            _wake_runners()
+            _wake_runners("created")
         return run
 
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
@@ -147,7 +150,7 @@ class HeadraceClient:
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
         run = await self.store.request_cancellation(flow_run_id)
-        _wake_runners()
+        _wake_runners("cancelled")
         return run
 
 

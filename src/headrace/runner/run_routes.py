@@ -60,7 +60,7 @@ def run_router(ctx: ServerContext) -> APIRouter:
         409 when the run has already ended.
         """
         run = await store.request_cancellation(flow_run_id)
-        ctx.runner.wake()
+        ctx.runner.wake("cancelled")
         return json_response(run_json(run), 202)
 
     @router.get("/flow_runs/{flow_run_id}/logs", summary="Read or follow a flow run's logs")

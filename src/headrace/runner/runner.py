@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from headrace.client import add_wakeup, remove_wakeup, store_for
+from headrace.client import Wake, add_wakeup, remove_wakeup, store_for
 from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
 from headrace.names import default_runner_name
@@ -159,16 +159,18 @@ class Runner:
     def has_slots_available(self) -> bool:
         return self.running_count < self.limit
 
-    def wake(self) -> None:
-        """New local work: claim it now rather than at the next poll (thread-safe)."""
+    def wake(self, why: Wake = "created") -> None:
+        """Local news: claim a new run, or look for cancellations, now rather than later.
+
+        Thread-safe. Kept apart so a stream of triggers never costs a cancellation check each.
+        """
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         if _on_loop(loop):
-            self._dispatch.wake()
-            self._cancels.wake()
+            (self._dispatch if why == "created" else self._cancels).wake()
         else:
-            loop.call_soon_threadsafe(self.wake)
+            loop.call_soon_threadsafe(self.wake, why)
 
     # -- lifecycle ------------------------------------------------------------
 
