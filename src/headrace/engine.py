@@ -30,6 +30,9 @@ RESULT_SIZE_LIMIT = 64 * 1024
 
 PR_SET_PDEATHSIG = 1
 
+preloaded_modules: frozenset[str] = frozenset()
+"""What the fork server had imported when it forked this run: a run should need nothing more."""
+
 
 class Sender(Protocol):
     def send(self, obj: Any) -> None: ...

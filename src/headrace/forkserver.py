@@ -146,6 +146,7 @@ class ForkServer:
 
 def _preload() -> None:
     import contextlib
+    import multiprocessing.connection  # noqa: F401 - every run reports over one
 
     import headrace.engine
     import headrace.entrypoints
@@ -169,6 +170,9 @@ def main() -> None:
     # recording work stays quick however busy the flows keep the machine.
     os.nice(RUN_NICENESS)
     _preload()
+    import headrace.engine
+
+    headrace.engine.preloaded_modules = frozenset(sys.modules)
     # Move everything imported so far out of the collector's sight: a run's garbage
     # collections then never touch (and so never copy) the pages it shares with us.
     gc.freeze()

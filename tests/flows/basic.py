@@ -85,3 +85,11 @@ def returns_object() -> object:
 
 
 not_a_flow = 42
+
+
+@flow
+def new_imports() -> list[str]:
+    """Modules this run imported that its fork server had not."""
+    from headrace import engine
+
+    return sorted(set(sys.modules) - engine.preloaded_modules)

@@ -272,3 +272,13 @@ async def test_runs_do_not_import_the_flow_again(
     assert str(os.getpid()) in importers
     assert not set(importers) & {str(pid) for pid in pids}, "a run imported its flow again"
     assert len(importers) == 2, importers  # this process and the fork server
+
+
+async def test_a_run_imports_nothing_its_fork_server_had_not(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.new_imports)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id)
+        done = await wait_for_state(client.store, run.id)
+        assert done.state.type == StateType.COMPLETED, done.state.message
+        assert done.result == []
