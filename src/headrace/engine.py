@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import inspect
 import json
 import logging
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,13 +93,25 @@ def _truncate(text: str) -> str:
     return text[:RESULT_SIZE_LIMIT] + f"... [truncated {len(text) - RESULT_SIZE_LIMIT} chars]"
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return None
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies, so no run outlives its runner."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def prepare_fork_server() -> None:
+    """Do once in the fork server what every run would otherwise do (and pay for) itself."""
+    _prctl()
+    logging.getLogger().setLevel(logging.INFO)
 
 
 def _isolate() -> None:
@@ -122,7 +136,8 @@ def run_child(job: ChildJob, connection: Sender) -> None:
     reporter = Reporter(connection)
     root = logging.getLogger()
     root.handlers[:] = [_PipeHandler(reporter)]
-    root.setLevel(logging.INFO)
+    if root.level != logging.INFO:  # setting it walks every logger: the fork server did
+        root.setLevel(logging.INFO)
     try:
         event = _execute(job, reporter)
     finally:

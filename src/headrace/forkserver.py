@@ -172,6 +172,7 @@ def main() -> None:
     _preload()
     import headrace.engine
 
+    headrace.engine.prepare_fork_server()
     headrace.engine.preloaded_modules = frozenset(sys.modules)
     # Move everything imported so far out of the collector's sight: a run's garbage
     # collections then never touch (and so never copy) the pages it shares with us.
