@@ -28,6 +28,7 @@ from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
 from headrace.runner.processes import ForkServerStarter, ProcessStarter
 from headrace.runner.recovery import recover_orphans
+from headrace.runner.tuning import settle_heap
 from headrace.schedules import DeploymentSchedule
 from headrace.settings import Settings, load_settings
 from headrace.states import StateType, utcnow
@@ -228,6 +229,7 @@ class Runner:
             with self._signals_handled():
                 await self._poll.run_once()
                 web_task = await self._start_webserver() if serve_web else None
+                settle_heap()
                 try:
                     if run_once:
                         await self._finish_active()
