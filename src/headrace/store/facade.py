@@ -17,7 +17,7 @@ from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.batching import GroupCommit
 from headrace.store.sql import SQLStore, StateChange
-from headrace.store.worker import BACKGROUND, URGENT, StoreWorker
+from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class AsyncStore:
         now: datetime | None = None,
         concurrency_limits: Mapping[UUID, int] | None = None,
     ) -> list[FlowRun]:
-        return await self._call(
+        claim = functools.partial(
             self.sync.claim_runs,
             deployment_ids=deployment_ids,
             runner=runner,
@@ -136,6 +136,7 @@ class AsyncStore:
             now=now,
             concurrency_limits=concurrency_limits,
         )
+        return await asyncio.wrap_future(self._submit(claim, DISPATCH))
 
     async def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
         return await self._call(self.sync.claim_flow_run, flow_run_id, runner)

@@ -19,7 +19,9 @@ T = TypeVar("T")
 
 URGENT = 0
 """Somebody waits for the answer (an HTTP request, a client call)."""
-BACKGROUND = 1
+DISPATCH = 1
+"""A queued run waits for it (claims): after the callers, before the bookkeeping."""
+BACKGROUND = 2
 """Bookkeeping nobody waits on (state changes of running runs, logs)."""
 
 
