@@ -166,6 +166,20 @@ def test_claim_takes_due_runs_oldest_first_up_to_limit(store: SQLStore) -> None:
     assert store.claim_runs(deployment_ids=[uuid4()], runner=runner, limit=10) == []
 
 
+def test_claim_takes_only_the_given_deployments_runs_however_many_are_served(
+    store: SQLStore,
+) -> None:
+    mine, other = (store.upsert_deployment(spec(name=name)) for name in ("mine", "other"))
+    other_ids = queue_runs(store, other.id, 2)
+    mine_ids = queue_runs(store, mine.id, 2)
+    runner = RunnerRecord(name="r")
+    served = [uuid4() for _ in range(300)] + [mine.id]  # a runner serving many deployments
+    claimed = store.claim_runs(deployment_ids=served, runner=runner, limit=10)
+    assert [r.id for r in claimed] == mine_ids
+    both = store.claim_runs(deployment_ids=[other.id, mine.id], runner=runner, limit=10)
+    assert [r.id for r in both] == other_ids
+
+
 def test_claim_respects_a_deployment_concurrency_limit(store: SQLStore) -> None:
     limited = store.upsert_deployment(spec(name="limited", concurrency_limit=2))
     free = store.upsert_deployment(spec(name="free"))

@@ -100,11 +100,12 @@ class Claims(SQLBase):
         self, deployment_ids: Collection[UUID], runner_name: str | None
     ) -> list[str]:
         """The database's plan for the claim query: it must use the queue index."""
+        dialect = self.engine.dialect.name
         query = statements.due_runs(
-            by_deployment=bool(deployment_ids), by_runner=runner_name is not None, lock=False
+            by_deployment=bool(deployment_ids), by_runner=runner_name is not None, dialect=dialect
         )
         params = {
-            "deployment_ids": list(deployment_ids),
+            "deployment_ids": statements.id_set_value(deployment_ids, dialect),
             "runner_name": runner_name,
             "now": utcnow(),
             "limit": 8,
@@ -122,10 +123,12 @@ class Claims(SQLBase):
         ids, runner_name = owned
         if not ids and runner_name is None:
             return []
+        dialect = self.engine.dialect.name
         query = statements.due_runs(
-            by_deployment=bool(ids), by_runner=runner_name is not None, lock=not self.is_sqlite
+            by_deployment=bool(ids), by_runner=runner_name is not None, dialect=dialect
         )
-        params = {"deployment_ids": list(ids), "runner_name": runner_name, "now": now}
+        deployments = statements.id_set_value(ids, dialect)
+        params = {"deployment_ids": deployments, "runner_name": runner_name, "now": now}
         rows = conn.execute(query, {**params, "limit": limit})
         return [(row[0], row[1]) for row in rows]
 

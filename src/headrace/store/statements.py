@@ -7,9 +7,13 @@ on SQLite; the runner's per-run writes (claim, state changes) reuse these.
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Collection
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from headrace.states import StateType
 from headrace.store.tables import flow_runs
@@ -36,12 +40,42 @@ def update_state_params(run_id: Any, sources: list[str], values: dict[str, Any])
     return {"run_id": run_id, "sources": sources, **{f"new_{k}": v for k, v in values.items()}}
 
 
+def id_set(name: str, dialect: str) -> sa.ColumnElement[Any] | sa.Select[Any]:
+    """A set of ids as a single bind parameter: a JSON array on SQLite, a uuid[] on PostgreSQL.
+
+    An expanding ``IN`` renders and binds one parameter per id on every
+    execution; a runner serving hundreds of deployments would pay that on
+    every claim. Bind the value from ``id_set_value``.
+    """
+    if dialect == "sqlite":
+        values = sa.func.json_each(sa.bindparam(name, type_=sa.String())).table_valued("value")
+        return sa.select(values.c.value)
+    uuids = postgresql.ARRAY(sa.Uuid())
+    return sa.any_(sa.cast(sa.bindparam(name, type_=uuids), uuids))
+
+
+def id_set_value(ids: Collection[UUID], dialect: str) -> Any:
+    """The bind value for an ``id_set`` parameter (SQLite stores a uuid as its 32 hex digits)."""
+    if dialect == "sqlite":
+        return json.dumps([i.hex for i in ids])
+    return list(ids)
+
+
 @functools.cache
-def due_runs(*, by_deployment: bool, by_runner: bool, lock: bool) -> sa.Select[Any]:
-    """Due SCHEDULED runs of some deployments and/or of one runner's ad-hoc runs, oldest first."""
+def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select[Any]:
+    """Due SCHEDULED runs of some deployments and/or of one runner's ad-hoc runs, oldest first.
+
+    Locks its rows (``FOR UPDATE SKIP LOCKED``) except on SQLite, where the claim's
+    ``BEGIN IMMEDIATE`` already makes it the only writer.
+    """
     owned: list[sa.ColumnElement[bool]] = []
     if by_deployment:
-        owned.append(flow_runs.c.deployment_id.in_(sa.bindparam("deployment_ids", expanding=True)))
+        deployments = id_set("deployment_ids", dialect)
+        owned.append(
+            flow_runs.c.deployment_id.in_(deployments)
+            if isinstance(deployments, sa.Select)
+            else flow_runs.c.deployment_id == deployments
+        )
     if by_runner:
         owned.append(
             flow_runs.c.deployment_id.is_(None)
@@ -57,7 +91,7 @@ def due_runs(*, by_deployment: bool, by_runner: bool, lock: bool) -> sa.Select[A
         .order_by(flow_runs.c.expected_start_time, flow_runs.c.created)
         .limit(sa.bindparam("limit", type_=sa.Integer()))
     )
-    return query.with_for_update(skip_locked=True) if lock else query
+    return query if dialect == "sqlite" else query.with_for_update(skip_locked=True)
 
 
 @functools.cache
