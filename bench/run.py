@@ -64,7 +64,11 @@ class Results:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, list):  # a query plan: its lines shortened for the table (JSON has all)
+        return str([line if len(line) <= 120 else line[:117] + "..." for line in map(str, value)])
+    return str(value)
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
