@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 
 PERSIST_ATTEMPTS = 5
 RUNNING_WRITE_DELAY_SECONDS = 0.02
-"""RUNNING is written this late: a run shorter than this records RUNNING and its end in
-one transaction (the state history still shows both, with the child's own times)."""
+"""RUNNING is written this late (or at the run's first log line, whichever comes first): a
+quiet run shorter than this records RUNNING and its end in one transaction (the state
+history still shows both, with the child's own times)."""
 PERSIST_RETRY_SECONDS = 0.5
 
 
@@ -120,7 +121,7 @@ class Executor:
             logger.exception("Could not start a process for flow run %s", run.name)
             return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
-        readers = read_output(handle.process.output, functools.partial(self._on_line, run))
+        readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
         if handle.kill_reason is not None:
             self._kill_process(handle)
         timer = self._watch_timeout(handle)
@@ -134,8 +135,8 @@ class Executor:
             for reader in readers:
                 reader.close()
         self._drain_events(handle)
+        self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         await self._logs.flush()
-        self._flush_running(handle)  # queued first, so RUNNING and the end share a batch
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
         final = await self._persist(run, decide_outcome(run, report))
         await self._settle_running(handle)
@@ -161,14 +162,19 @@ class Executor:
             asyncio.get_running_loop().remove_reader(events.fileno())
             events.close()
 
-    def _on_line(self, run: FlowRun, level: int, line: str) -> None:
-        self._logs.add(run.id, run.name, level, line, time.time())
+    def _on_line(self, handle: RunHandle, level: int, line: str) -> None:
+        self._add_log(handle, level, line, time.time())
+
+    def _add_log(self, handle: RunHandle, level: int, message: str, timestamp: float) -> None:
+        # A reader never sees a log line of a run the store still calls PENDING.
+        self._flush_running(handle)
+        self._logs.add(handle.run.id, handle.run.name, level, message, timestamp)
 
     def _on_event(self, handle: RunHandle, event: tuple[Any, ...]) -> None:
         kind = event[0]
         if kind == "log":
             _, level, message, timestamp = event
-            self._logs.add(handle.run.id, handle.run.name, level, message, timestamp)
+            self._add_log(handle, level, message, timestamp)
         elif kind == "running":
             handle.running_args = (datetime.fromtimestamp(event[1], UTC), int(event[2]))
             handle.running_timer = asyncio.get_running_loop().call_later(

@@ -7,7 +7,8 @@ answer at the cost of a little throughput. uvloop, when installed (the
 ``fast`` extra), runs the loop. Applied only by the entry points that own their
 process (``headrace serve``, ``serve()``), never on import.
 
-Such a process also freezes its heap once it is up: a full garbage collection
+Such a process migrates a database that is behind in a child process, and
+freezes its heap once it is up: a full garbage collection
 of everything imported at start (web stack, SQLAlchemy, pydantic, the flows)
 takes tens of milliseconds and stalls every request in flight, and those
 objects live as long as the process anyway.
@@ -31,7 +32,10 @@ _serving = False
 
 def tune_for_serving() -> None:
     global _serving
+    from headrace.store.migrate import migrate_in_child_process
+
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    migrate_in_child_process()  # Alembic would stay in memory as long as we serve
     _serving = True
 
 
