@@ -69,7 +69,7 @@ async def running(runner: Runner) -> AsyncIterator[Runner]:
     task = asyncio.create_task(runner.start())
     try:
         await eventually(
-            lambda: _ready(runner, task), bool, timeout=20, what="the runner to poll once"
+            lambda: _ready(runner, task), bool, timeout=20, what="the runner to start its loops"
         )
         yield runner
     finally:
@@ -80,7 +80,7 @@ async def running(runner: Runner) -> AsyncIterator[Runner]:
 async def _ready(runner: Runner, task: asyncio.Task[None]) -> bool:
     if task.done():
         task.result()
-    return runner.last_polled is not None
+    return runner.is_serving
 
 
 async def process_alive(pid: int) -> bool:

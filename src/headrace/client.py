@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from headrace.deployments import Deployment
@@ -19,6 +19,7 @@ from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, SQLStore
+from headrace.store.changes import Wake
 from headrace.validation import validate_with_schema
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 _stores: dict[str, AsyncStore] = {}
 _stores_lock = threading.Lock()
 _wakeups: set[Callable[[Wake], None]] = set()
-
-Wake = Literal["created", "cancelled"]
-"""Why a runner is woken: a run to claim, or a cancellation to carry out."""
 
 
 def store_for(settings: Settings) -> AsyncStore:

@@ -43,6 +43,11 @@ def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@flow
+def sleepy(seconds: float = 30) -> None:
+    time.sleep(seconds)
+
+
 @flow(timeout_seconds=0.5)
 def too_slow(seconds: float = 30) -> None:
     time.sleep(seconds)

@@ -168,7 +168,17 @@ async def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-async def test_runs_queued_by_another_process_start_within_a_second(
+@pytest.fixture
+def polls_only_every_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's fallback polls wait a minute: only a database notification is quick."""
+    from headrace.runner import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DISPATCH_SECONDS", 60.0)
+    monkeypatch.setattr(runner_module, "CANCEL_CHECK_SECONDS", 60.0)
+
+
+@pytest.mark.usefixtures("polls_only_every_minute")
+async def test_runs_queued_by_another_process_start_at_once(
     settings: Settings, database_url: str
 ) -> None:
     from headrace.flow_runs import NewFlowRun
@@ -184,10 +194,30 @@ async def test_runs_queued_by_another_process_start_within_a_second(
             )
         finally:
             other.close()
-        done = await wait_for_state(client.store, run.id, timeout=5)
+        done = await wait_for_state(client.store, run.id, timeout=10)
         assert done.state.type == StateType.COMPLETED
         assert done.start_time is not None
-        assert (done.start_time - run.created).total_seconds() < 2.0
+        assert (done.start_time - run.created).total_seconds() < 5.0
+
+
+@pytest.mark.usefixtures("polls_only_every_minute")
+async def test_a_cancel_from_another_process_reaches_the_runner_at_once(
+    settings: Settings, database_url: str
+) -> None:
+    from headrace.store import SQLStore
+
+    runner = make_runner(settings, query_seconds=60)
+    deployment_id = await runner.add_flow(basic.sleepy)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"seconds": 60})
+        await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        other = SQLStore(database_url)
+        try:
+            assert other.request_cancellation(run.id).state.type == StateType.CANCELLING
+        finally:
+            other.close()
+        done = await wait_for_state(client.store, run.id, timeout=10)
+        assert done.state.type == StateType.CANCELLED
 
 
 async def test_client_created_ad_hoc_runs_reach_a_default_runner(settings: Settings) -> None:

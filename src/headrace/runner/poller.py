@@ -31,6 +31,8 @@ class Poller:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.failures = 0
+        self.steps = 0
+        """Steps finished (failed ones too): 0 until the loop has run once."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -51,6 +53,8 @@ class Poller:
             self.failures += 1
             logger.exception("The runner's %s failed; retrying", self.name)
             return False
+        finally:
+            self.steps += 1
         self.failures = 0
         return True
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from headrace.client import Wake, add_wakeup, remove_wakeup, store_for
+from headrace.client import add_wakeup, remove_wakeup, store_for
 from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
 from headrace.names import default_runner_name
@@ -33,6 +33,7 @@ from headrace.schedules import DeploymentSchedule
 from headrace.settings import Settings, load_settings
 from headrace.states import StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord
+from headrace.store.changes import Wake
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
@@ -157,6 +158,11 @@ class Runner:
     def running_count(self) -> int:
         return len(self._executor.active) if self._executor else 0
 
+    @property
+    def is_serving(self) -> bool:
+        """True once each of its loops (poll, dispatch, cancel watch) has run a step."""
+        return all(poller.steps > 0 for poller in (self._poll, self._dispatch, self._cancels))
+
     def has_slots_available(self) -> bool:
         return self.running_count < self.limit
 
@@ -247,9 +253,20 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run_loops(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for poller in (self._poll, self._dispatch, self._cancels):
-                group.create_task(poller.run())
+        watch = asyncio.create_task(self._watch_changes())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for poller in (self._poll, self._dispatch, self._cancels):
+                    group.create_task(poller.run())
+        finally:
+            await _stop_task(watch)
+
+    async def _watch_changes(self) -> None:
+        """Wake at once for runs queued or cancelled by other processes (else: the polls)."""
+        try:
+            await self.store.watch_changes(self.wake)
+        except Exception:
+            logger.exception("Watching the database for other processes' runs failed")
 
     async def stop(self) -> None:
         """Stop claiming and let ``start()`` drain and return."""

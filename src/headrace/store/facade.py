@@ -16,6 +16,7 @@ from headrace.settings import Settings
 from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.batching import GroupCommit
+from headrace.store.changes import Wake, watch_changes
 from headrace.store.sql import SQLStore, StateChange
 from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
@@ -56,6 +57,10 @@ class AsyncStore:
         """Work nobody is waiting on: it yields the store to urgent work."""
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.wrap_future(self._submit(call, BACKGROUND))
+
+    async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
+        """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
+        await watch_changes(self.sync.engine, on_change)
 
     def close(self) -> None:
         if self._worker is not None:
