@@ -36,7 +36,7 @@ async def watch_changes(engine: sa.Engine, on_change: Callable[[Wake], None]) ->
     if engine.dialect.name == "sqlite":
         await _watch_data_version(engine, on_change)
     else:
-        await _listen(engine.url, on_change)
+        await _listen(engine, on_change)
 
 
 async def _watch_data_version(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
@@ -60,10 +60,13 @@ def _data_version(cursor: Any) -> int:
     return int(cursor.fetchone()[0])
 
 
-async def _listen(url: sa.URL, on_change: Callable[[Wake], None]) -> None:
+async def _listen(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
     import psycopg
 
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    from headrace.store.engine import own_backend_pids
+
+    url = engine.url.set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
     failures = 0
     while True:
         try:
@@ -72,6 +75,8 @@ async def _listen(url: sa.URL, on_change: Callable[[Wake], None]) -> None:
                 failures = 0
                 on_change("created")  # whatever was queued while we were not listening
                 async for notify in conn.notifies():
+                    if notify.pid in own_backend_pids(engine):
+                        continue  # this process's own write: it has woken itself already
                     on_change("cancelled" if notify.payload == "CANCELLING" else "created")
         except psycopg.OperationalError as exc:
             failures += 1

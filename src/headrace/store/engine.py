@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,35 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
+_own_backends: weakref.WeakKeyDictionary[sa.Engine, set[int]] = weakref.WeakKeyDictionary()
+
+
 def create_engine(url: str) -> sa.Engine:
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return _postgres_engine(parsed)
+
+
+def own_backend_pids(engine: sa.Engine) -> frozenset[int]:
+    """PostgreSQL server processes of this engine's connections: what this process itself did."""
+    return frozenset(_own_backends.get(engine, ()))
+
+
+def _postgres_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    backends = _own_backends[engine] = set()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        record.info["backend_pid"] = dbapi_connection.info.backend_pid
+        backends.add(record.info["backend_pid"])
+
+    @event.listens_for(engine, "close")
+    def _on_close(_dbapi_connection: Any, record: Any) -> None:
+        backends.discard(record.info.get("backend_pid", -1))
+
+    return engine
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
