@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -40,9 +41,13 @@ async def watch_changes(engine: sa.Engine, on_change: Callable[[Wake], None]) ->
 
 
 async def _watch_data_version(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
-    connection = engine.raw_connection()  # its own: the version moves with others' commits only
+    # A connection of its own, out of the pool: the version moves with the commits of
+    # every other connection, and this one never waits for a lock (it runs on the loop).
+    connection = engine.raw_connection()
+    connection.detach()
     try:
         cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=0")
         last = _data_version(cursor)
         while True:
             await asyncio.sleep(SQLITE_WATCH_SECONDS)
@@ -55,8 +60,12 @@ async def _watch_data_version(engine: sa.Engine, on_change: Callable[[Wake], Non
         connection.close()
 
 
-def _data_version(cursor: Any) -> int:
-    cursor.execute("PRAGMA data_version")
+def _data_version(cursor: Any) -> int | None:
+    """The database's data version; None (which counts as a change) while it is locked."""
+    try:
+        cursor.execute("PRAGMA data_version")
+    except sqlite3.OperationalError:
+        return None
     return int(cursor.fetchone()[0])
 
 

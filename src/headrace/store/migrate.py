@@ -88,9 +88,11 @@ def upgrade(engine: sa.Engine) -> None:
 
 def _upgrade_in_child(engine: sa.Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
+    # This process's import path too, so the child finds headrace however we found it.
+    path = os.pathsep.join(filter(None, sys.path))
     done = subprocess.run(
         [sys.executable, "-m", "headrace.store.migrate"],
-        env={**os.environ, URL_VARIABLE: url},
+        env={**os.environ, URL_VARIABLE: url, "PYTHONPATH": path},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
