@@ -10,7 +10,6 @@ Kept light on imports: no web stack and no database driver.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import functools
@@ -164,6 +163,8 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
     try:
         result = flow.fn(**parameters)
         if inspect.isawaitable(result):
+            import asyncio  # here, not at the top: the fork server loads it only for async flows
+
             result = asyncio.run(_await(result))
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = "".join(traceback.format_exception(exc))

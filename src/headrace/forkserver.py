@@ -160,6 +160,8 @@ def _preload() -> None:
         with contextlib.suppress(Exception):
             flow = headrace.entrypoints.load_flow_from_entrypoint(entrypoint)
             flow.parameters  # noqa: B018 - builds the validation model once, for every run
+            if flow.is_async:
+                import asyncio  # noqa: F401 - 11 MB a run of a sync flow does not need
 
 
 def main() -> None:

@@ -98,3 +98,10 @@ def new_imports() -> list[str]:
     from headrace import engine
 
     return sorted(set(sys.modules) - engine.preloaded_modules)
+
+
+@flow
+async def new_imports_async() -> list[str]:
+    """Modules this run of an async flow imported that its fork server had not."""
+    await asyncio.sleep(0)
+    return new_imports.fn()

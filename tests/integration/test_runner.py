@@ -304,9 +304,12 @@ async def test_runs_do_not_import_the_flow_again(
     assert len(importers) == 2, importers  # this process and the fork server
 
 
-async def test_a_run_imports_nothing_its_fork_server_had_not(settings: Settings) -> None:
+@pytest.mark.parametrize("flow_name", ["new_imports", "new_imports_async"])
+async def test_a_run_imports_nothing_its_fork_server_had_not(
+    settings: Settings, flow_name: str
+) -> None:
     runner = make_runner(settings)
-    deployment_id = await runner.add_flow(basic.new_imports)
+    deployment_id = await runner.add_flow(getattr(basic, flow_name))
     async with running(runner), get_client(settings) as client:
         run = await client.create_flow_run_from_deployment(deployment_id)
         done = await wait_for_state(client.store, run.id)
