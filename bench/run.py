@@ -56,9 +56,12 @@ QUICK = Sizes(
 class Results:
     database: str
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quiet: bool = False
 
     def add(self, key: str, **values: Any) -> None:
         self.metrics[key] = values
+        if self.quiet:
+            return
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         print(f"  {key:<28} {shown}", flush=True)
 
