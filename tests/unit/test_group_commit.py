@@ -31,3 +31,17 @@ async def test_a_failed_batch_fails_every_caller() -> None:
         group = GroupCommit(write, lambda call: executor.submit(call))
         results = await asyncio.gather(group.submit(1), group.submit(2), return_exceptions=True)
     assert [str(r) for r in results] == ["database gone", "database gone"]
+
+
+async def test_batches_are_capped_and_keep_arrival_order() -> None:
+    batches: list[list[int]] = []
+
+    def write(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        return list(items)
+
+    with ThreadPoolExecutor(1) as executor:
+        group = GroupCommit(write, lambda call: executor.submit(call), max_batch=4)
+        results = await asyncio.gather(*(group.submit(i) for i in range(10)))
+    assert results == list(range(10))
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -39,9 +39,11 @@ class GroupCommit(Generic[T, R]):
         self,
         write_batch: Callable[[Sequence[T]], Sequence[R | BaseException]],
         submit: Callable[[Callable[[], Sequence[R | BaseException]]], Future[Any]],
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._write_batch = write_batch
         self._submit = submit
+        self._max_batch = max_batch
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[T, R]] = (
             weakref.WeakKeyDictionary()
         )
@@ -65,7 +67,8 @@ class GroupCommit(Generic[T, R]):
         loop = asyncio.get_running_loop()
         await asyncio.sleep(0)  # let the callers of this loop iteration join the first batch
         while queue.pending:
-            batch, queue.pending = queue.pending[:MAX_BATCH], queue.pending[MAX_BATCH:]
+            size = self._max_batch
+            batch, queue.pending = queue.pending[:size], queue.pending[size:]
             items = [item for item, _ in batch]
             try:
                 results = await asyncio.wrap_future(

@@ -24,6 +24,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 POSTGRES_THREADS = 8
+STATE_CHANGE_BATCH = 4
+"""State changes per bookkeeping transaction: small, so a trigger waits for at most one
+short batch on the SQLite store's single thread, not for a long one."""
 
 
 def open_store(settings: Settings) -> AsyncStore:
@@ -41,7 +44,9 @@ class AsyncStore:
         self._pool = None if store.is_sqlite else ThreadPoolExecutor(POSTGRES_THREADS)
         self._creations = GroupCommit(store.create_flow_runs_each, self._submit)
         self._state_changes: GroupCommit[StateChange, FlowRun] = GroupCommit(
-            store.set_states, functools.partial(self._submit, priority=BACKGROUND)
+            store.set_states,
+            functools.partial(self._submit, priority=BACKGROUND),
+            max_batch=STATE_CHANGE_BATCH,
         )
 
     def _submit(self, fn: Callable[[], T], priority: int = URGENT) -> Future[T]:
