@@ -374,9 +374,7 @@ class Runner:
         executor = self._executor
         if executor is None or not executor.active:
             return
-        cancelling = await self.store.read_flow_runs(
-            ids=list(executor.active), states=[StateType.CANCELLING]
-        )
+        cancelling = await self.store.cancelling_among(list(executor.active))
         for run in cancelling:
             if executor.kill(run.id, KillReason.CANCEL) is not None:
                 logger.info("Cancelling flow run %s", run.name)
