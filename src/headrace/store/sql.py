@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -176,7 +176,8 @@ class SQLStore(Claims, StateChanges):
                 if new.idempotency_key is not None and key in known:
                     results.append((known[key], False))
                     continue
-                values = new_run_values(new, key[0], now)
+                # A microsecond apart: runs queued together are started in the order given.
+                values = new_run_values(new, key[0], now + timedelta(microseconds=len(rows)))
                 run = flow_run_from_row(values)
                 rows.append(values)
                 results.append((run, True))
