@@ -259,7 +259,8 @@ def serve(
         }
         configure_logging(log_level.value)
         run_serving(
-            serve_entrypoint(settings, entrypoint, options, webserver=webserver, console=_stdout())
+            serve_entrypoint(settings, entrypoint, options, webserver=webserver, console=_stdout()),
+            pin_cpu=settings.runner_pin_cpu,
         )
 
 

@@ -36,6 +36,8 @@ EXITED = 2
 READY = b"R"
 RUN_NICENESS = 5
 PRELOAD_VARIABLE = "HEADRACE_PRELOAD_ENTRYPOINTS"
+RUN_CPUS_VARIABLE = "HEADRACE_RUN_CPUS"
+"""The CPUs runs may use (JSON), set by a serving process that holds itself to one CPU."""
 SYS_PATH_VARIABLE = "HEADRACE_FORKSERVER_SYS_PATH"
 
 
@@ -144,6 +146,13 @@ class ForkServer:
                 self.sock.sendall(REPLY.pack(request_id, EXITED, _exit_status(status)))
 
 
+def release_cpus() -> None:
+    """Take back every CPU the serving process may use: runs are not held to its one CPU."""
+    cpus = os.environ.pop(RUN_CPUS_VARIABLE, None)
+    if cpus:
+        os.sched_setaffinity(0, json.loads(cpus))
+
+
 def _preload() -> None:
     import contextlib
     import multiprocessing.connection  # noqa: F401 - every run reports over one
@@ -171,6 +180,7 @@ def main() -> None:
     # Runs (which inherit this) yield the CPU to their runner: accepting, claiming and
     # recording work stays quick however busy the flows keep the machine.
     os.nice(RUN_NICENESS)
+    release_cpus()
     _preload()
     import headrace.engine
 

@@ -192,3 +192,45 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(
 
     inspected = json.loads(headrace(cli_env, "runs", "inspect", run_id, "--json").stdout)
     assert inspected["state"]["type"] == "SCHEDULED"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell them apart")
+@pytest.mark.parametrize("pin", [True, False])
+def test_a_served_runner_keeps_to_one_cpu_and_its_runs_use_them_all(
+    cli_env: dict[str, str], tmp_path: Path, pin: bool
+) -> None:
+    cli_env["HEADRACE_RUNNER_PIN_CPU"] = str(pin).lower()
+    allowed = sorted(os.sched_getaffinity(0))
+    port = free_port()
+    command = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:cpus"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with (
+        (tmp_path / "serve.log").open("w") as log,
+        subprocess.Popen(
+            command, env=cli_env, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True
+        ) as process,
+    ):
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        try:
+            banner = lines.wait_for(lambda s: s.startswith("Serving "), STARTUP_SECONDS, "banner")
+            trigger = re.search(r"POST (http://\S+/run)", banner)
+            assert trigger, banner
+            response = httpx.post(f"{trigger[1]}?wait=30", json={}, timeout=COMMAND_SECONDS)
+            assert response.status_code == 200, response.text
+            assert response.json()["result"] == allowed  # runs may use every CPU
+            threads = Path(f"/proc/{process.pid}/task").iterdir()
+            held = {
+                line.split()[-1]
+                for task in threads
+                for line in (task / "status").read_text().splitlines()
+                if line.startswith("Cpus_allowed_list:")
+            }
+            if pin:
+                assert len(held) == 1 and held.pop().isdigit(), held  # every thread, one CPU
+            else:
+                assert not any(cpus.isdigit() for cpus in held), held
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(SHUTDOWN_SECONDS)
+            lines.join(SHUTDOWN_SECONDS)

@@ -105,3 +105,9 @@ async def new_imports_async() -> list[str]:
     """Modules this run of an async flow imported that its fork server had not."""
     await asyncio.sleep(0)
     return new_imports.fn()
+
+
+@flow
+def cpus() -> list[int]:
+    """The CPUs this run may use."""
+    return sorted(os.sched_getaffinity(0))

@@ -8,6 +8,7 @@ from headrace.console import configure_logging
 from headrace.deployments import RunnerDeployment
 from headrace.runner.runner import Runner
 from headrace.runner.tuning import run_serving
+from headrace.settings import load_settings
 
 
 def serve(
@@ -22,6 +23,7 @@ def serve(
     unless the application configured logging itself.
     """
     configure_logging()
+    settings = runner_options["settings"] = runner_options.get("settings") or load_settings()
 
     async def main() -> None:
         runner = Runner(limit=limit, webserver=webserver, **runner_options)
@@ -29,7 +31,7 @@ def serve(
             await runner.add_deployment(deployment)
         await runner.start()
 
-    run_serving(main())
+    run_serving(main(), pin_cpu=settings.runner_pin_cpu)
 
 
 __all__ = ["Runner", "serve"]
