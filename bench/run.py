@@ -327,6 +327,8 @@ async def run_http_metrics(
 async def _run_http_metrics(
     database_url: str, sizes: Sizes, results: Results, work: Path, limit: int
 ) -> None:
+    from scale import many_runs_metrics
+
     server = Server(work / "home", database_url, limit)
     try:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -341,6 +343,7 @@ async def _run_http_metrics(
             await bench.m2_throughput(results)
             await bench.m4_completion(results)
             await bench.m7_flow_run(results)
+            await many_runs_metrics(bench, database_url, sizes, results)
     finally:
         server.stop()
 

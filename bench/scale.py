@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import sqlalchemy as sa
 
 from headrace.states import StateType, utcnow
@@ -21,7 +20,7 @@ from headrace.store import RunnerRecord, SQLStore
 from headrace.store.tables import deployments, flow_runs
 
 if TYPE_CHECKING:
-    from run import Results, Sizes
+    from run import Bench, Results, Sizes
 
 CHUNK = 5000
 
@@ -115,15 +114,18 @@ async def build_server_time(database_url: str, home: Path, count: int) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-async def run_scale_metrics(
-    database_url: str | None, sizes: Sizes, results: Results, work: Path
+async def many_runs_metrics(
+    bench: Bench, database_url: str, sizes: Sizes, results: Results
 ) -> None:
-    from run import Bench, Results, Server
+    """M8 on the server that just measured M1: grow its store, then measure again.
 
-    with fresh_database(database_url, work, "scale") as url:
-        store = SQLStore(url)
+    The same server, so the two M1s differ only in what is stored (a server's
+    start decides much of its M1, through where the kernel puts its threads).
+    """
+    store = SQLStore(database_url)
+    try:
         started = time.perf_counter()
-        ids = populate(store, sizes.m8_runs, sizes.m8_deployments)
+        ids = await asyncio.to_thread(populate, store, sizes.m8_runs, sizes.m8_deployments)
         results.add(
             "M8 populate",
             runs=sizes.m8_runs,
@@ -131,20 +133,14 @@ async def run_scale_metrics(
             seconds=time.perf_counter() - started,
         )
         results.add("M8 poll query", **poll_query(store, ids, 50))
+    finally:
         store.close()
-        server = Server(work / "scale-home", url, limit=8)
-        try:
-            async with httpx.AsyncClient(timeout=30) as client:
-                await server.wait_ready(client)
-                bench = Bench(server, client, sizes, work)
-                await bench.find_deployment()
-                # The same lead-in as M1 on the empty store (M5, M6), unrecorded, so the two
-                # differ only in what is stored.
-                await bench.m5_memory(Results(results.database, quiet=True))
-                await bench.m6_health(Results(results.database, quiet=True))
-                await bench.m1_trigger_latency(results, key="M8 M1 with many runs")
-        finally:
-            server.stop()
+    await bench.m1_trigger_latency(results, key="M8 M1 with many runs")
+
+
+async def run_scale_metrics(
+    database_url: str | None, sizes: Sizes, results: Results, work: Path
+) -> None:
     with fresh_database(database_url, work, "build") as url:
         ms = await build_server_time(url, work / "build-home", sizes.m8_deployments)
         results.add("M8 build_server", deployments=sizes.m8_deployments, ms=ms)

@@ -9,10 +9,11 @@ Applied only by the entry points that own their process (``headrace serve``,
   at the cost of a little throughput.
 - Both threads stay on one CPU. Python runs one of them at a time anyway, and
   when the kernel spreads them over two CPUs every hand-off between them is a
-  wake-up across CPUs: on 2 cores the median trigger under load took 2.5-3.5
-  ms that way instead of 1-1.7 ms. Runs are not held to that CPU: the fork
-  server takes back every CPU the process was allowed (``RUN_CPUS_VARIABLE``).
-  ``HEADRACE_RUNNER_PIN_CPU=false`` turns this off.
+  wake-up across CPUs: on 2 cores, six benchmark runs gave a median trigger
+  under load of 1.6-3.4 ms spread and 0.9-2.7 ms held together. Runs are not
+  held to that CPU: the fork server takes back every CPU the process was
+  allowed (``RUN_CPUS_VARIABLE``). ``HEADRACE_RUNNER_PIN_CPU=false`` turns
+  this off.
 - uvloop, when installed (the ``fast`` extra), runs the loop.
 - A database that is behind is migrated in a child process, so Alembic does
   not stay in memory for the life of the process.
