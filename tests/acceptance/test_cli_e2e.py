@@ -7,12 +7,12 @@ stopped with SIGTERM (a graceful drain that exits 0).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +24,14 @@ from typing import IO
 import httpx
 import pytest
 
+from tests.helpers import free_port
+
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30
 COMMAND_SECONDS = 60
 SHUTDOWN_SECONDS = 15
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Lines:
@@ -96,12 +92,14 @@ def headrace(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture
-def served(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``headrace serve tests/flows/basic.py:add`` until the test stops it (or it is killed)."""
+@contextlib.contextmanager
+def serving(
+    cli_env: dict[str, str], tmp_path: Path, entrypoint: str, *options: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``headrace serve ENTRYPOINT`` on a free port until the block ends (or it is killed)."""
     port = free_port()
-    command = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:add"]
-    command += ["--name", "e2e", "--host", "127.0.0.1", "--port", str(port), "--param", "y=1"]
+    command = [sys.executable, "-m", "headrace", "serve", entrypoint, *options]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     with (
         (tmp_path / "serve.log").open("w") as log,
         subprocess.Popen(
@@ -118,6 +116,15 @@ def served(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess
                 process.kill()
             process.wait(SHUTDOWN_SECONDS)
             lines.join(SHUTDOWN_SECONDS)
+
+
+@pytest.fixture
+def served(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``headrace serve tests/flows/basic.py:add`` until the test stops it (or it is killed)."""
+    with serving(
+        cli_env, tmp_path, "tests/flows/basic.py:add", "--name", "e2e", "--param", "y=1"
+    ) as served:
+        yield served
 
 
 def test_serve_run_watch_logs_and_sigterm(
@@ -201,36 +208,20 @@ def test_a_served_runner_keeps_to_one_cpu_and_its_runs_use_them_all(
 ) -> None:
     cli_env["HEADRACE_RUNNER_PIN_CPU"] = str(pin).lower()
     allowed = sorted(os.sched_getaffinity(0))
-    port = free_port()
-    command = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:cpus"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with (
-        (tmp_path / "serve.log").open("w") as log,
-        subprocess.Popen(
-            command, env=cli_env, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True
-        ) as process,
-    ):
-        assert process.stdout is not None
-        lines = Lines(process.stdout)
-        try:
-            banner = lines.wait_for(lambda s: s.startswith("Serving "), STARTUP_SECONDS, "banner")
-            trigger = re.search(r"POST (http://\S+/run)", banner)
-            assert trigger, banner
-            response = httpx.post(f"{trigger[1]}?wait=30", json={}, timeout=COMMAND_SECONDS)
-            assert response.status_code == 200, response.text
-            assert response.json()["result"] == allowed  # runs may use every CPU
-            threads = Path(f"/proc/{process.pid}/task").iterdir()
-            held = {
-                line.split()[-1]
-                for task in threads
-                for line in (task / "status").read_text().splitlines()
-                if line.startswith("Cpus_allowed_list:")
-            }
-            if pin:
-                assert len(held) == 1 and held.pop().isdigit(), held  # every thread, one CPU
-            else:
-                assert not any(cpus.isdigit() for cpus in held), held
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(SHUTDOWN_SECONDS)
-            lines.join(SHUTDOWN_SECONDS)
+    with serving(cli_env, tmp_path, "tests/flows/basic.py:cpus") as (process, banner):
+        trigger = re.search(r"POST (http://\S+/run)", banner)
+        assert trigger, banner
+        response = httpx.post(f"{trigger[1]}?wait=30", json={}, timeout=COMMAND_SECONDS)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == allowed  # runs may use every CPU
+        threads = Path(f"/proc/{process.pid}/task").iterdir()
+        held = {
+            line.split()[-1]
+            for task in threads
+            for line in (task / "status").read_text().splitlines()
+            if line.startswith("Cpus_allowed_list:")
+        }
+        if pin:
+            assert len(held) == 1 and held.pop().isdigit(), held  # every thread, one CPU
+        else:
+            assert not any(cpus.isdigit() for cpus in held), held

@@ -25,18 +25,12 @@ from headrace.settings import Settings
 from headrace.states import StateType
 from headrace.submission import submit_to_runner, wait_for_submitted_runs
 from tests.flows import basic, nested
-from tests.helpers import eventually
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 FUZZ_EXAMPLES = 20
 FUZZ_MAX_WAIT_SECONDS = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def web_settings(tmp_path: Path, **overrides: Any) -> Settings:

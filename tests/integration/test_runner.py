@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -187,13 +188,10 @@ async def test_runs_queued_by_another_process_start_at_once(
     runner = make_runner(settings, query_seconds=60)
     deployment_id = await runner.add_flow(basic.add)
     async with running(runner), get_client(settings) as client:
-        other = SQLStore(database_url)  # its own engine: no in-process wake-up
-        try:
+        with contextlib.closing(SQLStore(database_url)) as other:  # no in-process wake-up
             run, _ = other.create_flow_run(
                 NewFlowRun(flow_name="add", deployment_id=deployment_id, parameters={"x": 1})
             )
-        finally:
-            other.close()
         done = await wait_for_state(client.store, run.id, timeout=10)
         assert done.state.type == StateType.COMPLETED
         assert done.start_time is not None
@@ -211,11 +209,8 @@ async def test_a_cancel_from_another_process_reaches_the_runner_at_once(
     async with running(runner), get_client(settings) as client:
         run = await client.create_flow_run_from_deployment(deployment_id, {"seconds": 60})
         await wait_for_state(client.store, run.id, {StateType.RUNNING})
-        other = SQLStore(database_url)
-        try:
+        with contextlib.closing(SQLStore(database_url)) as other:
             assert other.request_cancellation(run.id).state.type == StateType.CANCELLING
-        finally:
-            other.close()
         done = await wait_for_state(client.store, run.id, timeout=10)
         assert done.state.type == StateType.CANCELLED
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,18 +20,13 @@ import httpx
 import pytest
 
 from headrace.settings import Settings
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(settings: Settings, port: int) -> dict[str, str]:
