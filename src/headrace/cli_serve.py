@@ -94,7 +94,10 @@ async def serve_entrypoint(
 async def serve_until_stopped(
     runner: Runner, webserver: bool, on_ready: Callable[[], None]
 ) -> None:
-    """Start the runner, call ``on_ready`` once it has polled, and return when it has stopped.
+    """Start the runner, call ``on_ready`` once it serves, and return when it has stopped.
+
+    "Serves": it has polled, its webserver (if any) listens and its loops run,
+    so whoever reads the banner can trigger at once.
 
     A SIGTERM or Ctrl-C that lands before the runner installs its own handlers
     is remembered and honoured once it is up, so an early signal still drains.
@@ -106,7 +109,7 @@ async def serve_until_stopped(
             loop.add_signal_handler(signum, early_stop.set)
     task = asyncio.create_task(runner.start(webserver=webserver))
     try:
-        while runner.last_polled is None and not task.done():  # noqa: ASYNC110 (no event)
+        while not runner.is_serving and not task.done():  # noqa: ASYNC110 (no event)
             await asyncio.sleep(READY_POLL_SECONDS)
         if not task.done():
             on_ready()

@@ -6,9 +6,11 @@ driven over HTTP or through the store, and stopped with SIGTERM or ``POST /shutd
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -197,3 +199,33 @@ def test_console_script_module_entry_and_typing_marker() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"headrace {__version__}"
     assert resources.files("headrace").joinpath("py.typed").is_file()
+
+
+async def test_the_banner_appears_once_the_trigger_url_answers(
+    database_url: str, tmp_path: Path
+) -> None:
+    from headrace.cli_serve import serve_until_stopped
+    from tests.flows import basic
+    from tests.helpers import make_runner
+
+    port = free_port()
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        runner_server_host="127.0.0.1",
+        runner_server_port=port,
+    )
+    runner = make_runner(settings, webserver=True)
+    await runner.add_flow(basic.add)
+    seen: list[str] = []
+
+    def on_ready() -> None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            seen.append("answered")
+        except OSError as exc:
+            seen.append(repr(exc))
+        asyncio.get_running_loop().create_task(runner.stop())
+
+    await asyncio.wait_for(serve_until_stopped(runner, True, on_ready), STARTUP_SECONDS)
+    assert seen == ["answered"]
