@@ -1,4 +1,4 @@
-"""The Runner API and runner behaviours the issues promise, with real processes and databases."""
+"""The Runner API and what a runner promises, with real processes and databases."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -60,6 +61,24 @@ async def test_runner_limit_is_never_exceeded(settings: Settings, tmp_path: Path
     async with running(runner):
         await wait_all(settings, ids)
     assert max_overlap(out) == 2
+
+
+async def test_a_full_runner_waits_for_a_free_slot_without_polling_hard(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A due run that finds every slot busy waits for the slot, not in a busy loop."""
+    runner = make_runner(settings, limit=1)
+    deployment_id = await runner.add_flow(basic.touch)
+    first, second = await trigger(settings, deployment_id, 2, out=str(tmp_path / "m"), sleep=1.5)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, first, {StateType.RUNNING})
+        steps, started = runner._poll.steps, time.monotonic()
+        await wait_for_state(client.store, first)
+        polls = runner._poll.steps - steps
+        allowed = (time.monotonic() - started) / runner.query_seconds + 3
+        assert polls <= allowed, f"{polls} polls while the only slot was busy"
+        done = await wait_for_state(client.store, second)
+        assert done.state.type == StateType.COMPLETED, done.state.message
 
 
 async def test_deployment_concurrency_limit(settings: Settings, tmp_path: Path) -> None:

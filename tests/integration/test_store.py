@@ -354,3 +354,37 @@ def test_a_batch_with_a_repeated_key_creates_one_run(store: SQLStore) -> None:
     assert second.id == first.id
     assert len(store.read_flow_runs(deployment_id=deployment.id)) == 2
     assert [s.type for s in store.read_state_history(first.id)] == [StateType.SCHEDULED]
+
+
+def test_postgres_bookkeeping_takes_one_thread_and_never_holds_up_callers(
+    postgres_url: str,
+) -> None:
+    """Claims and bookkeeping queue on one thread; what a caller waits on has the pool."""
+    from headrace.store.facade import AsyncStore
+    from headrace.store.worker import BACKGROUND, DISPATCH
+
+    store = AsyncStore(SQLStore(postgres_url))
+    gate = threading.Event()
+    lock = threading.Lock()
+    running = peak = 0
+
+    def bookkeeping() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        gate.wait(10)
+        with lock:
+            running -= 1
+
+    try:
+        queued = [store._submit(bookkeeping, p) for p in (BACKGROUND, DISPATCH, BACKGROUND)]
+        answered = store._submit(lambda: store.sync.read_deployments())
+        assert answered.result(timeout=10) == []  # not behind the stuck bookkeeping
+        gate.set()
+        for future in queued:
+            future.result(timeout=10)
+    finally:
+        gate.set()
+        store.close()
+    assert peak == 1

@@ -1,4 +1,4 @@
-"""Store behaviours the foundation and scheduling issues promise, not covered elsewhere."""
+"""Store behaviours of schedules and the claim query, not covered elsewhere."""
 
 from __future__ import annotations
 

@@ -312,17 +312,23 @@ class Runner:
             )
         self._polls += 1
         await self._plan_schedules()
+        claimed_at = utcnow()
         await self._claim_and_launch()
         await self._check_cancellations()
         self.last_polled = utcnow()
-        self._next_poll_delay = await self._delay_until_next_due()
+        self._next_poll_delay = await self._delay_until_next_due(after=claimed_at)
 
     def _executing(self) -> Collection[UUID]:
         return set(self._executor.active) if self._executor else set()
 
-    async def _delay_until_next_due(self) -> float:
-        """Sleep until the next poll, or until a queued run falls due, whichever is sooner."""
-        due = await self.store.next_due_time(self.deployment_ids, self.name)
+    async def _delay_until_next_due(self, after: datetime) -> float:
+        """Sleep until the next poll, or until a queued run falls due, whichever is sooner.
+
+        Runs that were already due at the claim (``after``) and are still queued
+        wait for a free slot: a finished run wakes the dispatcher for them.
+        Counting them here would poll without pause while every slot is busy.
+        """
+        due = await self.store.next_due_time(self.deployment_ids, self.name, after)
         if due is None:
             return self.query_seconds
         return max(0.0, min(self.query_seconds, (due - utcnow()).total_seconds()))

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from headrace.store.engine import detached_connection, own_backend_pids
+
 logger = logging.getLogger(__name__)
 
 Wake = Literal["created", "cancelled"]
@@ -43,8 +45,7 @@ async def watch_changes(engine: sa.Engine, on_change: Callable[[Wake], None]) ->
 async def _watch_data_version(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
     # A connection of its own, out of the pool: the version moves with the commits of
     # every other connection, and this one never waits for a lock (it runs on the loop).
-    connection = engine.raw_connection()
-    connection.detach()
+    connection = detached_connection(engine)
     try:
         cursor = connection.cursor()
         cursor.execute("PRAGMA busy_timeout=0")
@@ -71,8 +72,6 @@ def _data_version(cursor: Any) -> int | None:
 
 async def _listen(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
     import psycopg
-
-    from headrace.store.engine import own_backend_pids
 
     url = engine.url.set(drivername="postgresql")
     conninfo = url.render_as_string(hide_password=False)

@@ -61,13 +61,22 @@ class Claims(SQLBase):
             return claimed
 
     def next_due_time(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
+        self,
+        deployment_ids: Collection[UUID],
+        runner_name: str | None,
+        after: datetime | None = None,
     ) -> datetime | None:
-        """When the earliest queued run of these deployments (or this runner) is due."""
-        query = sa.select(sa.func.min(flow_runs.c.expected_start_time)).where(
-            (flow_runs.c.state_type == StateType.SCHEDULED.value)
-            & owned_by(deployment_ids, runner_name)
+        """When the earliest queued run of these deployments (or this runner) is due.
+
+        ``after``: only runs due later than this. Runs already due at a claim
+        and still queued wait for a free slot, not for a time.
+        """
+        condition = (flow_runs.c.state_type == StateType.SCHEDULED.value) & owned_by(
+            deployment_ids, runner_name
         )
+        if after is not None:
+            condition &= flow_runs.c.expected_start_time > after
+        query = sa.select(sa.func.min(flow_runs.c.expected_start_time)).where(condition)
         with self._read() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else as_utc(value, self.engine.dialect)

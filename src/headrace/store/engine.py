@@ -12,6 +12,8 @@ from sqlalchemy import event
 from headrace.exceptions import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes of write-ahead log kept on disk once it starts over: a burst leaves no huge file."""
 WRITE_OPTION = "headrace_write"
 
 
@@ -38,6 +40,13 @@ def create_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     return _postgres_engine(parsed)
+
+
+def detached_connection(engine: sa.Engine) -> Any:
+    """A driver connection of its own, out of the pool: it never serves the store's work."""
+    connection = engine.raw_connection()
+    connection.detach()
+    return connection
 
 
 def own_backend_pids(engine: sa.Engine) -> frozenset[int]:
@@ -76,6 +85,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_SIZE_LIMIT}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

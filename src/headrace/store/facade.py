@@ -17,6 +17,7 @@ from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.batching import GroupCommit
 from headrace.store.changes import Wake, watch_changes
+from headrace.store.checkpoints import Checkpointer
 from headrace.store.sql import SQLStore, StateChange
 from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
@@ -39,9 +40,14 @@ class AsyncStore:
 
     def __init__(self, store: SQLStore) -> None:
         self.sync = store
-        # SQLite: one thread (one writer), urgent work first. PostgreSQL: a pool.
+        # SQLite: one thread (one writer), urgent work first. PostgreSQL: a pool for
+        # urgent work, and one thread for claims and bookkeeping, so those never hold
+        # more than one thread's share of the GIL while a caller waits.
         self._worker = StoreWorker() if store.is_sqlite else None
         self._pool = None if store.is_sqlite else ThreadPoolExecutor(POSTGRES_THREADS)
+        self._bookkeeping = None if store.is_sqlite else StoreWorker("headrace-store-background")
+        wanted = Checkpointer.wanted(store.engine)
+        self._checkpoints = Checkpointer(store.engine) if wanted else None
         self._creations = GroupCommit(store.create_flow_runs_each, self._submit)
         self._state_changes: GroupCommit[StateChange, FlowRun] = GroupCommit(
             store.set_states,
@@ -52,16 +58,21 @@ class AsyncStore:
     def _submit(self, fn: Callable[[], T], priority: int = URGENT) -> Future[T]:
         if self._worker is not None:
             return self._worker.submit(fn, priority)
+        if priority != URGENT and self._bookkeeping is not None:
+            return self._bookkeeping.submit(fn, priority)
         assert self._pool is not None
         return self._pool.submit(fn)
 
+    async def _at(self, priority: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._submit(call, priority))
+
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.wrap_future(self._submit(functools.partial(fn, *args, **kwargs)))
+        return await self._at(URGENT, fn, *args, **kwargs)
 
     async def _background(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Work nobody is waiting on: it yields the store to urgent work."""
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.wrap_future(self._submit(call, BACKGROUND))
+        return await self._at(BACKGROUND, fn, *args, **kwargs)
 
     async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
         """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
@@ -70,8 +81,12 @@ class AsyncStore:
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True)
+        if self._bookkeeping is not None:
+            self._bookkeeping.shutdown(wait=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self.sync.close()
 
     async def upsert_deployment(self, spec: DeploymentSpec) -> Deployment:
@@ -147,7 +162,8 @@ class AsyncStore:
         now: datetime | None = None,
         concurrency_limits: Mapping[UUID, int] | None = None,
     ) -> list[FlowRun]:
-        claim = functools.partial(
+        return await self._at(
+            DISPATCH,
             self.sync.claim_runs,
             deployment_ids=deployment_ids,
             runner=runner,
@@ -155,15 +171,17 @@ class AsyncStore:
             now=now,
             concurrency_limits=concurrency_limits,
         )
-        return await asyncio.wrap_future(self._submit(claim, DISPATCH))
 
     async def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
         return await self._call(self.sync.claim_flow_run, flow_run_id, runner)
 
     async def next_due_time(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
+        self,
+        deployment_ids: Collection[UUID],
+        runner_name: str | None,
+        after: datetime | None = None,
     ) -> datetime | None:
-        return await self._call(self.sync.next_due_time, deployment_ids, runner_name)
+        return await self._call(self.sync.next_due_time, deployment_ids, runner_name, after)
 
     async def set_state(
         self,

@@ -3,7 +3,8 @@
 SQLite has one writer, so the store runs its work on a single thread. Not all
 work is equal: a trigger's insert holds up an HTTP answer, while recording that
 a run finished holds up nobody. ``StoreWorker`` runs queued work by priority
-(lower first), in arrival order within a priority.
+(lower first), in arrival order within a priority. On PostgreSQL, callers have
+a pool and claims and bookkeeping queue on one such thread.
 """
 
 from __future__ import annotations
