@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,37 +316,71 @@ class Bench:
         await self.settle()
 
 
-async def run_http_metrics(
-    database_url: str | None, sizes: Sizes, results: Results, work: Path, limit: int
-) -> None:
+@dataclass
+class Options:
+    database_url: str | None
+    sizes: Sizes
+    limit: int
+    client_cpu: str
+
+
+async def run_http_metrics(options: Options, results: Results, work: Path) -> None:
     from scale import fresh_database
 
-    with fresh_database(database_url, work, "http") as url:
-        await _run_http_metrics(url, sizes, results, work, limit)
+    with fresh_database(options.database_url, work, "http") as url:
+        await _run_http_metrics(url, options, results, work)
+
+
+@contextlib.contextmanager
+def client_placed(server: Server, placement: str, results: Results) -> Iterator[None]:
+    """Where the load generator runs while it measures.
+
+    "runner": on the CPU the runner holds its threads to. Flow runs then
+    have the other CPUs to themselves, and cannot delay the load generator
+    itself (as they could not delay a client on another machine); the runner
+    pays for the load generator's CPU instead. "any": wherever the kernel puts it.
+    """
+    before = os.sched_getaffinity(0)
+    runner_cpus = os.sched_getaffinity(server.process.pid)
+    pinned = placement == "runner" and len(runner_cpus) == 1 and runner_cpus < before
+    if pinned:
+        os.sched_setaffinity(0, runner_cpus)
+    results.add(
+        "load generator", cpus=",".join(map(str, sorted(runner_cpus if pinned else before)))
+    )
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 async def _run_http_metrics(
-    database_url: str, sizes: Sizes, results: Results, work: Path, limit: int
+    database_url: str, options: Options, results: Results, work: Path
 ) -> None:
-    from scale import many_runs_metrics
-
-    server = Server(work / "home", database_url, limit)
+    server = Server(work / "home", database_url, options.limit)
+    sizes = options.sizes
     try:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             await server.wait_ready(client)
-            bench = Bench(server, client, sizes, work)
-            await bench.find_deployment()
-            await bench.m5_memory(results)
-            await bench.m6_health(results)
-            await bench.m1_trigger_latency(results)
-            await bench.m3_start_latency(results)
-            await bench.m2_throughput(results)
-            await bench.m4_completion(results)
-            await bench.m7_flow_run(results)
-            await many_runs_metrics(bench, database_url, sizes, results)
+            with client_placed(server, options.client_cpu, results):
+                await _measure(Bench(server, client, sizes, work), database_url, results)
     finally:
         server.stop()
+
+
+async def _measure(bench: Bench, database_url: str, results: Results) -> None:
+    from scale import many_runs_metrics
+
+    await bench.find_deployment()
+    await bench.m5_memory(results)
+    await bench.m6_health(results)
+    await bench.m1_trigger_latency(results)
+    await bench.m3_start_latency(results)
+    await bench.m2_throughput(results)
+    await bench.m4_completion(results)
+    await bench.m7_flow_run(results)
+    await many_runs_metrics(bench, database_url, bench.sizes, results)
 
 
 def main() -> None:
@@ -356,14 +391,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=8, help="the runner's process limit")
+    parser.add_argument(
+        "--client-cpu",
+        choices=["runner", "any"],
+        default="runner",
+        help="where the load generator runs: on the runner's CPU (default) or anywhere",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
+    options = Options(args.database_url, sizes, args.limit, args.client_cpu)
     results = Results(database="postgresql" if args.database_url else "sqlite")
     work = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
     print(f"headrace benchmark on {results.database} ({'quick' if args.quick else 'full'})")
     try:
         results.add("import headrace", **import_time())
-        asyncio.run(run_http_metrics(args.database_url, sizes, results, work, args.limit))
+        asyncio.run(run_http_metrics(options, results, work))
         from scale import run_scale_metrics
 
         asyncio.run(run_scale_metrics(args.database_url, sizes, results, work))
