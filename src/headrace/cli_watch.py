@@ -1,8 +1,10 @@
 """Following a flow run from a terminal: its state as it changes, and its log lines as they land.
 
-The store is polled (every ``WATCH_POLL_SECONDS``); the state is read before
-the logs, and a run's logs are stored before its final state, so the last read
-after a terminal state has every line.
+The store is polled (every ``WATCH_POLL_SECONDS``). Each poll reads the new
+log lines before the run: a run's RUNNING is stored before its first line, so
+every line read comes with the states before it, and the two are printed in
+time order. A run's logs are stored before its final state, so one more read
+after a final state has every line, and the final state is printed last.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -20,7 +22,7 @@ from rich.text import Text
 
 from headrace.cli_output import format_duration, log_line, run_seconds, state_change_line
 from headrace.client import HeadraceClient
-from headrace.flow_runs import FlowRun
+from headrace.flow_runs import FlowRun, LogRecord
 from headrace.states import State, StateType
 from headrace.store.base import MAX_PAGE
 
@@ -36,17 +38,35 @@ class Follow:
     timeout_seconds: float | None = None
 
 
-async def print_logs(
-    client: HeadraceClient, flow_run_id: UUID, console: Console, after_id: int = 0
-) -> int:
-    """Print every log line after ``after_id``, page by page; return the last id printed."""
+async def read_new_logs(
+    client: HeadraceClient, flow_run_id: UUID, after_id: int = 0
+) -> list[LogRecord]:
+    """Every log line after ``after_id``, page by page."""
+    lines: list[LogRecord] = []
     while True:
         page = await client.read_logs(flow_run_id, after_id=after_id)
-        for record in page:
-            console.print(log_line(record), soft_wrap=True, highlight=False)
-            after_id = record.id
+        lines.extend(page)
+        if page:
+            after_id = page[-1].id
         if len(page) < MAX_PAGE:
-            return after_id
+            return lines
+
+
+async def print_logs(client: HeadraceClient, flow_run_id: UUID, console: Console) -> bool:
+    """Print every log line of the run; False when it has none."""
+    lines = await read_new_logs(client, flow_run_id)
+    for record in lines:
+        console.print(log_line(record), soft_wrap=True, highlight=False)
+    return bool(lines)
+
+
+def in_order(states: Sequence[State], logs: Sequence[LogRecord]) -> list[State | LogRecord]:
+    """States and log lines by time, a state first on a tie, and a final state after everything."""
+    entries: list[State | LogRecord] = [*states, *logs]
+    return sorted(
+        entries,
+        key=lambda e: (isinstance(e, State) and e.is_terminal, e.timestamp),
+    )
 
 
 async def follow_run(
@@ -55,22 +75,26 @@ async def follow_run(
     """Show the run until it ends and return it; None when the timeout ran out first.
 
     Every state the run passes through is shown (from its history, so a state
-    shorter than a poll is not skipped); a final state comes after the last logs.
+    shorter than a poll is not skipped), in time order with the log lines.
     """
     deadline = (
         None if options.timeout_seconds is None else time.monotonic() + options.timeout_seconds
     )
     after_id = 0
-    states = _StatePrinter(client, flow_run_id, console) if options.show_states else None
+    history = _StateHistory(client, flow_run_id) if options.show_states else None
     with _spinner(console, options.spinner) as status:
         while True:
+            logs = await read_new_logs(client, flow_run_id, after_id)
             run = await client.read_flow_run(flow_run_id)
-            if states is not None:
-                await states.print_until(run, final=False)
-            after_id = await print_logs(client, flow_run_id, console, after_id)
             if run.state.is_terminal:
-                if states is not None:
-                    await states.print_until(run, final=True)
+                logs += await read_new_logs(client, flow_run_id, logs[-1].id if logs else after_id)
+            if logs:
+                after_id = logs[-1].id
+            states = [] if history is None else await history.new_states(run)
+            for entry in in_order(states, logs):
+                line = state_change_line(entry) if isinstance(entry, State) else log_line(entry)
+                console.print(line, soft_wrap=True, highlight=False)
+            if run.state.is_terminal:
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -79,31 +103,24 @@ async def follow_run(
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
 
-class _StatePrinter:
-    """Prints each state of a run's history once, up to the state last read.
+class _StateHistory:
+    """Hands out each state of a run's history once, up to the state last read."""
 
-    A final state is held back until ``final=True``, so that it follows the run's last logs.
-    """
-
-    def __init__(self, client: HeadraceClient, flow_run_id: UUID, console: Console) -> None:
+    def __init__(self, client: HeadraceClient, flow_run_id: UUID) -> None:
         self._client = client
         self._flow_run_id = flow_run_id
-        self._console = console
-        self._printed = 0
+        self._given = 0
         self._last: State | None = None
 
-    async def print_until(self, run: FlowRun, *, final: bool) -> None:
+    async def new_states(self, run: FlowRun) -> list[State]:
         if run.state == self._last:
-            return
+            return []
+        self._last = run.state
         history = await self._client.read_state_history(self._flow_run_id)
         upto = [s for s in history if s.timestamp <= run.state.timestamp]
-        if not final:
-            upto = [s for s in upto if not s.is_terminal]
-        for state in upto[self._printed :]:
-            self._console.print(state_change_line(state), soft_wrap=True, highlight=False)
-        self._printed = max(self._printed, len(upto))
-        if final or not run.state.is_terminal:
-            self._last = run.state
+        new = upto[self._given :]
+        self._given = max(self._given, len(upto))
+        return new
 
 
 @contextlib.contextmanager

@@ -168,7 +168,8 @@ class Executor:
     def _add_log(self, handle: RunHandle, level: int, message: str, timestamp: float) -> None:
         # A reader never sees a log line of a run the store still calls PENDING.
         self._flush_running(handle)
-        self._logs.add(handle.run.id, handle.run.name, level, message, timestamp)
+        run = handle.run
+        self._logs.add(run.id, run.name, level, message, timestamp, after=handle.running_write)
 
     def _on_event(self, handle: RunHandle, event: tuple[Any, ...]) -> None:
         kind = event[0]

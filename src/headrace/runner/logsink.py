@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from headrace.flow_runs import LogRecord
@@ -23,10 +24,22 @@ class LogSink:
     def __init__(self, store: AsyncStore) -> None:
         self._store = store
         self._pending: list[LogRecord] = []
+        self._after: set[asyncio.Future[Any]] = set()
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def add(self, flow_run_id: UUID, run_name: str, level: int, message: str, ts: float) -> None:
+    def add(
+        self,
+        flow_run_id: UUID,
+        run_name: str,
+        level: int,
+        message: str,
+        ts: float,
+        after: asyncio.Future[Any] | None = None,
+    ) -> None:
+        """Queue a line; it is stored once ``after`` (the write of its run's RUNNING) is done."""
+        if after is not None and not after.done():
+            self._after.add(after)
         logger.log(level, "%s | %s", run_name, message, extra={"flow_run_id": str(flow_run_id)})
         self._pending.append(
             LogRecord(
@@ -57,6 +70,10 @@ class LogSink:
             batch, self._pending = self._pending, []
             if not batch:
                 return
+            after, self._after = self._after, set()
+            if after:
+                # Readers never see a line of a run the store still calls PENDING.
+                await asyncio.wait(after)
             try:
                 await self._store.write_logs(batch)
             except Exception:
