@@ -6,10 +6,12 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from headrace.client import get_client
+from headrace.flow_runs import FlowRun
 from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
@@ -196,6 +198,33 @@ async def test_runs_queued_by_another_process_start_at_once(
         assert done.state.type == StateType.COMPLETED
         assert done.start_time is not None
         assert (done.start_time - run.created).total_seconds() < 5.0
+
+
+@pytest.mark.usefixtures("polls_only_every_minute")
+async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every claim is a write transaction: a run's end claims only if runs were left queued."""
+    from headrace.store import changes
+
+    monkeypatch.setattr(changes, "SQLITE_WATCH_SECONDS", 60.0)  # only in-process wake-ups
+    runner = make_runner(settings, query_seconds=60, limit=4)
+    deployment_id = await runner.add_flow(basic.add)
+    claims: list[int] = []
+    claim_runs = runner.store.claim_runs
+
+    async def counted(**options: Any) -> list[FlowRun]:
+        claimed = await claim_runs(**options)
+        claims.append(len(claimed))
+        return claimed
+
+    async with running(runner), get_client(settings) as client:
+        monkeypatch.setattr(runner.store, "claim_runs", counted)
+        for x in range(5):
+            run = await client.create_flow_run_from_deployment(deployment_id, {"x": x})
+            done = await wait_for_state(client.store, run.id, timeout=10)
+            assert done.state.type == StateType.COMPLETED
+    assert claims == [1] * 5
 
 
 @pytest.mark.usefixtures("polls_only_every_minute")

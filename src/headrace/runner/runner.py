@@ -83,6 +83,8 @@ class Runner:
         self._polls = 0
         self._next_poll_delay = self.query_seconds
         self._claim_lock = asyncio.Lock()
+        self._runs_left_queued = True
+        """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self._make_pollers()
 
     def _make_pollers(self) -> None:
@@ -349,13 +351,19 @@ class Runner:
                 return
             free = self.limit - len(executor.active)
             if free <= 0:
+                self._runs_left_queued = True  # woken for a run there is no slot for
                 return
+            limits = self._concurrency_limits()
             claimed = await self.store.claim_runs(
                 deployment_ids=self.deployment_ids,
                 runner=self.record,
                 limit=free,
-                concurrency_limits=self._concurrency_limits(),
+                concurrency_limits=limits,
             )
+            # Fewer runs than free slots: nothing else was due, and whatever is queued
+            # from now on wakes the dispatcher itself. A deployment's limit may hold
+            # runs back, so with limits a finished run always claims.
+            self._runs_left_queued = len(claimed) == free or bool(limits)
             for run in claimed:
                 executor.launch(run, self._entrypoint_for(run))
 
@@ -386,7 +394,8 @@ class Runner:
                 logger.info("Cancelling flow run %s", run.name)
 
     def _on_run_finished(self, run: FlowRun | None) -> None:
-        self._dispatch.wake()
+        if self._runs_left_queued:
+            self._dispatch.wake()
         if run is not None and run.state.type == StateType.SCHEDULED:
             self._poll.wake()  # a retry or requeue: plan the next poll around its due time
 
