@@ -16,6 +16,8 @@ logger = logging.getLogger("headrace.flow_runs")
 
 FLUSH_INTERVAL_SECONDS = 0.1
 FLUSH_BATCH = 500
+RUNNING_WAIT_SECONDS = 30.0
+"""How long lines wait for their run's RUNNING to be stored before they are written anyway."""
 
 
 class LogSink:
@@ -73,7 +75,7 @@ class LogSink:
             after, self._after = self._after, set()
             if after:
                 # Readers never see a line of a run the store still calls PENDING.
-                await asyncio.wait(after)
+                await asyncio.wait(after, timeout=RUNNING_WAIT_SECONDS)
             try:
                 await self._store.write_logs(batch)
             except Exception:
