@@ -388,3 +388,48 @@ def test_postgres_bookkeeping_takes_one_thread_and_never_holds_up_callers(
         gate.set()
         store.close()
     assert peak == 1
+
+
+def test_the_database_keeps_the_history_of_every_state_write(store: SQLStore) -> None:
+    """The history is written by the database, so a write from outside the store is kept too."""
+    from headrace.store.tables import flow_runs
+
+    deployment = store.upsert_deployment(spec())
+    (run_id,) = queue_runs(store, deployment.id, 1)
+    store.claim_runs(deployment_ids=[deployment.id], runner=RunnerRecord(name="r"), limit=1)
+    store.set_state(run_id, State(type=StateType.RUNNING))
+    with store.engine.begin() as conn:  # an operator's own UPDATE, not headrace's
+        conn.execute(
+            flow_runs.update()
+            .where(flow_runs.c.id == run_id)
+            .values(state_type="CRASHED", state_name="Crashed", state_timestamp=utcnow())
+        )
+    history = store.read_state_history(run_id)
+    assert [s.type for s in history] == [
+        StateType.SCHEDULED,
+        StateType.PENDING,
+        StateType.RUNNING,
+        StateType.CRASHED,
+    ]
+    assert history == sorted(history, key=lambda s: s.timestamp)
+
+
+def test_the_history_migration_goes_down_and_up_again(database_url: str) -> None:
+    from alembic import command
+
+    from headrace.store.migrate import _config
+
+    store = SQLStore(database_url)
+    deployment = store.upsert_deployment(spec())
+    try:
+        with store.engine.begin() as conn:
+            command.downgrade(_config(conn), "0002")  # type: ignore[arg-type]
+        (before,) = queue_runs(store, deployment.id, 1)
+        assert store.read_state_history(before) == []  # 0002 left the history to the store
+        with store.engine.begin() as conn:
+            command.upgrade(_config(conn), "head")  # type: ignore[arg-type]
+            assert current_revision(conn) == head_revision()
+        (after,) = queue_runs(store, deployment.id, 1)
+        assert [s.type for s in store.read_state_history(after)] == [StateType.SCHEDULED]
+    finally:
+        store.close()

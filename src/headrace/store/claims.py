@@ -19,7 +19,7 @@ from headrace.states import ACTIVE_STATES, StateType, check_transition, utcnow
 from headrace.store import statements
 from headrace.store.base import RunnerRecord
 from headrace.store.connection import SQLBase
-from headrace.store.rows import Owner, as_utc, flow_run_from_row, lock_key, owned_by, state_values
+from headrace.store.rows import Owner, as_utc, flow_run_from_row, lock_key, owned_by
 from headrace.store.tables import flow_runs
 
 
@@ -157,7 +157,6 @@ class Claims(SQLBase):
             (flow_run_from_row(row._asdict()) for row in rows),
             key=lambda run: (run.expected_start_time or now, run.created),
         )
-        self._record_history(conn, [(run.id, state_values(run.state)) for run in claimed])
         return claimed
 
     def count_queued_runs(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from headrace.exceptions import ObjectNotFound, StoreError, StoreUnavailable
 from headrace.states import StateType
 from headrace.store.engine import WRITE_OPTION, create_engine
 from headrace.store.migrate import upgrade
-from headrace.store.tables import flow_run_states, flow_runs
+from headrace.store.tables import flow_runs
 
 
 class SQLBase:
@@ -65,22 +64,3 @@ class SQLBase:
         if value is None:
             raise ObjectNotFound(f"No flow run with id {flow_run_id}")
         return StateType(value)
-
-    def _record_history(
-        self, conn: sa.Connection, entries: Sequence[tuple[UUID, Mapping[str, Any]]]
-    ) -> None:
-        if not entries:
-            return
-        conn.execute(
-            flow_run_states.insert(),
-            [
-                {
-                    "flow_run_id": run_id,
-                    "type": values["state_type"],
-                    "name": values["state_name"],
-                    "message": values["state_message"],
-                    "timestamp": values["state_timestamp"],
-                }
-                for run_id, values in entries
-            ],
-        )

@@ -184,8 +184,7 @@ class SQLStore(Claims, StateChanges):
                 if new.idempotency_key is not None:
                     known[key] = run
             if rows:
-                conn.execute(flow_runs.insert(), rows)
-                self._record_history(conn, [(row["id"], row) for row in rows])
+                conn.execute(flow_runs.insert(), rows)  # the database records each SCHEDULED
         return results
 
     def _runs_by_keys(
@@ -203,7 +202,6 @@ class SQLStore(Claims, StateChanges):
     def _insert_run(self, conn: sa.Connection, new: NewFlowRun, scope: str) -> FlowRun:
         values = new_run_values(new, scope, utcnow())
         conn.execute(flow_runs.insert(), values)
-        self._record_history(conn, [(values["id"], values)])
         return flow_run_from_row(values)
 
     def _run_by_key(self, conn: sa.Connection, scope: str, key: str) -> FlowRun | None:

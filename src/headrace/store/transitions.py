@@ -66,22 +66,15 @@ class StateChanges(SQLBase):
         trace, so its error is returned in its place instead of raised.
         """
         results: list[FlowRun | HeadraceError] = []
-        history: list[tuple[UUID, dict[str, Any]]] = []
         with self._write() as conn:
             for change in changes:
                 try:
-                    results.append(self._set_state_in(conn, change, history))
+                    results.append(self._set_state_in(conn, change))
                 except (InvalidStateTransition, ObjectNotFound) as exc:
                     results.append(exc)
-            self._record_history(conn, history)  # one statement for the whole batch
         return results
 
-    def _set_state_in(
-        self,
-        conn: sa.Connection,
-        change: StateChange,
-        history: list[tuple[UUID, dict[str, Any]]] | None = None,
-    ) -> FlowRun:
+    def _set_state_in(self, conn: sa.Connection, change: StateChange) -> FlowRun:
         flow_run_id, state, expected, fields = change
         unknown = set(fields) - RUN_FIELDS
         if unknown:
@@ -89,7 +82,7 @@ class StateChanges(SQLBase):
         sources = sources_of(state.type)
         if expected is not None:
             sources &= frozenset(expected)
-        changed = self._apply_state(conn, flow_run_id, sources, state, fields, history)
+        changed = self._apply_state(conn, flow_run_id, sources, state, fields)
         if changed is not None:
             return changed
         current = self._current_state(conn, flow_run_id)
@@ -109,11 +102,10 @@ class StateChanges(SQLBase):
         sources: Collection[StateType],
         state: State,
         fields: dict[str, Any],
-        history: list[tuple[UUID, dict[str, Any]]] | None = None,
     ) -> FlowRun | None:
         """The compare-and-set itself: None when the run was in none of ``sources``.
 
-        Its history entry is written now, or appended to ``history`` for the caller to write.
+        The database adds the new state to the run's history (migration 0003).
         """
         values = {**state_values(state), "updated": utcnow(), **fields}
         if state.type == StateType.RUNNING:
@@ -125,11 +117,6 @@ class StateChanges(SQLBase):
         row = conn.execute(statements.update_state(fieldset), params).first()
         if row is None:
             return None
-        entry = (flow_run_id, state_values(state))
-        if history is None:
-            self._record_history(conn, [entry])
-        else:
-            history.append(entry)
         return flow_run_from_row(row._asdict())
 
     def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
