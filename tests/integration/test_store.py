@@ -433,3 +433,16 @@ def test_the_history_migration_goes_down_and_up_again(database_url: str) -> None
         assert [s.type for s in store.read_state_history(after)] == [StateType.SCHEDULED]
     finally:
         store.close()
+
+
+def test_cancelling_among_names_only_the_runs_asked_to_cancel(store: SQLStore) -> None:
+    deployment = store.upsert_deployment(spec())
+    ids = queue_runs(store, deployment.id, 3)
+    store.claim_runs(deployment_ids=[deployment.id], runner=RunnerRecord(name="r"), limit=3)
+    for run_id in ids:
+        store.set_state(run_id, State(type=StateType.RUNNING))
+    store.request_cancellation(ids[1])
+    unknown = uuid4()
+    assert store.cancelling_among([*ids, unknown]) == [ids[1]]
+    assert store.cancelling_among([ids[0], ids[2]]) == []
+    assert store.cancelling_among([]) == []

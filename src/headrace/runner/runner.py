@@ -388,10 +388,10 @@ class Runner:
         executor = self._executor
         if executor is None or not executor.active:
             return
-        cancelling = await self.store.cancelling_among(list(executor.active))
-        for run in cancelling:
-            if executor.kill(run.id, KillReason.CANCEL) is not None:
-                logger.info("Cancelling flow run %s", run.name)
+        for run_id in await self.store.cancelling_among(list(executor.active)):
+            handle = executor.active.get(run_id)
+            if handle is not None and executor.kill(run_id, KillReason.CANCEL) is not None:
+                logger.info("Cancelling flow run %s", handle.run.name)
 
     def _on_run_finished(self, run: FlowRun | None) -> None:
         if self._runs_left_queued:

@@ -116,14 +116,12 @@ class AsyncStore:
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.read_flow_run, flow_run_id)
 
-    async def cancelling_among(self, ids: Collection[UUID]) -> list[FlowRun]:
+    async def cancelling_among(self, ids: Collection[UUID]) -> list[UUID]:
         """Which of these runs have been asked to cancel.
 
         A runner asks this often and nobody waits on the answer: it yields the store.
         """
-        return await self._background(
-            self.sync.read_flow_runs, ids=ids, states=[StateType.CANCELLING], limit=len(ids)
-        )
+        return await self._background(self.sync.cancelling_among, ids)
 
     async def read_flow_runs(
         self,

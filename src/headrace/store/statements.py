@@ -62,6 +62,18 @@ def id_set_value(ids: Collection[UUID], dialect: str) -> Any:
 
 
 @functools.cache
+def cancelling_among(dialect: str) -> sa.Select[Any]:
+    """The ids among ``run_ids`` whose run is CANCELLING."""
+    run_ids = id_set("run_ids", dialect)
+    among = (
+        flow_runs.c.id.in_(run_ids) if isinstance(run_ids, sa.Select) else flow_runs.c.id == run_ids
+    )
+    return sa.select(flow_runs.c.id).where(
+        among & (flow_runs.c.state_type == StateType.CANCELLING.value)
+    )
+
+
+@functools.cache
 def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select[Any]:
     """Due SCHEDULED runs of some deployments and/or of one runner's ad-hoc runs, oldest first.
 

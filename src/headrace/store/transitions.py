@@ -137,6 +137,16 @@ class StateChanges(SQLBase):
             assert changed is not None  # the write lock / row lock holds the state still
             return changed
 
+    def cancelling_among(self, ids: Collection[UUID]) -> list[UUID]:
+        """Which of these runs have been asked to cancel: ids only, as a runner asks often."""
+        if not ids:
+            return []
+        dialect = self.engine.dialect.name
+        query = statements.cancelling_among(dialect)
+        with self._read() as conn:
+            rows = conn.execute(query, {"run_ids": statements.id_set_value(ids, dialect)})
+            return [row[0] for row in rows]
+
     def read_state_history(self, flow_run_id: UUID) -> list[State]:
         with self._read() as conn:
             rows = conn.execute(
