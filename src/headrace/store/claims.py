@@ -153,11 +153,10 @@ class Claims(SQLBase):
             "new_runner_name": runner.name,
         }
         rows = conn.execute(statements.mark_claimed(), params).all()
-        claimed = sorted(
+        return sorted(
             (flow_run_from_row(row._asdict()) for row in rows),
             key=lambda run: (run.expected_start_time or now, run.created),
         )
-        return claimed
 
     def count_queued_runs(
         self, deployment_ids: Collection[UUID], runner_name: str | None, *, cap: int

@@ -54,6 +54,12 @@ def id_set(name: str, dialect: str) -> sa.ColumnElement[Any] | sa.Select[Any]:
     return sa.any_(sa.cast(sa.bindparam(name, type_=uuids), uuids))
 
 
+def in_id_set(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
+    """``column`` is one of the ids bound to ``name`` (an ``id_set``)."""
+    ids = id_set(name, dialect)
+    return column.in_(ids) if isinstance(ids, sa.Select) else column == ids
+
+
 def id_set_value(ids: Collection[UUID], dialect: str) -> Any:
     """The bind value for an ``id_set`` parameter (SQLite stores a uuid as its 32 hex digits)."""
     if dialect == "sqlite":
@@ -64,12 +70,9 @@ def id_set_value(ids: Collection[UUID], dialect: str) -> Any:
 @functools.cache
 def cancelling_among(dialect: str) -> sa.Select[Any]:
     """The ids among ``run_ids`` whose run is CANCELLING."""
-    run_ids = id_set("run_ids", dialect)
-    among = (
-        flow_runs.c.id.in_(run_ids) if isinstance(run_ids, sa.Select) else flow_runs.c.id == run_ids
-    )
     return sa.select(flow_runs.c.id).where(
-        among & (flow_runs.c.state_type == StateType.CANCELLING.value)
+        in_id_set(flow_runs.c.id, "run_ids", dialect)
+        & (flow_runs.c.state_type == StateType.CANCELLING.value)
     )
 
 
@@ -82,12 +85,7 @@ def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select
     """
     owned: list[sa.ColumnElement[bool]] = []
     if by_deployment:
-        deployments = id_set("deployment_ids", dialect)
-        owned.append(
-            flow_runs.c.deployment_id.in_(deployments)
-            if isinstance(deployments, sa.Select)
-            else flow_runs.c.deployment_id == deployments
-        )
+        owned.append(in_id_set(flow_runs.c.deployment_id, "deployment_ids", dialect))
     if by_runner:
         owned.append(
             flow_runs.c.deployment_id.is_(None)
