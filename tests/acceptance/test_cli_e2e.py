@@ -225,3 +225,24 @@ def test_a_served_runner_keeps_to_one_cpu_and_its_runs_use_them_all(
             assert len(held) == 1 and held.pop().isdigit(), held  # every thread, one CPU
         else:
             assert not any(cpus.isdigit() for cpus in held), held
+
+
+def test_a_served_runner_receives_large_results_and_log_records_whole(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Events far larger than a pipe write arrive whole on the served runner's loop (uvloop)."""
+    size = 40_000
+    entrypoint = "tests/flows/extra.py:big_log_and_result"
+    with serving(cli_env, tmp_path, entrypoint, "--param", f"size={size}") as (_, banner):
+        trigger = re.search(r"POST (http://\S+)/deployment/\S+/run", banner)
+        assert trigger, banner
+        base, trigger_url = trigger[1], trigger[0].removeprefix("POST ")
+        for _ in range(5):
+            response = httpx.post(f"{trigger_url}?wait=30", json={}, timeout=COMMAND_SECONDS)
+            assert response.status_code == 200, response.text
+            run = response.json()
+            assert run["state"]["type"] == "COMPLETED", run["state"]
+            assert run["result"] == "x" * size
+            logs = httpx.get(f"{base}/flow_runs/{run['id']}/logs", timeout=COMMAND_SECONDS)
+            messages = [line["message"] for line in logs.json()]
+            assert any(message.endswith(" - " + "y" * size) for message in messages), messages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -10,6 +11,13 @@ from headrace import flow
 
 @flow
 def big_result(size: int = 200_000) -> str:
+    return "x" * size
+
+
+@flow
+def big_log_and_result(size: int = 40_000) -> str:
+    """A log record and a result each far larger than one write to the events pipe."""
+    logging.getLogger(__name__).warning("y" * size)
     return "x" * size
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 from headrace.engine import ChildJob
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun
+from headrace.runner.events import EventReader
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.runner.output import read_output
@@ -50,6 +51,7 @@ class RunHandle:
     running_timer: asyncio.TimerHandle | None = None
     running_args: tuple[datetime, int] = (datetime.min, 0)
     running_write: asyncio.Future[FlowRun] | None = None
+    events: EventReader | None = None
 
 
 class Executor:
@@ -134,7 +136,9 @@ class Executor:
                 timer.cancel()
             for reader in readers:
                 reader.close()
-        self._drain_events(handle)
+            if handle.events is not None:
+                handle.events.drain()  # what the process sent before it ended
+                handle.events.close()
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         await self._logs.flush()
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
@@ -146,21 +150,8 @@ class Executor:
 
     def _pump_events(self, handle: RunHandle) -> None:
         assert handle.process is not None
-        loop = asyncio.get_running_loop()
-        events = handle.process.events
-        loop.add_reader(events.fileno(), self._drain_events, handle)
-
-    def _drain_events(self, handle: RunHandle) -> None:
-        assert handle.process is not None
-        events = handle.process.events
-        if events.closed:
-            return
-        try:
-            while events.poll():
-                self._on_event(handle, events.recv())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(events.fileno())
-            events.close()
+        on_event = functools.partial(self._on_event, handle)
+        handle.events = EventReader(handle.process.events, on_event)
 
     def _on_line(self, handle: RunHandle, level: int, line: str) -> None:
         self._add_log(handle, level, line, time.time())

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
 from typing import Protocol
 
 from headrace.engine import ChildJob
@@ -50,12 +49,13 @@ class ChildProcess:
     def __init__(
         self,
         pid: int,
-        events: Connection,
+        events: int,
         exited: asyncio.Future[int],
         output: tuple[int, int] = (-1, -1),
     ) -> None:
         self.pid = pid
         self.events = events
+        """Read end of the pipe the run's process sends its events over."""
         self.output = output
         """Read ends of the pipes that are the run's stdout and stderr (-1: none)."""
         self._exited = exited
@@ -165,8 +165,7 @@ class ForkServerStarter:
             for fd in (write_fd, out_w, err_w):
                 os.close(fd)
         pid = await started
-        events = Connection(read_fd, writable=False)
-        return ChildProcess(pid, events, exited, output=(out_r, err_r))
+        return ChildProcess(pid, read_fd, exited, output=(out_r, err_r))
 
     def _forget(self, request_id: int) -> None:
         self._started.pop(request_id, None)
