@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from headrace.storable import storable
+
 RESULT_SIZE_LIMIT = 64 * 1024
 """Characters of a result kept in the store; larger results are kept as a truncated repr."""
 
@@ -64,7 +66,7 @@ class Reporter:
             self._connection.send(event)
 
     def log(self, level: int, message: str) -> None:
-        self.send("log", level, message, time.time())
+        self.send("log", level, storable(message), time.time())
 
 
 class _PipeHandler(logging.Handler):
@@ -78,12 +80,22 @@ class _PipeHandler(logging.Handler):
 
 
 def encode_result(result: Any) -> Any:
-    """The result as JSON when it serialises and fits, else its (truncated) repr."""
+    """The result as JSON when it serialises and fits, else its (truncated) repr.
+
+    Every store keeps it the same way: NaN and infinities become null, as in
+    every response, and unpaired surrogates (which no UTF-8 text can hold)
+    become U+FFFD.
+    """
     try:
-        text = json.dumps(result)
+        text = json.dumps(result, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
-        return _truncate(repr(result))
-    return result if len(text) <= RESULT_SIZE_LIMIT else _truncate(text)
+        return _truncate(storable(repr(result)))
+    if len(text) > RESULT_SIZE_LIMIT:
+        return _truncate(storable(text))
+    clean = storable(text)
+    if clean is not text or "NaN" in text or "Infinity" in text:
+        return json.loads(clean, parse_constant=lambda _: None)
+    return result
 
 
 def _truncate(text: str) -> str:
@@ -130,8 +142,9 @@ def run_child(job: ChildJob, connection: Sender) -> None:
     records travel over the events pipe with their levels.
     """
     _isolate()
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - line by line
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    # Line by line, and printing text that is not valid UTF-8 never fails the flow.
+    sys.stdout = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
     reporter = Reporter(connection)
     root = logging.getLogger()
     root.handlers[:] = [_PipeHandler(reporter)]
@@ -154,11 +167,12 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
         detail = getattr(exc, "traceback_text", "") or traceback.format_exc()
-        return ("crashed", f"Could not load the flow from {job.entrypoint!r}: {exc}\n{detail}")
+        message = f"Could not load the flow from {job.entrypoint!r}: {exc}\n{detail}"
+        return ("crashed", storable(message))
     try:
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
-        return ("failed", f"Parameter validation failed: {exc}")
+        return ("failed", storable(f"Parameter validation failed: {exc}"))
     reporter.send("running", time.time(), os.getpid())
     try:
         result = flow.fn(**parameters)
@@ -167,9 +181,9 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
 
             result = asyncio.run(_await(result))
     except BaseException as exc:  # any exception, SystemExit too, is a failure
-        text = "".join(traceback.format_exception(exc))
+        text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
-        return ("failed", f"Flow run raised {type(exc).__name__}: {exc}\n{text}")
+        return ("failed", storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
     return ("completed", encode_result(result))
 
 

@@ -41,3 +41,16 @@ def slow_first_time(marker: str, seconds: float = 60) -> int:
 @flow(retries=1)
 def retried_once(x: int = 1) -> int:
     return x
+
+
+@flow
+def awkward_text() -> dict[str, object]:
+    """Values no store can keep as they are: NaN, infinity, an unpaired surrogate."""
+    logging.getLogger(__name__).warning("lone \ud800 surrogate")
+    print("printed \ud800 surrogate")
+    return {"mean": float("nan"), "top": float("inf"), "text": "a\udc00b", "ok": "\U0001f600"}
+
+
+@flow
+def raises_awkward_text() -> None:
+    raise ValueError("bad \ud800 input")

@@ -15,7 +15,7 @@ from headrace.flow_runs import FlowRun
 from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
-from tests.flows import basic
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(90)
@@ -59,6 +59,25 @@ async def test_async_flow_and_unserialisable_result(settings: Settings) -> None:
         done = await wait_for_state(client.store, b.id)
         assert done.state.type == StateType.COMPLETED
         assert isinstance(done.result, str) and done.result.startswith("<object object")
+
+
+async def test_results_messages_and_logs_every_store_can_keep(settings: Settings) -> None:
+    """NaN and infinities become null, unpaired surrogates U+FFFD: the same on every store."""
+    runner = make_runner(settings)
+    awkward_id = await runner.add_flow(extra.awkward_text)
+    raising_id = await runner.add_flow(extra.raises_awkward_text)
+    async with running(runner), get_client(settings) as client:
+        awkward = await client.create_flow_run_from_deployment(awkward_id)
+        raising = await client.create_flow_run_from_deployment(raising_id)
+        done = await wait_for_state(client.store, awkward.id)
+        assert done.state.type == StateType.COMPLETED, done.state
+        assert done.result == {"mean": None, "top": None, "text": "a\ufffdb", "ok": "\U0001f600"}
+        logs = await client.read_logs(awkward.id)
+        assert any(line.message.endswith("lone \ufffd surrogate") for line in logs), logs
+        assert "printed \\ud800 surrogate" in [line.message for line in logs]
+        failed = await wait_for_state(client.store, raising.id)
+        assert failed.state.type == StateType.FAILED
+        assert "ValueError: bad \ufffd input" in (failed.state.message or "")
 
 
 async def test_failed_run_keeps_the_traceback(settings: Settings) -> None:

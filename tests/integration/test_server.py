@@ -123,6 +123,7 @@ async def test_trigger_validates_and_names_each_parameter(
         b'{"x": NaN}',
         b'{"x": 1e999}',
         b'{"x": "a\\u0000"}',
+        b'{"x": "a\\ud800"}',
         b"null",
     ],
 )

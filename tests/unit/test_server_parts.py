@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,6 +47,9 @@ async def test_json_objects_pass_and_empty_means_the_default() -> None:
         b'{"a": 1e400}',
         b'{"a\\u0000": 1}',
         b'{"a": ["\\u0000"]}',
+        b'{"a": "\\ud800"}',
+        b'{"a": {"b": ["x", "\\uDFFF"]}}',
+        b'{"\\udc00": 1}',
         b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}",
         b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"a": 1' + b"0" * 5000 + b"}",
@@ -59,6 +63,25 @@ async def test_bodies_the_store_cannot_keep_are_refused(body: bytes) -> None:
 async def test_strings_that_merely_look_like_nul_are_fine() -> None:
     body = json.dumps({"a": "\\u0000", "deep": [[["x"]]]}).encode()
     assert await read_json_object(_request(body)) == {"a": "\\u0000", "deep": [[["x"]]]}
+
+
+async def test_paired_surrogates_are_characters_and_are_fine() -> None:
+    body = b'{"a": "\\ud83d\\ude00", "\\ud83d\\udc4d": 1}'
+    assert await read_json_object(_request(body)) == {"a": "\U0001f600", "\U0001f44d": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"name": "\\ud800"}', "name: strings cannot contain unpaired surrogates"),
+        (b'{"p": {"tags": ["a", "\\udfff"]}}', "p.tags[1]: strings cannot contain unpaired"),
+        (b'{"p": {"\\ud800": 1}}', "p: keys cannot contain unpaired"),
+        (b'{"x": "a\\u0000"}', "x: strings cannot contain NUL"),
+    ],
+)
+async def test_an_unstorable_string_is_refused_with_where_it_is(body: bytes, named: str) -> None:
+    with pytest.raises(BadRequestBody, match=re.escape(named)):
+        await read_json_object(_request(body))
 
 
 class _Store:

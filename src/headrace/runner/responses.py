@@ -2,13 +2,15 @@
 
 Hot routes build ``Response`` objects from pre-encoded bytes instead of going
 through FastAPI's response models. Request bodies are parsed here, once, with
-the rules the store can keep: a JSON object, finite numbers, no NUL characters.
+the rules the store can keep: a JSON object, finite numbers, no NUL characters
+and no unpaired surrogates.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pydantic_core
@@ -16,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headrace.flow_runs import FlowRun
+from headrace.storable import unstorable_reason
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_NESTING = 64
 """Deepest nesting of arrays and objects a request body may have."""
+_MAY_HOLD_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+"""Escapes of NUL or of a surrogate: only a body with one is searched for unstorable strings."""
 
 
 class BadRequestBody(ValueError):
@@ -68,8 +73,8 @@ async def read_json_object(request: Request, *, empty: dict[str, Any] | None = N
         raise BadRequestBody("The request body must be a JSON object")
     if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _depth(value) > MAX_NESTING:
         raise BadRequestBody(f"The request body is nested more than {MAX_NESTING} levels deep")
-    if b"\\u0000" in raw and _has_nul(value):
-        raise BadRequestBody("Strings in the request body cannot contain NUL (\\u0000) characters")
+    if _MAY_HOLD_UNSTORABLE.search(raw) and (problem := _unstorable_string(value)):
+        raise BadRequestBody(problem)
     return value
 
 
@@ -101,14 +106,22 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _has_nul(value: Any) -> bool:
-    stack = [value]
+def _unstorable_string(value: Any) -> str | None:
+    """Where the body has a string no store can keep, and why; None when it has none."""
+    stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
-            return True
-        stack.extend(_children(item))
-    return False
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if reason := unstorable_reason(item):
+                return f"{path or 'The request body'}: strings cannot contain {reason}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if reason := unstorable_reason(key):
+                    return f"{path or 'The request body'}: keys cannot contain {reason}"
+                stack.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
 
 
 def _short(exc: BaseException) -> str:
