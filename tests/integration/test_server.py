@@ -422,6 +422,35 @@ async def test_full_backlog_is_429_with_retry_after(settings: Settings) -> None:
     assert len(await runner.store.read_flow_runs()) == 2
 
 
+async def test_a_known_idempotency_key_gets_its_run_even_when_the_backlog_is_full(
+    settings: Settings,
+) -> None:
+    limited = settings.model_copy(update={"runner_backlog_limit": 1})
+    runner, ids = await served(limited)
+    app = await build_server(runner)  # not started: nothing leaves the queue
+    route = f"/deployment/{ids['double']}/run"
+    async with client(app) as c:
+        first = await c.post(route, json={"x": 1}, headers={"Idempotency-Key": "nightly"})
+        assert first.status_code == 201
+        again = await c.post(route, json={"x": 1}, headers={"Idempotency-Key": "nightly"})
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        other = await c.post(route, json={"x": 1}, headers={"Idempotency-Key": "another"})
+        assert other.status_code == 429
+    assert len(await runner.store.read_flow_runs()) == 1
+
+
+async def test_flow_run_body_with_a_misspelt_field_is_refused(settings: Settings) -> None:
+    runner, _ = await served(settings)
+    app = await build_server(runner)
+    typo = {"entrypoint": "tests.flows.nested:double", "parameter": {"x": 1}}
+    async with client(app) as c:
+        response = await c.post("/flow/run", json=typo)
+    assert response.status_code == 400, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["parameter"]]
+    assert await runner.store.read_flow_runs() == []
+
+
 async def test_idempotency_under_concurrent_requests(settings: Settings) -> None:
     runner, ids = await served(settings)
     app = await build_server(runner)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Header, Query
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,7 +70,9 @@ TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class FlowRunRequest(BaseModel):
-    """The body of ``POST /flow/run``."""
+    """The body of ``POST /flow/run``: a misspelt field is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
 
     entrypoint: str = Field(min_length=1, max_length=4096)
     parameters: dict[str, Any] | None = None
@@ -165,13 +167,16 @@ async def queue_run(
     """Queue ``new`` unless the backlog is full; answer 201, 200 (known key), 202 or 429."""
     backlog = ctx.backlog
     depth = await backlog.depth()
-    if backlog.is_full(depth):
+    if not backlog.is_full(depth):
+        run, created = await ctx.store.create_flow_run(new)
+    elif known := await ctx.store.read_flow_run_by_key(new):
+        run, created = known, False  # a repeated request asks for no new run: no 429
+    else:
         return message(
             f"The runner's backlog is full ({depth} queued runs); retry later",
             429,
             {"Retry-After": str(backlog.retry_after_seconds), QUEUE_DEPTH_HEADER: str(depth)},
         )
-    run, created = await ctx.store.create_flow_run(new)
     if created:
         backlog.queued()
         depth += 1

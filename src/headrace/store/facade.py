@@ -105,6 +105,9 @@ class AsyncStore:
         """Store a run; concurrent creations share one transaction."""
         return await self._creations.submit(new)
 
+    async def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
+        return await self._call(self.sync.read_flow_run_by_key, new)
+
     async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
         return await self._call(self.sync.create_flow_runs, runs)
 

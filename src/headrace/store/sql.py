@@ -140,6 +140,13 @@ class SQLStore(Claims, StateChanges):
             raise StoreError("Idempotency conflict without an existing run")
         return existing, False
 
+    def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
+        """The run already stored under ``new``'s idempotency key, if there is one."""
+        if new.idempotency_key is None:
+            return None
+        with self._read() as conn:
+            return self._run_by_key(conn, idempotency_scope(new), new.idempotency_key)
+
     def create_flow_runs_each(
         self, runs: Sequence[NewFlowRun]
     ) -> list[tuple[FlowRun, bool] | HeadraceError]:
