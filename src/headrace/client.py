@@ -157,11 +157,20 @@ def new_run_for_deployment(
     parameters: dict[str, Any] | None,
     *,
     idempotency_key: str | None = None,
+    flow: Flow[Any, Any] | None = None,
 ) -> NewFlowRun:
-    """The run a trigger of ``deployment`` creates; raises if the parameters are invalid."""
+    """The run a trigger of ``deployment`` creates; raises if the parameters are invalid.
+
+    With the deployment's ``flow`` at hand (a runner serving it), the parameters
+    are checked as the run's process will check them; elsewhere against the
+    stored JSON schema, which cannot see every rule (a duration's text, say).
+    """
     merged = {**deployment.parameters, **(parameters or {})}
-    if deployment.enforce_parameter_schema and deployment.parameter_schema:
-        validate_with_schema(deployment.parameter_schema, merged)
+    if deployment.enforce_parameter_schema:
+        if flow is not None:
+            merged = flow.validate_json_parameters(merged)
+        elif deployment.parameter_schema:
+            validate_with_schema(deployment.parameter_schema, merged)
     return NewFlowRun(
         flow_name=deployment.flow_name,
         deployment_id=deployment.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 from headrace import flow
@@ -54,3 +55,9 @@ def awkward_text() -> dict[str, object]:
 @flow
 def raises_awkward_text() -> None:
     raise ValueError("bad \ud800 input")
+
+
+@flow
+def every(period: timedelta, since: date | None = None) -> float:
+    """Parameters whose JSON schema says less than their validation checks."""
+    return period.total_seconds()

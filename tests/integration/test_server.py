@@ -22,7 +22,7 @@ from headrace.runner import Runner
 from headrace.runner.server import build_server, get_subflow_schemas
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
-from tests.flows import basic, nested
+from tests.flows import basic, extra, nested
 from tests.helpers import eventually, make_runner, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,6 +112,26 @@ async def test_trigger_validates_and_names_each_parameter(
     named = sorted(e["parameter"] for e in response.json()["errors"])
     assert named == bad
     assert await runner.store.read_flow_runs(deployment_id=deployment_id) == []
+
+
+async def test_both_trigger_routes_check_parameters_as_the_run_will(settings: Settings) -> None:
+    """The deployment route checks what a schema cannot say (a duration's text)."""
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(extra.every, "hourly")
+    app = await build_server(runner)
+    route = f"/deployment/{deployment_id}/run"
+    flow_run = {"entrypoint": "tests/flows/extra.py:every"}
+    async with client(app) as c:
+        for body in ({"period": "garbage"}, {"period": "PT1H", "since": "yesterday"}):
+            by_deployment = await c.post(route, json=body)
+            by_flow = await c.post("/flow/run", json={**flow_run, "parameters": body})
+            for response in (by_deployment, by_flow):
+                assert response.status_code == 400, response.text
+            assert by_deployment.json()["errors"] == by_flow.json()["errors"]
+        good = await c.post(route, json={"period": 90, "since": "2026-01-31"})
+        assert good.status_code == 201, good.text
+    (run,) = await runner.store.read_flow_runs(deployment_id=deployment_id)
+    assert run.parameters == {"period": "PT1M30S", "since": "2026-01-31"}
 
 
 @pytest.mark.parametrize(

@@ -81,14 +81,17 @@ class FlowRunRequest(BaseModel):
 
 def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     """The handler of ``POST /deployment/<id>/run`` for one deployment."""
-    if deployment.enforce_parameter_schema and deployment.parameter_schema:
+    flow = ctx.runner.flows.get(deployment.id)
+    if flow is None and deployment.enforce_parameter_schema and deployment.parameter_schema:
         prepare_validator(deployment.parameter_schema)  # compiled now, not on the first trigger
 
     async def run_deployment(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
         parameters = await read_json_object(request, empty={})
-        new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
+        new = new_run_for_deployment(
+            deployment, parameters, idempotency_key=idempotency_key, flow=flow
+        )
         return await queue_run(ctx, new, wait, id_only=True)
 
     return run_deployment
