@@ -18,10 +18,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from headrace.client import new_run_for_deployment
+from headrace.flow_runs import LogRecord
 from headrace.runner import Runner
 from headrace.runner.server import build_server, get_subflow_schemas
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
+from headrace.store.base import MAX_PAGE
 from tests.flows import basic, extra, nested
 from tests.helpers import eventually, make_runner, running, wait_for_state
 
@@ -590,6 +593,29 @@ async def test_run_routes(settings: Settings) -> None:
         assert adder["parameters"] == {"y": 10}
         assert adder["parameter_schema"]["required"] == ["x"]
         assert {"id", "flow_name", "schedules", "enforce_parameter_schema"} <= set(adder)
+
+
+async def test_a_full_page_of_logs_links_to_the_next(sqlite_settings: Settings) -> None:
+    runner, ids = await served(sqlite_settings)
+    app = await build_server(runner)
+    run, _ = await runner.store.create_flow_run(
+        new_run_for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
+    )
+    now = utcnow()
+    await runner.store.write_logs(
+        [
+            LogRecord(flow_run_id=run.id, level=20, message=f"line {i}", timestamp=now)
+            for i in range(MAX_PAGE + 5)
+        ]
+    )
+    lines: list[str] = []
+    async with client(app) as c:
+        url: str | None = f"/flow_runs/{run.id}/logs"
+        while url is not None:
+            response = await c.get(url)
+            lines += [line["message"] for line in response.json()]
+            url = response.links.get("next", {}).get("url")
+    assert lines == [f"line {i}" for i in range(MAX_PAGE + 5)]
 
 
 async def test_cancel_a_running_run(settings: Settings, tmp_path: Path) -> None:

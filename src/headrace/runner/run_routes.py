@@ -72,9 +72,9 @@ def run_router(ctx: ServerContext) -> APIRouter:
             int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_LOG_ID)
         ] = None,
     ) -> Response:
-        """Log lines after ``after_id`` as JSON; with ``follow=true`` a Server-Sent Events
-        stream (one ``data:`` JSON line per log line) that ends with an ``end`` event once
-        the run has ended."""
+        """Log lines after ``after_id`` as JSON, at most 1,000 (a full page has a ``Link``
+        header to the next); with ``follow=true`` a Server-Sent Events stream (one ``data:``
+        JSON line per log line) that ends with an ``end`` event once the run has ended."""
         await store.read_flow_run(flow_run_id)  # 404 before any streaming starts
         start = max(after_id, last_event_id or 0)
         if follow:
@@ -84,7 +84,12 @@ def run_router(ctx: ServerContext) -> APIRouter:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         lines = await store.read_logs(flow_run_id, after_id=start)
-        return json_response([log_json(line) for line in lines])
+        headers = None
+        if len(lines) >= MAX_PAGE:  # a full page: there may be more
+            headers = {
+                "Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'
+            }
+        return json_response([log_json(line) for line in lines], headers=headers)
 
     return router
 
