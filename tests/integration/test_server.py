@@ -137,6 +137,22 @@ async def test_both_trigger_routes_check_parameters_as_the_run_will(settings: Se
     assert run.parameters == {"period": "PT1M30S", "since": "2026-01-31"}
 
 
+async def test_a_hostile_body_gets_a_short_answer(sqlite_settings: Settings) -> None:
+    runner = make_runner(sqlite_settings)
+    deployment_id = await runner.add_flow(basic.add, "adder")
+    app = await build_server(runner)
+    body = {"k" * 50_000: 1, "x": 1} | {f"unknown-{i}": i for i in range(5000)}
+    async with client(app) as c:
+        response = await c.post(f"/deployment/{deployment_id}/run", json=body)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert len(answer["errors"]) == 100
+    assert answer["errors"][0] == {"parameter": "k" * 200, "message": "Unknown parameter"}
+    assert answer["errors"][1] == {"parameter": "unknown-0", "message": "Unknown parameter"}
+    assert answer["message"].endswith("; and 4901 more")
+    assert len(response.content) < 20_000
+
+
 @pytest.mark.parametrize(
     "content",
     [

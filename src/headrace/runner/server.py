@@ -200,6 +200,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_class, handler)
 
 
+REPORTED_ERRORS = 100
+REPORTED_NAME_LENGTH = 200
+
+
 def _status(status_code: int) -> Handler:
     async def handle(request: Request, exc: Exception) -> Response:
         return message(str(exc), status_code)
@@ -212,8 +216,19 @@ async def _flow_not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _invalid_parameters(request: Request, exc: Exception) -> Response:
+    """400 naming each bad parameter: the first ``REPORTED_ERRORS`` of them, names shortened.
+
+    A hostile body (thousands of unknown keys, a key of a megabyte) gets a short answer.
+    """
     assert isinstance(exc, ParameterValidationError)
-    return json_response({"message": str(exc), "errors": exc.errors}, 400)
+    errors = [
+        {**error, "parameter": str(error["parameter"])[:REPORTED_NAME_LENGTH]}
+        for error in exc.errors[:REPORTED_ERRORS]
+    ]
+    text = str(exc) if errors == exc.errors else str(ParameterValidationError(errors))
+    if len(exc.errors) > len(errors):
+        text += f"; and {len(exc.errors) - len(errors)} more"
+    return json_response({"message": text, "errors": errors}, 400)
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
