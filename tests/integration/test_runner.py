@@ -304,6 +304,51 @@ async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(
         assert done.state.type == StateType.COMPLETED, done.state.message
 
 
+def fork_servers() -> list[int]:
+    """Live fork servers started by this process."""
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"headrace.forkserver" in _read_or_empty(Path(f"/proc/{pid}/cmdline"))
+        and "State:\tZ" not in _read_or_empty(Path(f"/proc/{pid}/status")).decode()
+    ]
+
+
+def _read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+async def test_runs_started_together_after_the_fork_server_died_share_one_new_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import signal as signals
+
+    runner = make_runner(settings, limit=3)
+    slow_id = await runner.add_flow(basic.touch, "slow")
+    quick_id = await runner.add_flow(basic.add, "quick")
+    async with running(runner), get_client(settings) as client:
+        slow = [
+            await client.create_flow_run_from_deployment(
+                slow_id, {"t0": 0, "out": str(tmp_path / f"m{i}"), "sleep": 30}
+            )
+            for i in range(3)
+        ]
+        for run in slow:
+            await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        quick = [await client.create_flow_run_from_deployment(quick_id, {"x": i}) for i in range(6)]
+        (server,) = fork_servers()
+        os.kill(server, signals.SIGKILL)  # three slots free at once: three starts need a server
+        for run in quick:
+            done = await wait_for_state(client.store, run.id, timeout=20)
+            assert done.state.type == StateType.COMPLETED, done.state.message
+        assert len(fork_servers()) == 1
+    assert fork_servers() == []
+
+
 IMPORT_COUNTING_FLOW = """
 import os
 from headrace import flow

@@ -106,9 +106,15 @@ class ForkServerStarter:
         self._exited: dict[int, asyncio.Future[int]] = {}
         self._buffer = b""
         self._send_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Start the fork server and wait until it has preloaded everything."""
+        async with self._open_lock:
+            if self._sock is None:  # runs that start together share the one they waited for
+                await self._open()
+
+    async def _open(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
             **os.environ,
@@ -128,9 +134,17 @@ class ForkServerStarter:
         theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
-        ready = await asyncio.wait_for(loop.sock_recv(ours, 1), FORKSERVER_START_TIMEOUT_SECONDS)
+        try:
+            ready = await asyncio.wait_for(
+                loop.sock_recv(ours, 1), FORKSERVER_START_TIMEOUT_SECONDS
+            )
+        except BaseException:
+            ours.close()
+            raise
         if ready != READY:
+            ours.close()
             raise RuntimeError("The fork server failed to start; see its output above")
+        self._buffer = b""
         self._sock = ours
         loop.add_reader(ours.fileno(), self._on_replies)
 
@@ -197,6 +211,7 @@ class ForkServerStarter:
         """The fork server died: its runs are beyond reach; fail what waits on it."""
         logger.error("The fork server exited; starting a new one for the next run")
         self._close_socket()
+        self._buffer = b""  # half a reply from the dead server must not prefix the next one's
         for table in (self._started, self._exited):
             for future in table.values():
                 if not future.done():
