@@ -61,3 +61,17 @@ def raises_awkward_text() -> None:
 def every(period: timedelta, since: date | None = None) -> float:
     """Parameters whose JSON schema says less than their validation checks."""
     return period.total_seconds()
+
+
+@flow
+def finishes_on_sigterm(marker: str) -> str:
+    """Counts its starts in ``marker``, then waits for SIGTERM and returns cleanly."""
+    import signal
+    import threading
+
+    with Path(marker).open("a") as starts:
+        starts.write("start\n")
+    asked = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: asked.set())
+    asked.wait(30)
+    return "finished after SIGTERM" if asked.is_set() else "never asked"

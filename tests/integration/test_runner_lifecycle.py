@@ -16,7 +16,7 @@ import pytest
 from headrace.client import get_client
 from headrace.settings import Settings
 from headrace.states import TERMINAL_STATES, StateType
-from tests.flows import basic
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,6 +135,44 @@ async def test_drain_finishes_runs_within_the_grace_period(
         await wait_for_state(client.store, run_id, {StateType.RUNNING})
     async with get_client(settings) as client:
         assert (await client.read_flow_run(run_id)).state.type == StateType.COMPLETED
+
+
+@pytest.mark.parametrize("on_shutdown", ["requeue", "cancel"])
+async def test_a_run_that_finishes_as_it_is_stopped_is_completed_and_runs_once(
+    database_url: str, tmp_path: Path, on_shutdown: str
+) -> None:
+    """Its body returned after SIGTERM, before SIGKILL: done, never requeued to run again."""
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=0
+    )
+    marker = tmp_path / "starts"
+    runner = make_runner(settings, kill_grace_seconds=20)
+    deployment_id = await runner.add_flow(extra.finishes_on_sigterm, on_shutdown=on_shutdown)
+    async with get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"marker": str(marker)})
+        async with running(runner):
+            await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        done = await client.read_flow_run(run.id)
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert done.result == "finished after SIGTERM"
+    assert marker.read_text() == "start\n"
+
+
+async def test_a_cancelled_run_that_finishes_first_keeps_its_result(
+    settings: Settings, tmp_path: Path
+) -> None:
+    runner = make_runner(settings, kill_grace_seconds=20)
+    deployment_id = await runner.add_flow(extra.finishes_on_sigterm)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, {"marker": str(tmp_path / "starts")}
+        )
+        await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        await client.cancel_flow_run(run.id)
+        done = await wait_for_state(client.store, run.id)
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert done.state.message == "The cancellation came after it had finished"
+    assert done.result == "finished after SIGTERM"
 
 
 async def test_drain_can_cancel(settings: Settings, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ import signal
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
+
 from headrace.flow_runs import FlowRun
 from headrace.runner.outcomes import (
     KillReason,
@@ -60,6 +62,29 @@ def test_kill_reasons_decide_the_state() -> None:
     assert cancelled.state.type == StateType.CANCELLED
     requeued = decide_outcome(run(), ProcessReport(-15, None, KillReason.REQUEUE), NOW)
     assert requeued.state.type == StateType.SCHEDULED and requeued.state.name == "Requeued"
+
+
+@pytest.mark.parametrize("reason", list(KillReason))
+def test_a_body_that_returned_before_its_kill_is_completed_whatever_the_kill(
+    reason: KillReason,
+) -> None:
+    finished = ProcessReport(0, ("completed", 7), reason)
+    decision = decide_outcome(run(timeout_seconds=1), finished, NOW)
+    assert decision.state.type == StateType.COMPLETED  # never requeued to run again
+    assert decision.fields == {"result": 7}
+
+
+@pytest.mark.parametrize("reason", list(KillReason))
+def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
+    """A flow that raises on SIGTERM was stopped by us: no retry of a cancelled run."""
+    flaky = run(max_retries=3, timeout_seconds=1)
+    decision = decide_outcome(flaky, ProcessReport(1, ("failed", "interrupted"), reason), NOW)
+    expected = {
+        KillReason.CANCEL: (StateType.CANCELLED, "Cancelled"),
+        KillReason.REQUEUE: (StateType.SCHEDULED, "Requeued"),
+        KillReason.TIMEOUT: (StateType.SCHEDULED, "AwaitingRetry"),  # a timeout is a failure
+    }
+    assert (decision.state.type, decision.state.name) == expected[reason]
 
 
 def test_exits_without_a_report_crash_with_an_explanation() -> None:

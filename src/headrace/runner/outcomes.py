@@ -44,15 +44,19 @@ class ProcessReport:
 def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = None) -> Decision:
     """The state a run ends its attempt in, from the facts of its process."""
     now = now or utcnow()
+    event = report.final_event
+    if event is not None and event[0] == "completed":
+        # The body returned before the kill took effect: it is done, whatever we meant to
+        # do. Requeued, it would run again; cancelled, its result would be lost.
+        cancelled = report.kill_reason == KillReason.CANCEL
+        late = "The cancellation came after it had finished" if cancelled else None
+        return Decision(State(type=StateType.COMPLETED, message=late), {"result": event[1]})
     if report.kill_reason == KillReason.CANCEL:
         return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
     if report.kill_reason == KillReason.REQUEUE:
         return requeue("Requeued: its runner shut down before it finished", now)
     if report.kill_reason == KillReason.TIMEOUT:
         return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
-    event = report.final_event
-    if event is not None and event[0] == "completed":
-        return Decision(State(type=StateType.COMPLETED), {"result": event[1]})
     if event is not None and event[0] == "failed":
         return decide_failure(run, str(event[1]), now)
     if event is not None and event[0] == "crashed":
