@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -347,6 +348,32 @@ async def test_runs_started_together_after_the_fork_server_died_share_one_new_on
             assert done.state.type == StateType.COMPLETED, done.state.message
         assert len(fork_servers()) == 1
     assert fork_servers() == []
+
+
+async def test_recovery_never_takes_a_run_claimed_but_not_yet_launched_for_an_orphan(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.add)
+    claim_runs = runner.store.claim_runs
+    recoveries: list[asyncio.Task[None]] = []
+
+    async def claim_then_let_recovery_in(**options: Any) -> list[FlowRun]:
+        claimed = await claim_runs(**options)
+        if claimed and not recoveries:
+            recoveries.append(asyncio.create_task(runner._recover_orphans()))
+            await asyncio.sleep(0.2)  # recovery's turn, between the claim and the launch
+        return claimed
+
+    monkeypatch.setattr(runner.store, "claim_runs", claim_then_let_recovery_in)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment_id, {"x": 1})
+        done = await wait_for_state(client.store, run.id)
+        await recoveries[0]
+        history = [state.type for state in await client.read_state_history(run.id)]
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert done.run_count == 1
+    assert StateType.CRASHED not in history
 
 
 IMPORT_COUNTING_FLOW = """

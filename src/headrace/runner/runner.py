@@ -305,13 +305,7 @@ class Runner:
         store = self.store
         await store.heartbeat(self.record.id)
         if self._polls % RECOVERY_EVERY_POLLS == 0:
-            await recover_orphans(
-                store,
-                self.record,
-                self.deployment_ids,
-                heartbeat_timeout=timedelta(seconds=self.settings.runner_heartbeat_timeout_seconds),
-                active=self._executing,
-            )
+            await self._recover_orphans()
         self._polls += 1
         await self._plan_schedules()
         claimed_at = utcnow()
@@ -319,6 +313,17 @@ class Runner:
         await self._check_cancellations()
         self.last_polled = utcnow()
         self._next_poll_delay = await self._delay_until_next_due(after=claimed_at)
+
+    async def _recover_orphans(self) -> None:
+        # Not during a claim: a run claimed but not yet launched would look orphaned.
+        async with self._claim_lock:
+            await recover_orphans(
+                self.store,
+                self.record,
+                self.deployment_ids,
+                heartbeat_timeout=timedelta(seconds=self.settings.runner_heartbeat_timeout_seconds),
+                active=self._executing,
+            )
 
     def _executing(self) -> Collection[UUID]:
         return set(self._executor.active) if self._executor else set()
@@ -440,8 +445,9 @@ class Runner:
         async with self:
             executor = self._executor
             assert executor is not None
-            run = await self.store.claim_flow_run(flow_run_id, self.record)
-            handle = executor.launch(run, entrypoint)
+            async with self._claim_lock:  # claimed and launched before recovery looks
+                run = await self.store.claim_flow_run(flow_run_id, self.record)
+                handle = executor.launch(run, entrypoint)
             assert handle.task is not None
             await asyncio.gather(handle.task, return_exceptions=True)
             return await self.store.read_flow_run(flow_run_id)
