@@ -176,7 +176,10 @@ def _preload() -> None:
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.setblocking(True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    # Ctrl-C, and a SIGTERM to the whole group (systemd, docker stop, timeout), are the
+    # runner's to handle: it drains, then closes the socket, and that ends this server.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Runs (which inherit this) yield the CPU to their runner: accepting, claiming and
     # recording work stays quick however busy the flows keep the machine.
     os.nice(RUN_NICENESS)

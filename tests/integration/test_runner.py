@@ -350,6 +350,23 @@ async def test_runs_started_together_after_the_fork_server_died_share_one_new_on
     assert fork_servers() == []
 
 
+async def test_the_fork_server_leaves_sigterm_to_its_runner(settings: Settings) -> None:
+    """A SIGTERM to the whole process group must not take the fork server down mid-drain."""
+    import signal as signals
+
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.add)
+    async with running(runner), get_client(settings) as client:
+        first = await client.create_flow_run_from_deployment(deployment_id, {"x": 1})
+        await wait_for_state(client.store, first.id)
+        (server,) = fork_servers()
+        os.kill(server, signals.SIGTERM)
+        second = await client.create_flow_run_from_deployment(deployment_id, {"x": 2})
+        done = await wait_for_state(client.store, second.id)
+        assert done.state.type == StateType.COMPLETED
+        assert fork_servers() == [server]
+
+
 async def test_recovery_never_takes_a_run_claimed_but_not_yet_launched_for_an_orphan(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
