@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from headrace.client import new_run_for_deployment
+from headrace.entrypoints import load_flow_from_entrypoint
 from headrace.flow_runs import LogRecord
 from headrace.runner import Runner
 from headrace.runner.server import build_server, get_subflow_schemas
@@ -320,6 +321,37 @@ async def test_unmanaged_flow_is_refused_without_running_its_file(
             assert response.status_code == 403, response.text
             assert "HEADRACE_RUNNER_SERVER_ALLOW_UNMANAGED_FLOWS" in response.json()["message"]
     assert not marker.exists()
+
+
+async def test_a_served_script_named_as_a_module_is_the_same_flow(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``submit_to_runner(etl)`` after ``from flows import etl`` names ``flows:etl``."""
+    module = f"served_{uuid4().hex}"
+    script = tmp_path / f"{module}.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from headrace import flow
+
+            @flow
+            def etl(n: int) -> int:
+                return n * 2
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = make_runner(settings)
+    await runner.add_flow(load_flow_from_entrypoint(f"{script}:etl"))
+    app = await build_server(runner)
+    async with running(runner), client(app) as c:
+        body = {"entrypoint": f"{module}:etl", "parameters": {"n": 4}}
+        response = await c.post("/flow/run", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["entrypoint"] == f"{script.resolve()}:etl"  # the loaded file
+        done = await wait_for_state(runner.store, UUID(response.json()["id"]))
+        assert done.state.type == StateType.COMPLETED, done.state.message
+        assert done.result == 8
 
 
 async def test_unmanaged_flow_allowed_runs_with_a_warning(

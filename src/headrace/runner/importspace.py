@@ -94,11 +94,30 @@ class ImportSpace:
         if where not in self.modules and not allow_unmanaged:
             if not _importable(where):
                 raise EntrypointModuleNotFound(f"Module not found: {where!r}")
+            served = self._served_script(where)
+            if served is not None:
+                return self._find_in_file(served, name, allow_unmanaged)
             origin = _module_origin(where)
             if origin is not None:
                 _check_binds(origin, where, name)
             return None
         return load_flow_from_entrypoint(entrypoint)
+
+    def run_entrypoint(self, entrypoint: str) -> str:
+        """Where a run of ``entrypoint`` loads its flow: a file by its absolute path, and a
+        served script by its path even when named as a module, so the run finds it loaded."""
+        if is_file_entrypoint(entrypoint):
+            return absolute_entrypoint(entrypoint)
+        where, name = split_entrypoint(entrypoint)
+        served = None if where in self.modules else self._served_script(where)
+        return entrypoint if served is None else f"{served}:{name}"
+
+    def _served_script(self, module_name: str) -> Path | None:
+        """The served script a module name would import (``flows`` for a served ``flows.py``,
+        as ``submit_to_runner`` names a flow imported from it), or None."""
+        origin = _module_origin(module_name)
+        path = origin.resolve() if origin is not None else None
+        return path if path in self.files else None
 
     def _find_in_file(self, path: Path, name: str, allow_unmanaged: bool) -> AnyFlow | None:
         known = self.files.get(path)

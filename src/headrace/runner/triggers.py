@@ -25,7 +25,7 @@ from headrace.exceptions import EntrypointError
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.runner.backlog import QUEUE_DEPTH_HEADER
 from headrace.runner.context import ServerContext
-from headrace.runner.importspace import AnyFlow, absolute_entrypoint
+from headrace.runner.importspace import AnyFlow
 from headrace.runner.responses import (
     json_response,
     message,
@@ -153,7 +153,7 @@ def _new_flow_run(
     """An ad-hoc run of ``flow`` addressed to this runner; raises on invalid parameters."""
     return NewFlowRun(
         flow_name=flow.name,
-        entrypoint=absolute_entrypoint(wanted.entrypoint),
+        entrypoint=ctx.space.run_entrypoint(wanted.entrypoint),
         parameters=flow.validate_json_parameters(wanted.parameters or {}),
         parent_task_run_id=wanted.parent_task_run_id,
         idempotency_key=idempotency_key,
