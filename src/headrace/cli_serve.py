@@ -84,6 +84,10 @@ async def serve_entrypoint(
         sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does
     flow = load_flow_from_entrypoint(entrypoint)
     runner = Runner(settings=settings, webserver=webserver)
+    if runner.webserver:
+        from headrace.runner.server import check_can_listen
+
+        check_can_listen(settings)  # before the deployment is written
     deployment_id = await runner.add_flow(flow, entrypoint=absolute, **options)
     deployment = runner.deployments[deployment_id]
     await serve_until_stopped(

@@ -246,3 +246,22 @@ def test_a_served_runner_receives_large_results_and_log_records_whole(
             logs = httpx.get(f"{base}/flow_runs/{run['id']}/logs", timeout=COMMAND_SECONDS)
             messages = [line["message"] for line in logs.json()]
             assert any(message.endswith(" - " + "y" * size) for message in messages), messages
+
+
+def test_a_serve_that_cannot_listen_changes_nothing(
+    served: tuple[subprocess.Popen[str], str], cli_env: dict[str, str]
+) -> None:
+    """The port is taken by a runner serving add/e2e: a second serve must not touch add/e2e."""
+    _, banner = served
+    port = re.search(r"127\.0\.0\.1:(\d+)/", banner)
+    assert port, banner
+    before = json.loads(headrace(cli_env, "deployments", "ls", "--json").stdout)
+    for name in ("e2e", "other"):
+        failed = headrace(
+            cli_env, "serve", "tests/flows/basic.py:add", "--name", name, "--paused",
+            "--interval", "300", "--host", "127.0.0.1", "--port", port[1],
+        )  # fmt: skip
+        assert failed.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port[1]}: Address already in use" in failed.stderr
+        assert "Traceback" not in failed.stderr
+    assert json.loads(headrace(cli_env, "deployments", "ls", "--json").stdout) == before

@@ -27,6 +27,10 @@ def serve(
 
     async def main() -> None:
         runner = Runner(limit=limit, webserver=webserver, **runner_options)
+        if runner.webserver:
+            from headrace.runner.server import check_can_listen
+
+            check_can_listen(settings)  # before any deployment is written
         for deployment in deployments:
             await runner.add_deployment(deployment)
         await runner.start()

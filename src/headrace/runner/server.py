@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ from headrace.states import utcnow
 
 if TYPE_CHECKING:
     from headrace.runner.runner import Runner
+    from headrace.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -324,9 +326,32 @@ async def _serve(server: uvicorn.Server) -> None:
         await server.serve()
     except SystemExit as exc:  # uvicorn exits the process when it cannot bind
         raise ConfigurationError(
-            f"The runner webserver could not listen on {config.host}:{config.port} "
-            "(is the port in use? set HEADRACE_RUNNER_SERVER_PORT)"
+            f"The runner webserver could not listen on {config.host}:{config.port} (see the "
+            "error above); choose another with --host/--port or HEADRACE_RUNNER_SERVER_HOST/PORT"
         ) from exc
+
+
+def check_can_listen(settings: Settings) -> None:
+    """Fail now if the webserver could not listen: before a deployment is registered.
+
+    A serve that cannot bind must leave the store as it found it (a running
+    runner may serve the same deployment). The port is bound and released at
+    once; only a race with another process can still take it.
+    """
+    host, port = settings.runner_server_host, settings.runner_server_port
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The runner webserver cannot listen on {where}: {exc.strerror or exc}; "
+            "choose another with --host/--port or HEADRACE_RUNNER_SERVER_HOST/PORT"
+        ) from None
 
 
 def start_webserver(runner: Runner, log_level: str | None = None) -> None:
