@@ -159,6 +159,9 @@ async def resolve_deployment(client: HeadraceClient, ref: str) -> Deployment:
         matches = [d for d in await client.read_deployments() if ref in (d.name, d.flow_name)]
         if len(matches) == 1:
             return matches[0]
+        if matches:
+            candidates = ", ".join(sorted(f"{d.flow_name}/{d.name}" for d in matches))
+            raise UsageProblem(f"{ref!r} names more than one deployment: give one of {candidates}")
     raise ObjectNotFound(
         f"No deployment {ref!r}: give FLOW/DEPLOYMENT or an id "
         "(`headrace deployments ls` lists them)"

@@ -139,6 +139,7 @@ class HeadraceClient:
         )
 
     async def read_state_history(self, flow_run_id: UUID) -> list[State]:
+        await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound
         return await self.store.read_state_history(flow_run_id)
 
     async def read_logs(self, flow_run_id: UUID, *, after_id: int = 0) -> list[LogRecord]:

@@ -230,6 +230,19 @@ def test_deployments_ls_and_inspect(settings: Settings, env: dict[str, str | Non
     )
 
 
+def test_a_name_two_deployments_share_is_ambiguous(
+    settings: Settings, env: dict[str, str | None]
+) -> None:
+    add_deployment(settings, basic.add, "same")
+    add_deployment(settings, basic.fail, "same")
+    for command in (("run", "same"), ("deployments", "inspect", "same")):
+        assert_one_error_line(
+            invoke(env, *command),
+            "'same' names more than one deployment: give one of add/same, fail/same",
+            code=2,  # a usage problem: the name does not say which
+        )
+
+
 def test_run_queues_a_run_with_parsed_parameters(
     settings: Settings, env: dict[str, str | None]
 ) -> None:

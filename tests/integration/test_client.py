@@ -32,6 +32,7 @@ async def test_unknown_ids_raise_object_not_found(settings: Settings) -> None:
             client.read_deployment,
             client.read_flow_run,
             client.read_logs,
+            client.read_state_history,
             client.cancel_flow_run,
             client.create_flow_run_from_deployment,
         ):
