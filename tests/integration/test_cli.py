@@ -11,6 +11,7 @@ import contextlib
 import json
 import threading
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -228,6 +229,14 @@ def test_deployments_ls_and_inspect(settings: Settings, env: dict[str, str | Non
         invoke(env, "deployments", "inspect", "00000000-0000-0000-0000-000000000000"),
         "No deployment",
     )
+
+
+def test_an_unusable_home_is_named_not_a_traceback(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    home = {"HEADRACE_HOME": str(taken), "HEADRACE_DATABASE_URL": None, "COLUMNS": None}
+    for command in (("runs", "ls"), ("deployments", "ls")):
+        assert_one_error_line(invoke(home, *command), str(taken), "HEADRACE_HOME")
 
 
 def test_a_name_two_deployments_share_is_ambiguous(

@@ -72,7 +72,14 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot use {str(folder)!r} for the SQLite database ({exc.strerror or exc}): "
+                "check HEADRACE_HOME, or set HEADRACE_DATABASE_URL"
+            ) from None
     engine = sa.create_engine(
         url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8
     )
