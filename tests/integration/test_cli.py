@@ -11,9 +11,9 @@ import contextlib
 import json
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
