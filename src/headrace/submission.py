@@ -80,7 +80,9 @@ def submit_to_runner(
     """Run ``flow`` on the local runner's webserver: one run per parameter dict.
 
     ``flow`` is a flow object, or an entrypoint string. A list of parameter
-    dicts gives a list of runs. A full backlog (429) or an unavailable store
+    dicts gives a list of runs: with a flow object every dict is checked before
+    any is sent, and an error names the bad dict (``Parameters #1: ...``). A full
+    backlog (429) or an unavailable store
     (503) is retried after ``Retry-After`` for up to ``max_retry_seconds``
     unless ``retry_failed_submissions`` is false. Raises
     ``ParameterValidationError`` for invalid parameters, ``RunnerUnreachable``
@@ -89,20 +91,27 @@ def submit_to_runner(
     """
     entrypoint = flow if isinstance(flow, str) else _entrypoint(flow)
     batch = parameters if isinstance(parameters, list) else [parameters or {}]
+    if not isinstance(flow, str):
+        _check_all(flow, batch, listed=isinstance(parameters, list))  # all or none are sent
     settings = settings or load_settings()
     budget = max_retry_seconds if retry_failed_submissions else 0.0
     runs: list[FlowRun] = []
-    with _http_client(settings, transport) as http:
-        for params in batch:
-            body = {
-                "entrypoint": entrypoint,
-                "parameters": params,
-                "parent_task_run_id": str(parent_task_run_id) if parent_task_run_id else None,
-            }
-            response = _post_with_retries(http, "/flow/run", body, budget)
-            runs.append(FlowRun.model_validate(response.json()))
-    with _submitted_lock:
-        _submitted.extend(run.id for run in runs)
+    try:
+        with _http_client(settings, transport) as http:
+            for index, params in enumerate(batch):
+                body = {
+                    "entrypoint": entrypoint,
+                    "parameters": params,
+                    "parent_task_run_id": str(parent_task_run_id) if parent_task_run_id else None,
+                }
+                try:
+                    response = _post_with_retries(http, "/flow/run", body, budget)
+                except ParameterValidationError as exc:
+                    raise _for_item(exc, index) if isinstance(parameters, list) else exc from None
+                runs.append(FlowRun.model_validate(response.json()))
+    finally:
+        with _submitted_lock:  # runs created before a failure are waited for too
+            _submitted.extend(run.id for run in runs)
     return runs if isinstance(parameters, list) else runs[0]
 
 
@@ -164,6 +173,20 @@ def _http_client(settings: Settings, transport: httpx.BaseTransport | None) -> h
         timeout=REQUEST_TIMEOUT_SECONDS,
         transport=transport,
     )
+
+
+def _check_all(flow: Flow[Any, Any], batch: list[dict[str, Any]], *, listed: bool) -> None:
+    """Validate every parameter dict here first: a bad one must not leave the rest half sent."""
+    for index, params in enumerate(batch):
+        try:
+            flow.validate_parameters(params)
+        except ParameterValidationError as exc:
+            raise _for_item(exc, index) if listed else exc from None
+
+
+def _for_item(error: ParameterValidationError, index: int) -> ParameterValidationError:
+    """The error of one dict of a list, saying which (0-based)."""
+    return ParameterValidationError(error.errors, f"Parameters #{index}: {error}")
 
 
 def _entrypoint(flow: Flow[Any, Any]) -> str:

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
+from headrace import submission
 from headrace.exceptions import ParameterValidationError, RunnerUnreachable, SubmissionError
 from headrace.settings import Settings
 from headrace.states import utcnow
@@ -95,8 +96,10 @@ def test_refusals_become_clear_errors(settings: Settings) -> None:
         httpx.Response(401, json={"message": "no"}),
         httpx.Response(403, json={"message": "not in the import space"}),
     )
-    with pytest.raises(ParameterValidationError) as raised:
-        submit_to_runner(basic.add, {"x": "a"}, settings=settings, transport=transport)
+    with pytest.raises(ParameterValidationError) as raised:  # by entrypoint: the runner checks
+        submit_to_runner(
+            "tests.flows.basic:add", {"x": "a"}, settings=settings, transport=transport
+        )
     assert raised.value.parameter_names == ["x"]
     with pytest.raises(SubmissionError, match="HEADRACE_API_KEY"):
         submit_to_runner(basic.add, {"x": 1}, settings=settings, transport=transport)
@@ -104,6 +107,31 @@ def test_refusals_become_clear_errors(settings: Settings) -> None:
         submit_to_runner(basic.add, {"x": 1}, settings=settings, transport=transport)
     with pytest.raises(TypeError):
         submit_to_runner(print, {})  # type: ignore[arg-type]
+
+
+def test_a_list_with_a_bad_dict_sends_none_of_them(settings: Settings) -> None:
+    transport, seen = scripted()
+    with pytest.raises(ParameterValidationError, match=r"Parameters #1: .*x") as raised:
+        submit_to_runner(basic.add, [{"x": 1}, {"x": "a"}], settings=settings, transport=transport)
+    assert raised.value.parameter_names == ["x"]
+    assert seen == []
+
+
+def test_runs_created_before_a_refusal_are_still_waited_for(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submission, "_submitted", [])  # only this test's submissions
+    first = run_body()
+    invalid = {"message": "Invalid", "errors": [{"parameter": "x", "message": "bad"}]}
+    transport, _ = scripted(httpx.Response(201, json=first), httpx.Response(400, json=invalid))
+    with pytest.raises(ParameterValidationError, match="Parameters #1"):
+        submit_to_runner(
+            "tests.flows.basic:add", [{"x": 1}, {"x": "a"}], settings=settings, transport=transport
+        )
+    ended = run_body(UUID(first["id"]), "COMPLETED")
+    transport, seen = scripted(httpx.Response(200, json=ended))
+    (done,) = wait_for_submitted_runs(settings=settings, transport=transport, poll_seconds=0)
+    assert str(done.id) == first["id"] and str(seen[0].url).endswith(first["id"])
 
 
 def test_no_webserver_says_how_to_start_one(settings: Settings) -> None:
