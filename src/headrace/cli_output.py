@@ -76,11 +76,23 @@ def format_duration(seconds: float | None) -> str:
 
 
 def run_seconds(run: FlowRun, now: datetime | None = None) -> float | None:
-    """How long the run ran (or has been running), if it started."""
-    if run.start_time is None:
+    """How long the run ran (or has been running), if it started.
+
+    A run waiting again (a retry, a requeue) keeps its last start time, but is not running.
+    """
+    waiting = run.end_time is None and run.state.type in (StateType.SCHEDULED, StateType.PENDING)
+    if run.start_time is None or waiting:
         return None
     end = run.end_time or (now or utcnow())
     return max(0.0, (end - run.start_time).total_seconds())
+
+
+def attempts_text(run: FlowRun) -> str:
+    """``2 of 3``; a run requeued at a runner's shutdown may have more than its retries allow."""
+    allowed = run.max_retries + 1
+    if run.run_count <= allowed:
+        return f"{run.run_count} of {allowed}"
+    return f"{run.run_count} ({allowed} allowed, more after a runner's shutdown requeued it)"
 
 
 def to_json(value: Any, *, indent: int | None = None) -> str:
@@ -314,7 +326,7 @@ def run_detail(
     grid.add_row("Started", format_time(run.start_time))
     grid.add_row("Ended", format_time(run.end_time))
     grid.add_row("Duration", format_duration(run_seconds(run)))
-    grid.add_row("Attempts", f"{run.run_count} of {run.max_retries + 1}")
+    grid.add_row("Attempts", attempts_text(run))
     grid.add_row("Runner", f"{run.runner_name or '—'}" + (f" (pid {run.pid})" if run.pid else ""))
     grid.add_row("Entrypoint", run.entrypoint or "—")
     grid.add_row("Parameters", Text(to_json(run.parameters, indent=2)))

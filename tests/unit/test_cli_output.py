@@ -14,6 +14,7 @@ from headrace.cli_output import (
     describe_schedule,
     final_line,
     format_duration,
+    run_detail,
     run_label,
     runs_table,
 )
@@ -108,3 +109,14 @@ def test_run_labels_and_final_lines() -> None:
     )
     done = make_run(StateType.COMPLETED, result={"total": 3})
     assert final_line(done).plain.endswith('result: {"total": 3}')
+
+
+def test_a_requeued_run_waiting_again_shows_no_duration_and_honest_attempts() -> None:
+    started = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    requeued = make_run(StateType.SCHEDULED, start_time=started, run_count=2, max_retries=0)
+    shown = render(run_detail(requeued, [], {}))
+    (duration,) = [line for line in shown.splitlines() if line.startswith("Duration")]
+    assert duration.split() == ["Duration", "—"]  # not the time since the last attempt started
+    assert "2 (1 allowed, more after a runner's shutdown requeued it)" in shown
+    retrying = make_run(StateType.RUNNING, start_time=started, run_count=2, max_retries=2)
+    assert "2 of 3" in render(run_detail(retrying, [], {}))
