@@ -348,6 +348,8 @@ def run(
     from headrace.cli_watch import Follow
 
     with reported_errors():
+        if timeout is not None and not watch:
+            raise UsageProblem("--timeout limits --watch: add --watch, or leave --timeout out")
         settings = _settings()
         parameters = collect_parameters(params, param)
         follow = Follow(timeout_seconds=timeout) if watch else None

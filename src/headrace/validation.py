@@ -12,6 +12,7 @@ from headrace.exceptions import ParameterValidationError
 
 _validators: dict[str, Any] = {}
 VALIDATOR_CACHE_SIZE = 1024
+VALUE_SHOWN_CHARS = 80
 
 
 def prepare_validator(schema: dict[str, Any]) -> None:
@@ -42,15 +43,32 @@ def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> 
     # ``properties`` present but empty is a flow without parameters: nothing may be given.
     properties = schema.get("properties")
     errors = [
-        {"parameter": name, "message": "Unexpected parameter"}
+        {"parameter": name, "message": "Unknown parameter"}
         for name in parameters
         if properties is not None and name not in properties
     ]
     validator = _validator(schema)
     for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.path)):
-        errors.append({"parameter": _parameter_of(error), "message": error.message})
+        errors.append({"parameter": _parameter_of(error), "message": _as_json(error)})
     if errors:
         raise ParameterValidationError(errors)
+
+
+def _as_json(error: Any) -> str:
+    """jsonschema's message with the value as the user wrote it (``true``, not ``True``), short."""
+    import json
+
+    message: str = error.message
+    shown = repr(error.instance)
+    if not message.startswith(shown):
+        return message
+    try:
+        written = json.dumps(error.instance, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return message
+    if len(written) > VALUE_SHOWN_CHARS:
+        written = written[:VALUE_SHOWN_CHARS] + "..."
+    return written + message[len(shown) :]
 
 
 def _parameter_of(error: Any) -> str:

@@ -80,6 +80,14 @@ def read_run(settings: Settings, run_id: str | UUID) -> FlowRun:
     return asyncio.run(read())
 
 
+def read_runs(settings: Settings) -> list[FlowRun]:
+    async def read() -> list[FlowRun]:
+        async with get_client(settings) as client:
+            return await client.read_flow_runs()
+
+    return asyncio.run(read())
+
+
 @contextlib.contextmanager
 def runner_in_thread(settings: Settings, *flows: tuple[Flow[Any, Any], str]) -> Iterator[Runner]:
     """A real runner (child processes and all) on its own loop in a thread, for the CLI to watch."""
@@ -250,6 +258,15 @@ def test_a_name_two_deployments_share_is_ambiguous(
             "'same' names more than one deployment: give one of add/same, fail/same",
             code=2,  # a usage problem: the name does not say which
         )
+
+
+def test_run_timeout_without_watch_is_a_usage_error(
+    settings: Settings, env: dict[str, str | None]
+) -> None:
+    add_deployment(settings, basic.add, "adder")
+    result = invoke(env, "run", "add/adder", "-p", "x=1", "--timeout", "5")
+    assert_one_error_line(result, "--timeout limits --watch", code=2)
+    assert read_runs(settings) == []
 
 
 def test_run_queues_a_run_with_parsed_parameters(

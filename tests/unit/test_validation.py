@@ -26,3 +26,17 @@ def test_unknown_and_bad_parameters_are_each_named() -> None:
 
 def test_a_schema_without_properties_checks_only_what_it_says() -> None:
     validate_with_schema({"type": "object"}, {"anything": 1})
+
+
+def test_messages_show_values_as_json_and_briefly() -> None:
+    schema = basic.add.parameters.model_dump()
+    with pytest.raises(ParameterValidationError) as raised:
+        validate_with_schema(schema, {"x": True, "y": None, "z": 1})
+    messages = {e["parameter"]: e["message"] for e in raised.value.errors}
+    assert messages["x"].startswith("true is not")
+    assert messages["y"].startswith("null is not")
+    assert messages["z"] == "Unknown parameter"
+    with pytest.raises(ParameterValidationError) as raised:
+        validate_with_schema(schema, {"x": list(range(10_000))})
+    (error,) = raised.value.errors
+    assert error["message"].startswith("[0, 1, 2") and len(error["message"]) < 200
