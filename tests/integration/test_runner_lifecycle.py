@@ -182,7 +182,9 @@ async def test_drain_can_cancel(settings: Settings, tmp_path: Path) -> None:
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, run_id, {StateType.RUNNING})
     async with get_client(settings) as client:
-        assert (await client.read_flow_run(run_id)).state.type == StateType.CANCELLED
+        cancelled = await client.read_flow_run(run_id)
+    assert cancelled.state.type == StateType.CANCELLED
+    assert "runner shut down" in (cancelled.state.message or ""), "nobody asked for it"
 
 
 async def test_killed_runner_leaves_nothing_unresolved(

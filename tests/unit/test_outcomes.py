@@ -81,6 +81,7 @@ def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
     decision = decide_outcome(flaky, ProcessReport(1, ("failed", "interrupted"), reason), NOW)
     expected = {
         KillReason.CANCEL: (StateType.CANCELLED, "Cancelled"),
+        KillReason.SHUTDOWN: (StateType.CANCELLED, "Cancelled"),
         KillReason.REQUEUE: (StateType.SCHEDULED, "Requeued"),
         KillReason.TIMEOUT: (StateType.SCHEDULED, "AwaitingRetry"),  # a timeout is a failure
     }

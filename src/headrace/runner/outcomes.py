@@ -20,6 +20,8 @@ class KillReason(StrEnum):
     """Why the runner ended a run's process itself."""
 
     CANCEL = "cancel"
+    SHUTDOWN = "shutdown"
+    """Cancelled because its runner stopped and its deployment says ``on_shutdown="cancel"``."""
     TIMEOUT = "timeout"
     REQUEUE = "requeue"
 
@@ -48,11 +50,14 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
     if event is not None and event[0] == "completed":
         # The body returned before the kill took effect: it is done, whatever we meant to
         # do. Requeued, it would run again; cancelled, its result would be lost.
-        cancelled = report.kill_reason == KillReason.CANCEL
+        cancelled = report.kill_reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
         late = "The cancellation came after it had finished" if cancelled else None
         return Decision(State(type=StateType.COMPLETED, message=late), {"result": event[1]})
     if report.kill_reason == KillReason.CANCEL:
         return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
+    if report.kill_reason == KillReason.SHUTDOWN:
+        message = "Cancelled: its runner shut down, and its deployment cancels runs then"
+        return Decision(State(type=StateType.CANCELLED, message=message))
     if report.kill_reason == KillReason.REQUEUE:
         return requeue("Requeued: its runner shut down before it finished", now)
     if report.kill_reason == KillReason.TIMEOUT:

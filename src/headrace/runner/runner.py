@@ -417,13 +417,15 @@ class Runner:
         for handle in handles:
             policy = self._on_shutdown(handle.run)
             if policy == "cancel":
-                executor.kill(handle.run.id, KillReason.CANCEL)
+                executor.kill(handle.run.id, KillReason.SHUTDOWN)
             elif policy == "requeue":
                 executor.kill(handle.run.id, KillReason.REQUEUE)
             elif handle.task is not None:
                 finishing.append(handle.task)
         if finishing:
-            logger.info("Waiting up to %gs for %d runs to finish", self._grace, len(finishing))
+            count = len(finishing)
+            runs = "run" if count == 1 else "runs"
+            logger.info("Waiting up to %gs for %d %s to finish", self._grace, count, runs)
             await asyncio.wait(finishing, timeout=self._grace)
         for handle in list(executor.active.values()):
             executor.kill(handle.run.id, KillReason.REQUEUE)
