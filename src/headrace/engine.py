@@ -172,7 +172,7 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
     try:
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
-        return ("failed", storable(f"Parameter validation failed: {exc}"))
+        return ("invalid", storable(f"Parameter validation failed: {exc}"))  # no retry helps
     reporter.send("running", time.time(), os.getpid())
     try:
         result = flow.fn(**parameters)

@@ -81,6 +81,17 @@ async def test_results_messages_and_logs_every_store_can_keep(settings: Settings
         assert "ValueError: bad \ufffd input" in (failed.state.message or "")
 
 
+async def test_invalid_parameters_fail_at_once_without_retries(settings: Settings) -> None:
+    runner = make_runner(settings)
+    unchecked = await runner.add_flow(extra.retried_once, enforce_parameter_schema=False)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(unchecked, {"x": "not a number"})
+        done = await wait_for_state(client.store, run.id)
+    assert done.state.type == StateType.FAILED
+    assert "Parameter validation failed" in (done.state.message or "")
+    assert done.run_count == 1  # retrying cannot make the parameters valid
+
+
 async def test_failed_run_keeps_the_traceback(settings: Settings) -> None:
     runner = make_runner(settings)
     deployment_id = await runner.add_flow(basic.fail)

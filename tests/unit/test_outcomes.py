@@ -64,6 +64,13 @@ def test_kill_reasons_decide_the_state() -> None:
     assert requeued.state.type == StateType.SCHEDULED and requeued.state.name == "Requeued"
 
 
+def test_invalid_parameters_fail_without_a_retry() -> None:
+    flaky = run(max_retries=3)
+    decision = decide_outcome(flaky, ProcessReport(0, ("invalid", "x: not a number")), NOW)
+    assert decision.state.type == StateType.FAILED
+    assert decision.state.message == "x: not a number"
+
+
 @pytest.mark.parametrize("reason", list(KillReason))
 def test_a_body_that_returned_before_its_kill_is_completed_whatever_the_kill(
     reason: KillReason,

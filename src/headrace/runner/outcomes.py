@@ -62,6 +62,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
         return requeue("Requeued: its runner shut down before it finished", now)
     if report.kill_reason == KillReason.TIMEOUT:
         return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
+    if event is not None and event[0] == "invalid":  # its parameters: every attempt would fail
+        return Decision(State(type=StateType.FAILED, message=str(event[1])))
     if event is not None and event[0] == "failed":
         return decide_failure(run, str(event[1]), now)
     if event is not None and event[0] == "crashed":
