@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -196,6 +199,42 @@ def test_start_webserver_blocks_until_shutdown(tmp_path: Path) -> None:
     assert httpx.post(f"{url}/shutdown").status_code == 200
     thread.join(timeout=20)
     assert not thread.is_alive()
+
+
+STANDALONE = """
+import sys
+from headrace.runner import Runner
+from headrace.runner.server import start_webserver
+from headrace.settings import Settings
+
+home, port = sys.argv[1], int(sys.argv[2])
+settings = Settings(home=home, runner_server_host="127.0.0.1", runner_server_port=port)
+start_webserver(Runner(settings=settings), "error")
+print("returned", flush=True)
+"""
+
+
+def test_start_webserver_returns_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", STANDALONE, str(tmp_path / "home"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(400):
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health")
+                break
+            threading.Event().wait(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.strip() == "returned"
+    assert "Traceback" not in err
 
 
 def test_submit_without_a_webserver_says_how_to_start_one(tmp_path: Path) -> None:

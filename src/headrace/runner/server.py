@@ -359,8 +359,10 @@ def start_webserver(runner: Runner, log_level: str | None = None) -> None:
 
     Serves on ``HEADRACE_RUNNER_SERVER_HOST``/``PORT`` with ``LOG_LEVEL`` unless
     ``log_level`` is given. The runner itself may run in another thread.
+    Ctrl-C stops it and returns, as ``uvicorn.run`` does.
     """
-    asyncio.run(_serve_standalone(runner, log_level))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_standalone(runner, log_level))
 
 
 async def _serve_standalone(runner: Runner, log_level: str | None) -> None:
