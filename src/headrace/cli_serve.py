@@ -37,6 +37,7 @@ def schedules_from_options(
     """The schedule the options describe (at most one), or a usage error naming the problem."""
     from pydantic import ValidationError
 
+    from headrace.deployments import describe_invalid
     from headrace.schedules import construct_schedule
 
     options = {"--cron": cron, "--interval": interval, "--rrule": rrule}
@@ -50,8 +51,7 @@ def schedules_from_options(
     try:
         schedule = construct_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
     except ValidationError as exc:
-        messages = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
-        raise UsageProblem("; ".join(messages)) from None
+        raise UsageProblem(describe_invalid(exc)) from None
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
     return [] if schedule is None else [schedule]

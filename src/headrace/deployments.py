@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
 from headrace.schedules import DeploymentSchedule
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from headrace.flows import Flow
 
 OnShutdown = Literal["finish", "requeue", "cancel"]
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A pydantic error as one line a user can act on: each field and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: "
+        + str(error["msg"]).removeprefix("Value error, ")
+        for error in exc.errors(include_url=False)
+    )
 
 
 class DeploymentSpec(BaseModel):
@@ -101,6 +110,10 @@ class RunnerDeployment:
         if self.entrypoint is None:
             self.entrypoint = entrypoint_of(self.flow)
         self._check_defaults()
+        try:
+            self.to_spec()  # its options (limits, policies) are checked now, not when served
+        except ValidationError as exc:
+            raise InvalidDeployment(f"Deployment {self.name!r}: {describe_invalid(exc)}") from None
 
     def _check_defaults(self) -> None:
         """Bad default parameters are an error now, not at run time."""

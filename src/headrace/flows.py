@@ -114,11 +114,21 @@ class Flow(Generic[P, R]):
         entrypoint: str | None = None,
     ) -> RunnerDeployment:
         """This flow as a deployment: checked now, served by ``serve()`` or a ``Runner``."""
-        from headrace.deployments import RunnerDeployment
+        from pydantic import ValidationError
+
+        from headrace.deployments import RunnerDeployment, describe_invalid
+        from headrace.exceptions import InvalidDeployment
         from headrace.schedules import construct_schedule
 
         all_schedules = list(schedules or [])
-        keyword = construct_schedule(cron=cron, interval=interval, rrule=rrule, timezone=timezone)
+        try:
+            keyword = construct_schedule(
+                cron=cron, interval=interval, rrule=rrule, timezone=timezone
+            )
+        except ValidationError as exc:
+            raise InvalidDeployment(f"Invalid schedule: {describe_invalid(exc)}") from None
+        except ValueError as exc:
+            raise InvalidDeployment(f"Invalid schedule: {exc}") from None
         if keyword is not None:
             all_schedules.append(keyword)
         return RunnerDeployment(

@@ -146,7 +146,10 @@ class RRuleSchedule(BaseModel):
         try:
             next(iter(_parse_rrule(value, ZoneInfo("UTC"))), None)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"invalid rrule {value!r}: {exc}") from None
+            raise ValueError(
+                f"invalid rrule {value!r} ({exc}): write it as in RFC 5545, "
+                "e.g. 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9'"
+            ) from None
         return value
 
 

@@ -189,6 +189,26 @@ def test_bad_default_parameters_fail_when_the_deployment_is_built() -> None:
     assert deployment.to_spec().parameter_schema["required"] == ["x"]
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"on_shutdown": "later"}, "on_shutdown: Input should be 'finish', 'requeue' or 'cancel'"),
+        ({"concurrency_limit": 0}, "concurrency_limit: Input should be greater than or equal to 1"),
+        ({"cron": "nope"}, "Invalid schedule: cron: invalid cron expression 'nope'"),
+        ({"rrule": "garbage"}, "e.g. 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9'"),
+        ({"interval": -5}, "Invalid schedule: interval: interval must be positive"),
+        ({"cron": "* * * * *", "timezone": "Mars/Base"}, "unknown timezone 'Mars/Base'"),
+    ],
+)
+def test_bad_deployment_options_are_one_clear_error_when_built(
+    options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidDeployment) as raised:
+        basic.add.to_deployment("adder", **options)
+    assert named in str(raised.value)
+    assert "pydantic" not in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_bad_per_schedule_parameters_fail_when_the_deployment_is_built() -> None:
     schedule = construct_schedule(interval=60)
     assert schedule is not None
