@@ -265,3 +265,23 @@ def test_a_serve_that_cannot_listen_changes_nothing(
         assert f"cannot listen on 127.0.0.1:{port[1]}: Address already in use" in failed.stderr
         assert "Traceback" not in failed.stderr
     assert json.loads(headrace(cli_env, "deployments", "ls", "--json").stdout) == before
+
+
+def test_serve_on_port_0_advertises_the_port_it_got(cli_env: dict[str, str]) -> None:
+    command = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:add"]
+    command += ["--host", "127.0.0.1", "--port", "0"]
+    with subprocess.Popen(
+        command, env=cli_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        try:
+            banner = lines.wait_for(lambda s: s.startswith("Serving "), STARTUP_SECONDS, "banner")
+            trigger = re.search(r"POST (http://127\.0\.0\.1:(\d+)/\S+)", banner)
+            assert trigger and trigger[2] != "0", banner
+            response = httpx.post(f"{trigger[1]}?wait=30", json={"x": 1}, timeout=COMMAND_SECONDS)
+            assert response.status_code == 200, response.text
+        finally:
+            process.kill()
+            process.wait(SHUTDOWN_SECONDS)
+            lines.join(SHUTDOWN_SECONDS)

@@ -304,6 +304,9 @@ async def serve_in_loop(runner: Runner) -> asyncio.Task[None]:
             task.cancel()
             raise ConfigurationError("The runner webserver did not start in time")
         await asyncio.sleep(0.005)
+    if runner.settings.runner_server_port == 0:  # a port of the system's choosing: say which
+        port = _bound_port(server)
+        runner.settings = runner.settings.model_copy(update={"runner_server_port": port})
     logger.info("Runner webserver listening on %s", _address(server))
     return task
 
@@ -402,7 +405,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _address(server: uvicorn.Server) -> str:
-    port = server.config.port
+    return f"http://{server.config.host}:{_bound_port(server)}"
+
+
+def _bound_port(server: uvicorn.Server) -> int:
+    port: int = server.config.port
     with contextlib.suppress(AttributeError, IndexError, TypeError):
         port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{server.config.host}:{port}"
+    return port
