@@ -18,7 +18,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-READ_CHUNK = 65536
+from headrace.runner.output import read_ready
+
 _SIZE = struct.Struct("!i")
 _LONG_SIZE = struct.Struct("!Q")
 
@@ -39,12 +40,9 @@ class EventReader:
         if self.closed:
             return
         while True:
-            try:
-                data = os.read(self._fd, READ_CHUNK)
-            except BlockingIOError:
+            data = read_ready(self._fd)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 self.close()
                 return

@@ -13,6 +13,16 @@ MAX_LINE = 64 * 1024
 """A line longer than this is logged in pieces."""
 
 
+def read_ready(fd: int) -> bytes | None:
+    """What a non-blocking pipe holds now: None if nothing yet, b"" at its end (or on an error)."""
+    try:
+        return os.read(fd, READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class OutputReader:
     """Reads one non-blocking pipe on the event loop, handing each complete line on."""
 
@@ -25,12 +35,9 @@ class OutputReader:
         asyncio.get_running_loop().add_reader(fd, self._read)
 
     def _read(self) -> None:
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
+        data = read_ready(self._fd)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.close()
             return
