@@ -589,6 +589,9 @@ async def test_wait_returns_the_result_or_202(settings: Settings, tmp_path: Path
         assert (await c.post(f"/deployment/{ids['adder']}/run?wait=0", json={})).status_code == 422
         too_long = await c.post(f"/deployment/{ids['adder']}/run?wait=301", json={})
         assert too_long.status_code == 422
+        not_a_number = await c.post(f"/deployment/{ids['adder']}/run?wait=nan", json={})
+        assert not_a_number.status_code == 422
+        assert "finite number" in not_a_number.json()["detail"][0]["msg"]
 
 
 # -- run routes ------------------------------------------------------------------
@@ -709,6 +712,8 @@ async def test_api_key_guards_everything_but_health(sqlite_settings: Settings) -
     app = await build_server(runner)
     async with client(app) as c:
         assert (await c.get("/health")).status_code == 200
+        probe = await c.head("/health")  # load balancers often probe with HEAD
+        assert probe.status_code == 200 and probe.content == b""
         for method, path in [
             ("GET", "/openapi.json"),
             ("GET", "/docs"),

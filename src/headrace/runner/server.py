@@ -131,6 +131,8 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
         return Response(OK, media_type="application/json", background=BackgroundTask(_stop, ctx))
 
     app.add_api_route("/health", perform_health_check, methods=["GET"], tags=["runner"])
+    # Load balancers often probe with HEAD.
+    app.add_api_route("/health", perform_health_check, methods=["HEAD"], include_in_schema=False)
     app.add_api_route("/run_count", run_count, methods=["GET"], tags=["runner"])
     app.add_api_route("/shutdown", shutdown, methods=["POST"], tags=["runner"])
 

@@ -47,6 +47,7 @@ Wait = Annotated[
     Query(
         gt=0,
         le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
         description="Seconds to wait for the run to end: 200 with the finished run if it "
         "ends in time, else 202 with a Location to poll.",
     ),
