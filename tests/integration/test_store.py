@@ -269,6 +269,16 @@ def test_cancellation_of_scheduled_and_running_runs(store: SQLStore) -> None:
         store.request_cancellation(running_id)
 
 
+def test_cancelling_a_run_waiting_to_retry_says_it_had_run(store: SQLStore) -> None:
+    deployment = store.upsert_deployment(spec())
+    (run_id,) = queue_runs(store, deployment.id, 1)
+    store.claim_runs(deployment_ids=[deployment.id], runner=RunnerRecord(name="r"), limit=1)
+    store.set_state(run_id, State(type=StateType.SCHEDULED, name="AwaitingRetry"))
+    cancelled = store.request_cancellation(run_id)
+    assert cancelled.state.type == StateType.CANCELLED
+    assert cancelled.state.message == "Cancelled while waiting to run again"
+
+
 def test_logs_are_kept_in_order_and_paged(store: SQLStore) -> None:
     deployment = store.upsert_deployment(spec())
     (run_id,) = queue_runs(store, deployment.id, 1)

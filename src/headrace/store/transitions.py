@@ -131,7 +131,16 @@ class StateChanges(SQLBase):
             if target == current:
                 row = conn.execute(flow_runs.select().where(flow_runs.c.id == flow_run_id)).one()
                 return flow_run_from_row(row._asdict())
-            message = "Cancelled before it started" if target.is_terminal else "Cancel requested"
+            message = "Cancel requested"
+            if target.is_terminal:  # it was waiting: for its first start, or to run again
+                attempts = conn.execute(
+                    sa.select(flow_runs.c.run_count).where(flow_runs.c.id == flow_run_id)
+                ).scalar()
+                message = (
+                    "Cancelled while waiting to run again"
+                    if attempts
+                    else ("Cancelled before it started")
+                )
             state = State(type=target, message=message)
             changed = self._apply_state(conn, flow_run_id, [current], state, {})
             assert changed is not None  # the write lock / row lock holds the state still
