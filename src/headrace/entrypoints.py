@@ -130,6 +130,10 @@ def _move_to_end_of_path(directory: str) -> None:
         sys.path.append(directory)
 
 
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
+
+
 def _script_error(where: str, exc: BaseException) -> EntrypointScriptError:
     error = EntrypointScriptError(
         f"{where} raised {type(exc).__name__} while it was imported: {exc}"
@@ -143,6 +147,10 @@ def _import_module(module_name: str) -> ModuleType:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and _is_self_or_parent(exc.name, module_name):
+            if Path(module_name).is_file():  # ``notes.txt:f``: a file, but no Python one
+                raise InvalidEntrypoint(
+                    f"{module_name!r} is not a Python file (.py) nor a module"
+                ) from None
             raise EntrypointModuleNotFound(f"Module not found: {module_name!r}") from exc
         raise _script_error(f"Module {module_name!r}", exc) from exc
     except (Exception, SystemExit) as exc:
@@ -171,7 +179,7 @@ def load_flow_from_entrypoint(entrypoint: str) -> Flow[..., object]:
         raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}") from None
     if not isinstance(obj, Flow):
         raise NotAFlow(
-            f"{entrypoint!r} is a {type(obj).__name__}, not a flow; decorate it with @flow"
+            f"{entrypoint!r} is {_a(type(obj).__name__)}, not a flow; decorate it with @flow"
         )
     return obj
 

@@ -197,8 +197,18 @@ def test_missing_attribute(tmp_path: Path) -> None:
 
 def test_not_a_flow(tmp_path: Path) -> None:
     script = write(tmp_path / "flows.py", FLOW_SCRIPT)
-    with pytest.raises(NotAFlow, match="NOT_A_FLOW"):
+    with pytest.raises(NotAFlow, match="NOT_A_FLOW") as info:
         load_flow_from_entrypoint(f"{script}:NOT_A_FLOW")
+    assert "NOT_A_FLOW' is an int, not a flow" in str(info.value)
+
+
+def test_a_relative_file_that_is_not_python_is_named_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "notes.txt", "hello\n")  # looks like module ``notes.txt``
+    with pytest.raises(InvalidEntrypoint, match=r"'notes\.txt' is not a Python file \(\.py\)"):
+        load_flow_from_entrypoint("notes.txt:hello")
 
 
 @pytest.mark.parametrize(
