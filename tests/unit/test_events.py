@@ -83,3 +83,13 @@ async def test_a_message_cut_short_by_the_process_end_is_dropped() -> None:
     os.close(write_fd)
     await closed(reader)
     assert received == [("running", 1.0, 42)]
+
+
+async def test_garbage_on_the_pipe_closes_the_reader_without_raising() -> None:
+    received = Received()
+    read_fd, write_fd = os.pipe()
+    reader = EventReader(read_fd, received.append)
+    os.write(write_fd, framed(("running", 1.0, 42)) + b"\x00\x00\x00\x03abc")
+    await closed(reader)
+    os.close(write_fd)
+    assert received == [("running", 1.0, 42)]  # what came before the garbage counts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import struct
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from headrace.runner.output import read_ready
+
+logger = logging.getLogger(__name__)
 
 _SIZE = struct.Struct("!i")
 _LONG_SIZE = struct.Struct("!Q")
@@ -37,36 +40,45 @@ class EventReader:
 
     def drain(self) -> None:
         """Take every complete event that has arrived; stop at the end of the pipe."""
-        if self.closed:
-            return
-        while True:
+        while not self.closed:
             data = read_ready(self._fd)
             if data is None:
                 return
+            self._buffer += data
+            self._hand_on()
             if not data:
                 self.close()
-                return
-            self._buffer += data
-            for event in self._complete_events():
-                self._on_event(event)
 
-    def _complete_events(self) -> list[tuple[Any, ...]]:
-        events = []
+    def _hand_on(self) -> None:
+        while not self.closed:
+            try:
+                event = self._next_event()
+            except Exception:  # not what a run's process sends: stop listening to it
+                logger.exception("Unreadable event from a flow run's process; ignoring the rest")
+                self.close()
+                return
+            if event is None:
+                return
+            self._on_event(event)
+
+    def _next_event(self) -> tuple[Any, ...] | None:
+        """The first event in the buffer once all of it has arrived, else None."""
         buffer = self._buffer
-        while len(buffer) >= _SIZE.size:
-            (size,) = _SIZE.unpack_from(buffer)
-            start = _SIZE.size
-            if size == -1:
-                if len(buffer) < start + _LONG_SIZE.size:
-                    break
-                (size,) = _LONG_SIZE.unpack_from(buffer, start)
-                start += _LONG_SIZE.size
-            end = start + size
-            if len(buffer) < end:
-                break
-            events.append(pickle.loads(buffer[start:end]))
-            del buffer[:end]
-        return events
+        if len(buffer) < _SIZE.size:
+            return None
+        (size,) = _SIZE.unpack_from(buffer)
+        start = _SIZE.size
+        if size == -1:
+            if len(buffer) < start + _LONG_SIZE.size:
+                return None
+            (size,) = _LONG_SIZE.unpack_from(buffer, start)
+            start += _LONG_SIZE.size
+        end = start + size
+        if len(buffer) < end:
+            return None
+        event: tuple[Any, ...] = pickle.loads(buffer[start:end])
+        del buffer[:end]
+        return event
 
     def close(self) -> None:
         """Stop reading; a message cut short by the process's end is dropped."""
