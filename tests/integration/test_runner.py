@@ -361,6 +361,53 @@ async def test_runs_started_together_after_the_fork_server_died_share_one_new_on
     assert fork_servers() == []
 
 
+async def test_a_runner_whose_run_was_taken_over_stops_it_and_records_nothing(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    """Presumed dead (a long pause, say), it must not run one run twice at once."""
+    from headrace.states import State
+    from headrace.store import RunnerRecord, SQLStore
+    from headrace.store.sql import Attempt
+
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.touch)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, {"t0": 0, "out": str(tmp_path / "m"), "sleep": 30}
+        )
+        first = await wait_for_state(client.store, run.id, {StateType.RUNNING})
+        assert first.pid is not None
+        other = RunnerRecord(name="survivor")
+        with contextlib.closing(SQLStore(database_url)) as survivor:
+            survivor.register_runner(other)
+            survivor.set_state(run.id, State(type=StateType.SCHEDULED, name="Rescheduled"))
+            (taken,) = survivor.claim_runs(deployment_ids=[deployment_id], runner=other, limit=1)
+            survivor.set_state(run.id, State(type=StateType.RUNNING), pid=os.getpid())
+        pid = first.pid
+        await eventually(lambda: process_alive(pid), lambda alive: not alive, what="a stop")
+        await eventually(lambda: _idle(runner), bool, what="the runner to let the run go")
+        current = await client.read_flow_run(run.id)
+        assert current.state.type == StateType.RUNNING  # the survivor's attempt, untouched
+        assert (
+            (current.runner_id, current.run_count)
+            == (other.id, taken.run_count)
+            == (
+                other.id,
+                2,
+            )
+        )
+        with contextlib.closing(SQLStore(database_url)) as survivor:
+            survivor.set_state(
+                run.id, State(type=StateType.COMPLETED), attempt=Attempt(other.id, 2)
+            )
+        history = [state.type for state in await client.read_state_history(run.id)]
+    assert history.count(StateType.COMPLETED) == 1 and StateType.CRASHED not in history
+
+
+async def _idle(runner: Runner) -> bool:
+    return runner._executing() == set()
+
+
 async def test_the_fork_server_leaves_sigterm_to_its_runner(settings: Settings) -> None:
     """A SIGTERM to the whole process group must not take the fork server down mid-drain."""
     import signal as signals

@@ -17,6 +17,7 @@ from headrace.flow_runs import LogRecord, NewFlowRun
 from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord, SQLStore
 from headrace.store.migrate import current_revision, head_revision
+from headrace.store.sql import Attempt
 
 
 def spec(name: str = "default", flow_name: str = "etl", **overrides: object) -> DeploymentSpec:
@@ -267,6 +268,27 @@ def test_cancellation_of_scheduled_and_running_runs(store: SQLStore) -> None:
     store.set_state(running_id, State(type=StateType.CANCELLED))
     with pytest.raises(InvalidStateTransition, match="already ended"):
         store.request_cancellation(running_id)
+
+
+def test_a_state_write_for_an_attempt_taken_over_is_refused(store: SQLStore) -> None:
+    deployment = store.upsert_deployment(spec())
+    (run_id,) = queue_runs(store, deployment.id, 1)
+    first, second = RunnerRecord(name="first"), RunnerRecord(name="second")
+    (claimed,) = store.claim_runs(deployment_ids=[deployment.id], runner=first, limit=1)
+    mine = Attempt(first.id, claimed.run_count)
+    store.set_state(run_id, State(type=StateType.RUNNING), attempt=mine)
+    # The first runner is presumed dead: its run is rescheduled and claimed by another.
+    store.set_state(run_id, State(type=StateType.SCHEDULED, name="Rescheduled"))
+    store.claim_runs(deployment_ids=[deployment.id], runner=second, limit=1)
+    store.set_state(run_id, State(type=StateType.RUNNING))
+    assert store.taken_among([run_id], first.id) == [run_id]
+    assert store.taken_among([run_id], second.id) == []
+    with pytest.raises(InvalidStateTransition, match="no longer attempt 1"):
+        store.set_state(run_id, State(type=StateType.COMPLETED), attempt=mine)
+    current = store.read_flow_run(run_id)
+    assert current.state.type == StateType.RUNNING and current.run_count == 2
+    done = store.set_state(run_id, State(type=StateType.COMPLETED), attempt=Attempt(second.id, 2))
+    assert done.state.type == StateType.COMPLETED
 
 
 def test_cancelling_a_run_waiting_to_retry_says_it_had_run(store: SQLStore) -> None:

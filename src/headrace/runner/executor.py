@@ -28,6 +28,7 @@ from headrace.runner.output import read_output
 from headrace.runner.processes import ChildProcess, ProcessLost, ProcessStarter
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
+from headrace.store.sql import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class Executor:
     def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
         handle = RunHandle(run)
+        earlier = self.active.get(run.id)
+        if earlier is not None:  # an attempt of ours was taken over, then claimed again by us
+            self.kill(run.id, KillReason.LOST)
         self.active[run.id] = handle
         handle.task = asyncio.get_running_loop().create_task(
             self._execute(handle, entrypoint), name=f"headrace-run-{run.name}"
@@ -108,7 +112,8 @@ class Executor:
             logger.exception("Executing flow run %s failed", handle.run.name)
             final = await self._persist(handle.run, _crashed(f"The runner failed it: {exc!r}"))
         finally:
-            self.active.pop(handle.run.id, None)
+            if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
+                del self.active[handle.run.id]
             self._on_finished(final)
         return final
 
@@ -181,7 +186,7 @@ class Executor:
         state = State(type=StateType.RUNNING, timestamp=started)
         run_id = handle.run.id
         handle.running_write = self._store.queue_state(
-            run_id, state, expected=[StateType.PENDING], pid=pid
+            run_id, state, expected=[StateType.PENDING], attempt=_attempt(handle.run), pid=pid
         )
 
     def _flush_running(self, handle: RunHandle) -> None:
@@ -219,7 +224,11 @@ class Executor:
         for attempt in range(PERSIST_ATTEMPTS):
             try:
                 return await self._store.set_state(
-                    run.id, decision.state, expected=ACTIVE_STATES, **decision.fields
+                    run.id,
+                    decision.state,
+                    expected=ACTIVE_STATES,
+                    attempt=_attempt(run),
+                    **decision.fields,
                 )
             except InvalidStateTransition:
                 return await self._persist_conflict(run, decision)
@@ -233,11 +242,22 @@ class Executor:
 
     async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
         current = await self._store.read_flow_run(run.id)
+        attempt = _attempt(run)
+        if attempt is not None and (current.runner_id, current.run_count) != attempt:
+            logger.warning(
+                "Flow run %s was taken over (it is attempt %d now); not recording attempt %d",
+                run.name,
+                current.run_count,
+                attempt.run_count,
+            )
+            return current
         if current.state.type == StateType.CANCELLING:
             # Cancelled while it ended: a retry or requeue must not outlive the cancel.
             cancelled = State(type=StateType.CANCELLED, message="Cancelled by request")
             with contextlib.suppress(InvalidStateTransition):
-                return await self._store.set_state(run.id, cancelled, expected=[current.state.type])
+                return await self._store.set_state(
+                    run.id, cancelled, expected=[current.state.type], attempt=attempt
+                )
         logger.warning(
             "Flow run %s is already %s; not recording %s",
             run.name,
@@ -245,6 +265,11 @@ class Executor:
             decision.state.type.value,
         )
         return current
+
+
+def _attempt(run: FlowRun) -> Attempt | None:
+    """The claim this runner is executing: its writes must not land on a later one."""
+    return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
 
 
 def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:

@@ -24,6 +24,8 @@ class KillReason(StrEnum):
     """Cancelled because its runner stopped and its deployment says ``on_shutdown="cancel"``."""
     TIMEOUT = "timeout"
     REQUEUE = "requeue"
+    LOST = "lost"
+    """Another runner took the run over (this one was presumed dead): stop this attempt."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
         return Decision(State(type=StateType.CANCELLED, message=message))
     if report.kill_reason == KillReason.REQUEUE:
         return requeue("Requeued: its runner shut down before it finished", now)
+    if report.kill_reason == KillReason.LOST:  # not recorded: the run is another attempt now
+        return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
     if report.kill_reason == KillReason.TIMEOUT:
         return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
     if event is not None and event[0] == "invalid":  # its parameters: every attempt would fail

@@ -311,6 +311,7 @@ class Runner:
         claimed_at = utcnow()
         await self._claim_and_launch()
         await self._check_cancellations()
+        await self._stop_lost_runs()
         self.last_polled = utcnow()
         self._next_poll_delay = await self._delay_until_next_due(after=claimed_at)
 
@@ -385,6 +386,19 @@ class Runner:
             for d in self.deployments.values()
             if d.concurrency_limit is not None
         }
+
+    async def _stop_lost_runs(self) -> None:
+        """Kill the processes of runs another runner took over: one attempt runs at a time."""
+        executor = self._executor
+        if executor is None or not executor.active:
+            return
+        for run_id in await self.store.taken_among(list(executor.active), self.record.id):
+            handle = executor.active.get(run_id)
+            if handle is not None and executor.kill(run_id, KillReason.LOST) is not None:
+                logger.warning(
+                    "Flow run %s was taken over by another runner; stopping it here",
+                    handle.run.name,
+                )
 
     async def _cancel_step(self) -> None:
         await self._check_cancellations()

@@ -18,7 +18,7 @@ from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.batching import GroupCommit
 from headrace.store.changes import Wake, watch_changes
 from headrace.store.checkpoints import Checkpointer
-from headrace.store.sql import SQLStore, StateChange
+from headrace.store.sql import Attempt, SQLStore, StateChange
 from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
 P = ParamSpec("P")
@@ -119,6 +119,9 @@ class AsyncStore:
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.read_flow_run, flow_run_id)
 
+    async def taken_among(self, ids: Collection[UUID], runner_id: UUID) -> list[UUID]:
+        return await self._background(self.sync.taken_among, ids, runner_id)
+
     async def cancelling_among(self, ids: Collection[UUID]) -> list[UUID]:
         """Which of these runs have been asked to cancel.
 
@@ -190,10 +193,13 @@ class AsyncStore:
         state: State,
         *,
         expected: Collection[StateType] | None = None,
+        attempt: Attempt | None = None,
         **fields: Any,
     ) -> FlowRun:
         """Change a run's state; concurrent changes share one transaction."""
-        return await self.queue_state(flow_run_id, state, expected=expected, **fields)
+        return await self.queue_state(
+            flow_run_id, state, expected=expected, attempt=attempt, **fields
+        )
 
     def queue_state(
         self,
@@ -201,10 +207,11 @@ class AsyncStore:
         state: State,
         *,
         expected: Collection[StateType] | None = None,
+        attempt: Attempt | None = None,
         **fields: Any,
     ) -> asyncio.Future[FlowRun]:
         """Queue a state change now, without waiting: changes queued later are written after it."""
-        change = StateChange(flow_run_id, state, expected, fields)
+        change = StateChange(flow_run_id, state, expected, fields, attempt)
         return self._state_changes.enqueue(change)
 
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:

@@ -32,9 +32,9 @@ from headrace.store.rows import (
     run_with_runner_from_row,
 )
 from headrace.store.tables import deployments, flow_runs, logs, runners
-from headrace.store.transitions import RUN_FIELDS, StateChange, StateChanges
+from headrace.store.transitions import RUN_FIELDS, Attempt, StateChange, StateChanges
 
-__all__ = ["RUN_FIELDS", "SCHEDULED_PREFIX", "SQLStore", "StateChange"]
+__all__ = ["RUN_FIELDS", "SCHEDULED_PREFIX", "Attempt", "SQLStore", "StateChange"]
 
 logger = logging.getLogger(__name__)
 

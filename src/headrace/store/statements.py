@@ -22,22 +22,35 @@ STATE_COLUMNS = ("state_type", "state_name", "state_message", "state_timestamp",
 
 
 @functools.cache
-def update_state(fields: frozenset[str]) -> sa.Update:
-    """Compare-and-set a run's state: ``WHERE id = :run_id AND state_type IN :sources``."""
+def update_state(fields: frozenset[str], owned: bool = False) -> sa.Update:
+    """Compare-and-set a run's state: ``WHERE id = :run_id AND state_type IN :sources``.
+
+    ``owned`` adds ``AND runner_id = :owner AND run_count = :attempt``: only the
+    attempt a runner claimed may record its progress, never a later one.
+    """
     columns = (*STATE_COLUMNS, *sorted(fields))
+    condition = (flow_runs.c.id == sa.bindparam("run_id")) & flow_runs.c.state_type.in_(
+        sa.bindparam("sources", expanding=True)
+    )
+    if owned:
+        condition &= (flow_runs.c.runner_id == sa.bindparam("owner")) & (
+            flow_runs.c.run_count == sa.bindparam("attempt")
+        )
     return (
         flow_runs.update()
-        .where(
-            (flow_runs.c.id == sa.bindparam("run_id"))
-            & flow_runs.c.state_type.in_(sa.bindparam("sources", expanding=True))
-        )
+        .where(condition)
         .values({column: sa.bindparam(f"new_{column}") for column in columns})
         .returning(*flow_runs.c)
     )
 
 
-def update_state_params(run_id: Any, sources: list[str], values: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": run_id, "sources": sources, **{f"new_{k}": v for k, v in values.items()}}
+def update_state_params(
+    run_id: Any, sources: list[str], values: dict[str, Any], attempt: Any = None
+) -> dict[str, Any]:
+    params = {"run_id": run_id, "sources": sources, **{f"new_{k}": v for k, v in values.items()}}
+    if attempt is not None:
+        params["owner"], params["attempt"] = attempt
+    return params
 
 
 def id_set(name: str, dialect: str) -> sa.ColumnElement[Any] | sa.Select[Any]:
@@ -73,6 +86,17 @@ def cancelling_among(dialect: str) -> sa.Select[Any]:
     return sa.select(flow_runs.c.id).where(
         in_id_set(flow_runs.c.id, "run_ids", dialect)
         & (flow_runs.c.state_type == StateType.CANCELLING.value)
+    )
+
+
+@functools.cache
+def taken_among(dialect: str) -> sa.Select[Any]:
+    """The ids among ``run_ids`` that runner ``:runner_id`` no longer holds as active runs."""
+    held = (flow_runs.c.runner_id == sa.bindparam("runner_id")) & flow_runs.c.state_type.in_(
+        [StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value]
+    )
+    return sa.select(flow_runs.c.id).where(
+        in_id_set(flow_runs.c.id, "run_ids", dialect) & sa.not_(held)
     )
 
 

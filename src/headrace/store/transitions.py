@@ -29,6 +29,13 @@ RUN_FIELDS = frozenset(
 """Columns a state change may set beside the state itself."""
 
 
+class Attempt(NamedTuple):
+    """Which claim of a run a runner is executing: a write for it fails once another took over."""
+
+    runner_id: UUID
+    run_count: int
+
+
 class StateChange(NamedTuple):
     """One requested state change: run, new state, allowed current states, other fields."""
 
@@ -36,6 +43,7 @@ class StateChange(NamedTuple):
     state: State
     expected: Collection[StateType] | None
     fields: dict[str, Any]
+    attempt: Attempt | None = None
 
 
 class StateChanges(SQLBase):
@@ -49,15 +57,18 @@ class StateChanges(SQLBase):
         state: State,
         *,
         expected: Collection[StateType] | None = None,
+        attempt: Attempt | None = None,
         **fields: Any,
     ) -> FlowRun:
         """Move a run to ``state`` if the rules (and ``expected``, when given) allow it.
 
         A compare-and-set on the current state: a concurrent change in between
         makes this raise ``InvalidStateTransition`` instead of overwriting it.
+        With ``attempt``, only while the run is still that attempt of that runner.
         """
+        change = StateChange(flow_run_id, state, expected, fields, attempt)
         with self._write() as conn:
-            return self._set_state_in(conn, StateChange(flow_run_id, state, expected, fields))
+            return self._set_state_in(conn, change)
 
     def set_states(self, changes: Sequence[StateChange]) -> list[FlowRun | HeadraceError]:
         """Several independent state changes in one transaction (group commit).
@@ -75,16 +86,20 @@ class StateChanges(SQLBase):
         return results
 
     def _set_state_in(self, conn: sa.Connection, change: StateChange) -> FlowRun:
-        flow_run_id, state, expected, fields = change
+        flow_run_id, state, expected, fields, attempt = change
         unknown = set(fields) - RUN_FIELDS
         if unknown:
             raise ValueError(f"set_state cannot set {sorted(unknown)}")
         sources = sources_of(state.type)
         if expected is not None:
             sources &= frozenset(expected)
-        changed = self._apply_state(conn, flow_run_id, sources, state, fields)
+        changed = self._apply_state(conn, flow_run_id, sources, state, fields, attempt)
         if changed is not None:
             return changed
+        if attempt is not None and self._attempt_of(conn, flow_run_id) != attempt:
+            raise InvalidStateTransition(
+                f"Flow run {flow_run_id} is no longer attempt {attempt.run_count} of this runner"
+            )
         current = self._current_state(conn, flow_run_id)
         if expected is not None and current not in expected:
             raise InvalidStateTransition(
@@ -102,8 +117,10 @@ class StateChanges(SQLBase):
         sources: Collection[StateType],
         state: State,
         fields: dict[str, Any],
+        attempt: Attempt | None = None,
     ) -> FlowRun | None:
-        """The compare-and-set itself: None when the run was in none of ``sources``.
+        """The compare-and-set itself: None when the run was in none of ``sources``
+        (or, with ``attempt``, is no longer that attempt).
 
         The database adds the new state to the run's history (migration 0003).
         """
@@ -113,11 +130,21 @@ class StateChanges(SQLBase):
         if state.is_terminal:
             values.setdefault("end_time", state.timestamp)
         fieldset = frozenset(values) - frozenset(statements.STATE_COLUMNS)
-        params = statements.update_state_params(flow_run_id, [s.value for s in sources], values)
-        row = conn.execute(statements.update_state(fieldset), params).first()
+        params = statements.update_state_params(
+            flow_run_id, [s.value for s in sources], values, attempt
+        )
+        row = conn.execute(statements.update_state(fieldset, attempt is not None), params).first()
         if row is None:
             return None
         return flow_run_from_row(row._asdict())
+
+    def _attempt_of(self, conn: sa.Connection, flow_run_id: UUID) -> Attempt | None:
+        row = conn.execute(
+            sa.select(flow_runs.c.runner_id, flow_runs.c.run_count).where(
+                flow_runs.c.id == flow_run_id
+            )
+        ).first()
+        return None if row is None or row.runner_id is None else Attempt(*row)
 
     def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
         """SCHEDULED runs are cancelled at once; started ones become CANCELLING for their runner."""
@@ -155,6 +182,16 @@ class StateChanges(SQLBase):
         with self._read() as conn:
             rows = conn.execute(query, {"run_ids": statements.id_set_value(ids, dialect)})
             return [row[0] for row in rows]
+
+    def taken_among(self, ids: Collection[UUID], runner_id: UUID) -> list[UUID]:
+        """Which of these runs ``runner_id`` no longer holds: another runner took them over
+        (it was presumed dead), or they ended or went back to the queue without it."""
+        if not ids:
+            return []
+        dialect = self.engine.dialect.name
+        params = {"run_ids": statements.id_set_value(ids, dialect), "runner_id": runner_id}
+        with self._read() as conn:
+            return [row[0] for row in conn.execute(statements.taken_among(dialect), params)]
 
     def read_state_history(self, flow_run_id: UUID) -> list[State]:
         with self._read() as conn:
