@@ -91,6 +91,7 @@ def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
         KillReason.SHUTDOWN: (StateType.CANCELLED, "Cancelled"),
         KillReason.REQUEUE: (StateType.SCHEDULED, "Requeued"),
         KillReason.TIMEOUT: (StateType.SCHEDULED, "AwaitingRetry"),  # a timeout is a failure
+        KillReason.LOST: (StateType.CRASHED, "Crashed"),  # refused: another attempt holds it
     }
     assert (decision.state.type, decision.state.name) == expected[reason]
 
