@@ -270,6 +270,45 @@ def test_cancellation_of_scheduled_and_running_runs(store: SQLStore) -> None:
         store.request_cancellation(running_id)
 
 
+def test_runners_planning_the_same_runs_at_once_create_each_once(
+    store: SQLStore, database_url: str
+) -> None:
+    deployment = store.upsert_deployment(spec())
+    start = utcnow()
+    planned = [
+        NewFlowRun(
+            flow_name="etl",
+            deployment_id=deployment.id,
+            idempotency_key=f"scheduled:k:{(start + timedelta(minutes=i)).isoformat()}",
+            expected_start_time=start + timedelta(minutes=i),
+        )
+        for i in range(20)
+    ]
+    others = [SQLStore(database_url) for _ in range(3)]
+    created: list[int] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(others))
+
+    def plan(other: SQLStore) -> None:
+        gate.wait()
+        try:
+            created.append(other.create_planned_runs(planned))
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=plan, args=(other,)) for other in others]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for other in others:
+        other.close()
+    assert errors == []
+    assert sum(created) == 20
+    assert len(store.read_flow_runs(deployment_id=deployment.id)) == 20
+    assert store.create_planned_runs(planned) == 0
+
+
 def test_a_state_write_for_an_attempt_taken_over_is_refused(store: SQLStore) -> None:
     deployment = store.upsert_deployment(spec())
     (run_id,) = queue_runs(store, deployment.id, 1)

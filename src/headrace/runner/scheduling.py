@@ -35,10 +35,7 @@ async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deploymen
             paused=deployment.paused,
         )
         news.extend(_new_run(deployment, p) for p in planned)
-    if not news:
-        return 0
-    results = await store.create_flow_runs(news)
-    return sum(1 for _, was_created in results if was_created)
+    return await store.create_planned_runs(news)
 
 
 def _new_run(deployment: Deployment, planned: PlannedRun) -> NewFlowRun:

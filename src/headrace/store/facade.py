@@ -108,6 +108,9 @@ class AsyncStore:
     async def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
         return await self._call(self.sync.read_flow_run_by_key, new)
 
+    async def create_planned_runs(self, runs: Sequence[NewFlowRun]) -> int:
+        return await self._call(self.sync.create_planned_runs, runs)
+
     async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
         return await self._call(self.sync.create_flow_runs, runs)
 

@@ -15,6 +15,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
@@ -193,6 +195,30 @@ class SQLStore(Claims, StateChanges):
             if rows:
                 conn.execute(flow_runs.insert(), rows)  # the database records each SCHEDULED
         return results
+
+    def create_planned_runs(self, runs: Sequence[NewFlowRun]) -> int:
+        """Create scheduled runs unless a run with the same key exists; how many were new.
+
+        Several runners plan the same schedule at the same moment: a run another
+        one has just inserted is skipped (``ON CONFLICT DO NOTHING``), not an error.
+        """
+        if not runs:
+            return 0
+        insert = (sqlite_insert if self.is_sqlite else postgresql_insert)(flow_runs)
+        statement = insert.on_conflict_do_nothing(
+            index_elements=[flow_runs.c.idempotency_scope, flow_runs.c.idempotency_key]
+        ).returning(flow_runs.c.id)
+        now = utcnow()
+        rows = [
+            # A microsecond apart: runs planned together start in the order given.
+            new_run_values(new, idempotency_scope(new), now + timedelta(microseconds=index))
+            for index, new in enumerate(runs)
+        ]
+        with self._write() as conn:
+            created = 0
+            for values in rows:  # one by one: RETURNING says which were new
+                created += conn.execute(statement, values).first() is not None
+        return created
 
     def _runs_by_keys(
         self, conn: sa.Connection, keys: Collection[tuple[str, str | None]]
