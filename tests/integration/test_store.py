@@ -309,6 +309,36 @@ def test_runners_planning_the_same_runs_at_once_create_each_once(
     assert store.create_planned_runs(planned) == 0
 
 
+def test_runners_registering_one_new_deployment_at_once_share_it(
+    store: SQLStore, database_url: str
+) -> None:
+    others = [SQLStore(database_url) for _ in range(4)]
+    ids: list[UUID] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(others))
+
+    for _ in range(5):
+        name = uuid4().hex
+        ids.clear()
+
+        def register_named(other: SQLStore, name: str = name) -> None:
+            gate.wait()
+            try:
+                ids.append(other.upsert_deployment(spec(name)).id)
+            except BaseException as exc:  # pragma: no cover - what the test looks for
+                errors.append(exc)
+
+        threads = [threading.Thread(target=register_named, args=(o,)) for o in others]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert len(ids) == len(others) and len(set(ids)) == 1
+    for other in others:
+        other.close()
+
+
 def test_a_state_write_for_an_attempt_taken_over_is_refused(store: SQLStore) -> None:
     deployment = store.upsert_deployment(spec())
     (run_id,) = queue_runs(store, deployment.id, 1)

@@ -67,8 +67,10 @@ class SQLStore(Claims, StateChanges):
                         deployments.insert().values(id=new_id, **values, created=now, updated=now)
                     )
                     return self._deployment(conn, new_id)
-            except sa.exc.IntegrityError:  # pragma: no cover - lost a concurrent insert
-                continue
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                    raise
+                continue  # another process registered it first: update that one
         raise StoreError(f"Could not store deployment {spec.flow_name}/{spec.name}")
 
     def _remove_unplanned_runs(
