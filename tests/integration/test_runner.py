@@ -404,6 +404,31 @@ async def test_a_runner_whose_run_was_taken_over_stops_it_and_records_nothing(
     assert history.count(StateType.COMPLETED) == 1 and StateType.CRASHED not in history
 
 
+async def test_heartbeats_keep_up_with_the_timeout_however_rarely_it_polls(
+    settings: Settings, database_url: str
+) -> None:
+    import sqlalchemy as sa
+
+    from headrace.store import SQLStore
+    from headrace.store.tables import runners
+
+    quick = settings.model_copy(update={"runner_heartbeat_timeout_seconds": 1.5})
+    runner = make_runner(quick, query_seconds=60)
+    await runner.add_flow(basic.add)
+    beats: set[object] = set()
+    with contextlib.closing(SQLStore(database_url)) as other:
+        async with running(runner):
+
+            async def heartbeats() -> int:
+                with other.engine.connect() as conn:
+                    query = sa.select(runners.c.heartbeat).where(runners.c.id == runner.record.id)
+                    beats.add(conn.execute(query).scalar())
+                return len(beats)
+
+            # Polls come a minute apart; the heartbeat must still beat every half second.
+            await eventually(heartbeats, lambda n: n >= 4, timeout=5, what="heartbeats")
+
+
 async def _idle(runner: Runner) -> bool:
     return runner._executing() == set()
 

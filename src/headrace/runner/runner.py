@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -84,6 +85,7 @@ class Runner:
         self._next_poll_delay = self.query_seconds
         self._claim_lock = asyncio.Lock()
         self._runs_left_queued = True
+        self._last_heartbeat = 0.0
         """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self._make_pollers()
 
@@ -302,8 +304,7 @@ class Runner:
     # -- the loops' steps ---------------------------------------------------
 
     async def _poll_step(self) -> None:
-        store = self.store
-        await store.heartbeat(self.record.id)
+        await self._heartbeat()
         if self._polls % RECOVERY_EVERY_POLLS == 0:
             await self._recover_orphans()
         self._polls += 1
@@ -401,7 +402,18 @@ class Runner:
                 )
 
     async def _cancel_step(self) -> None:
+        if time.monotonic() - self._last_heartbeat >= self._heartbeat_seconds:
+            await self._heartbeat()  # whatever the poll interval: others must not think us dead
         await self._check_cancellations()
+
+    @property
+    def _heartbeat_seconds(self) -> float:
+        """A third of the timeout (and at least every poll): two heartbeats may go missing."""
+        return min(self.query_seconds, self.settings.runner_heartbeat_timeout_seconds / 3)
+
+    async def _heartbeat(self) -> None:
+        self._last_heartbeat = time.monotonic()
+        await self.store.heartbeat(self.record.id)
 
     async def _check_cancellations(self) -> None:
         executor = self._executor
