@@ -10,6 +10,7 @@ import pytest
 from headrace.client import get_client
 from headrace.deployments import DeploymentSpec
 from headrace.flow_runs import NewFlowRun
+from headrace.runner import Runner
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.schedules import construct_schedule, schedule_key
 from headrace.settings import Settings
@@ -134,6 +135,36 @@ async def test_two_runners_share_a_schedule_without_duplicates(
     starts = [line for line in out.read_text().splitlines() if line.startswith("start")]
     completed = [r for r in runs if r.state.type == StateType.COMPLETED]
     assert len(starts) >= len(completed)
+
+
+async def test_a_running_runner_follows_a_newer_registration_from_another_process(
+    settings: Settings,
+) -> None:
+    serving = make_runner(settings, query_seconds=0.2)
+    deployment_id = await serving.add_flow(basic.add, "hourly", cron="0 * * * *")
+    async with running(serving), get_client(settings) as client:
+        # Another process registers the same deployment with another schedule and a limit.
+        other = make_runner(settings)
+        registered = await other.add_flow(
+            basic.add, "hourly", cron="30 * * * *", concurrency_limit=1
+        )
+        assert registered == deployment_id
+        registered_at = utcnow()
+        (new_schedule,) = (await client.read_deployment(deployment_id)).schedules
+        polls = serving._polls
+        await eventually(lambda: _polls(serving), lambda n: n >= polls + 5, what="more polls")
+        runs = await client.read_flow_runs(deployment_id=deployment_id, limit=1000)
+    key = f"scheduled:{schedule_key(new_schedule)}:"
+    # A poll that read the old definition just before the change may still plan one run.
+    settled = registered_at + timedelta(seconds=1)
+    late_old = [r for r in runs if r.created > settled and not r.idempotency_key.startswith(key)]
+    assert late_old == [], "the old schedule kept being planned"
+    assert any(r.idempotency_key.startswith(key) for r in runs), "the new schedule planned nothing"
+    assert serving.deployments[deployment_id].concurrency_limit == 1
+
+
+async def _polls(runner: Runner) -> int:
+    return runner._polls
 
 
 async def test_a_due_scheduled_run_starts_within_a_second(

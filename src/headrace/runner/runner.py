@@ -345,7 +345,15 @@ class Runner:
     async def _plan_schedules(self) -> None:
         from headrace.runner.scheduling import plan_scheduled_runs
 
+        await self._refresh_deployments()
         await plan_scheduled_runs(self.store, list(self.deployments.values()))
+
+    async def _refresh_deployments(self) -> None:
+        """Take the stored definitions: another process may have registered a newer one
+        (a changed schedule, limit or pause) since this runner registered its own."""
+        if self.deployments:
+            for deployment in await self.store.read_deployments(self.deployment_ids):
+                self.deployments[deployment.id] = deployment
 
     async def _dispatch_step(self) -> None:
         await self._claim_and_launch()
