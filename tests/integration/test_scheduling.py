@@ -14,7 +14,7 @@ from headrace.runner import Runner
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.schedules import construct_schedule, schedule_key
 from headrace.settings import Settings
-from headrace.states import StateType, utcnow
+from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore
 from tests.flows import basic
 from tests.helpers import eventually, make_runner, running
@@ -63,6 +63,25 @@ async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
     paused = await async_store.upsert_deployment(every(60).model_copy(update={"paused": True}))
     assert await plan_scheduled_runs(async_store, [paused]) == 0
     assert await async_store.read_flow_runs(deployment_id=deployment.id) == []
+
+
+async def test_a_run_waiting_to_retry_does_not_hide_the_times_missed_since(
+    async_store: AsyncStore,
+) -> None:
+    deployment = await async_store.upsert_deployment(every(60))
+    key = schedule_key(deployment.schedules[0])
+    await plan_scheduled_runs(async_store, [deployment])
+    runs = await async_store.read_flow_runs(deployment_id=deployment.id)
+    last = max(r.expected_start_time for r in runs)
+    # Its newest run failed and waits two hours to retry: its start time moves, not its slot.
+    (newest,) = [r for r in runs if r.expected_start_time == last]
+    await async_store.set_state(newest.id, State(type=StateType.PENDING))
+    await async_store.set_state(
+        newest.id,
+        State(type=StateType.SCHEDULED, name="AwaitingRetry"),
+        expected_start_time=last + timedelta(hours=2),
+    )
+    assert await async_store.last_planned_times(deployment.id, [key]) == {key: last}
 
 
 async def test_missed_runs_follow_the_catchup_policy(async_store: AsyncStore) -> None:

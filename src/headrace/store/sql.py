@@ -26,7 +26,6 @@ from headrace.states import ACTIVE_STATES, StateType, utcnow
 from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.claims import Claims
 from headrace.store.rows import (
-    as_utc,
     flow_run_from_row,
     idempotency_scope,
     new_run_values,
@@ -250,18 +249,27 @@ class SQLStore(Claims, StateChanges):
     def last_planned_times(
         self, deployment_id: UUID, schedule_keys: Collection[str]
     ) -> dict[str, datetime]:
-        """The latest run time already planned for each schedule of a deployment."""
+        """The latest run time already planned for each schedule of a deployment.
+
+        Read from the newest planned run's key, not its ``expected_start_time``: a
+        retry or requeue moves that later, and would hide the times missed since.
+        Planned runs of a schedule are created in the order of their times.
+        """
         found: dict[str, datetime] = {}
         with self._read() as conn:
             for key in schedule_keys:
-                value = conn.execute(
-                    sa.select(sa.func.max(flow_runs.c.expected_start_time)).where(
+                prefix = f"{SCHEDULED_PREFIX}{key}:"
+                newest = conn.execute(
+                    sa.select(flow_runs.c.idempotency_key)
+                    .where(
                         (flow_runs.c.deployment_id == deployment_id)
-                        & flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{key}:")
+                        & flow_runs.c.idempotency_key.startswith(prefix)
                     )
+                    .order_by(flow_runs.c.created.desc())
+                    .limit(1)
                 ).scalar()
-                if value is not None:
-                    found[key] = as_utc(value, self.engine.dialect)
+                if newest is not None:
+                    found[key] = datetime.fromisoformat(newest.removeprefix(prefix))
         return found
 
     def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
