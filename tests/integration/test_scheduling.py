@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,26 @@ async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
     paused = await async_store.upsert_deployment(every(60).model_copy(update={"paused": True}))
     assert await plan_scheduled_runs(async_store, [paused]) == 0
     assert await async_store.read_flow_runs(deployment_id=deployment.id) == []
+
+
+async def test_a_schedule_that_leaves_the_calendar_does_not_stop_the_others(
+    async_store: AsyncStore,
+) -> None:
+    near_the_end = construct_schedule(
+        interval=86_400, anchor_date=datetime(9999, 12, 30, tzinfo=UTC)
+    )
+    assert near_the_end is not None
+    doomed = await async_store.upsert_deployment(
+        every(60).model_copy(update={"name": "doomed", "schedules": [near_the_end]})
+    )
+    fine = await async_store.upsert_deployment(every(60))
+    assert await plan_scheduled_runs(async_store, [doomed, fine]) == 3
+    assert len(await async_store.read_flow_runs(deployment_id=fine.id)) == 3
+
+
+def test_an_interval_past_the_calendar_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval must be at most 3660 days"):
+        construct_schedule(interval=1e12)
 
 
 async def test_a_run_waiting_to_retry_does_not_hide_the_times_missed_since(

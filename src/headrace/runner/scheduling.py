@@ -27,13 +27,17 @@ async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deploymen
             continue
         keys = [schedule_key(s) for s in deployment.schedules]
         last = await store.last_planned_times(deployment.id, keys)
-        planned = plan_runs(
-            deployment.schedules,
-            now=now,
-            last_planned=last,
-            catchup=deployment.catchup,
-            paused=deployment.paused,
-        )
+        try:
+            planned = plan_runs(
+                deployment.schedules,
+                now=now,
+                last_planned=last,
+                catchup=deployment.catchup,
+                paused=deployment.paused,
+            )
+        except (ValueError, OverflowError) as exc:  # one bad schedule must not stop the rest
+            logger.error("Cannot plan the runs of %s: %s", deployment.name, exc)
+            continue
         news.extend(_new_run(deployment, p) for p in planned)
     return await store.create_planned_runs(news)
 
