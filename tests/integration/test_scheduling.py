@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,12 @@ from headrace.deployments import DeploymentSpec
 from headrace.flow_runs import NewFlowRun
 from headrace.runner import Runner
 from headrace.runner.scheduling import plan_scheduled_runs
-from headrace.schedules import construct_schedule, schedule_key
+from headrace.schedules import (
+    DeploymentSchedule,
+    IntervalSchedule,
+    construct_schedule,
+    schedule_key,
+)
 from headrace.settings import Settings
 from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore
@@ -68,13 +73,12 @@ async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
 async def test_a_schedule_that_leaves_the_calendar_does_not_stop_the_others(
     async_store: AsyncStore,
 ) -> None:
-    near_the_end = construct_schedule(
-        interval=86_400, anchor_date=datetime(9999, 12, 30, tzinfo=UTC)
+    # Stored before intervals were bounded: its next time is past the year 9999.
+    huge = IntervalSchedule.model_construct(
+        interval=timedelta(seconds=1e12), anchor_date=None, timezone="UTC"
     )
-    assert near_the_end is not None
-    doomed = await async_store.upsert_deployment(
-        every(60).model_copy(update={"name": "doomed", "schedules": [near_the_end]})
-    )
+    stored = await async_store.upsert_deployment(every(60).model_copy(update={"name": "doomed"}))
+    doomed = stored.model_copy(update={"schedules": [DeploymentSchedule(schedule=huge)]})
     fine = await async_store.upsert_deployment(every(60))
     assert await plan_scheduled_runs(async_store, [doomed, fine]) == 3
     assert len(await async_store.read_flow_runs(deployment_id=fine.id)) == 3
