@@ -60,6 +60,29 @@ async def test_changing_a_schedule_removes_its_future_runs(async_store: AsyncSto
     assert sum(1 for r in runs if (r.idempotency_key or "").startswith(f"scheduled:{key}")) == 3
 
 
+async def test_changed_defaults_reach_runs_already_planned(async_store: AsyncStore) -> None:
+    deployment = await async_store.upsert_deployment(
+        every(60).model_copy(update={"parameters": {"tag": "old"}})
+    )
+    await plan_scheduled_runs(async_store, [deployment])
+    planned = await async_store.read_flow_runs(deployment_id=deployment.id)
+    same = await async_store.upsert_deployment(
+        every(60).model_copy(update={"parameters": {"tag": "old"}})
+    )
+    assert await async_store.read_flow_runs(deployment_id=deployment.id) == planned  # a restart
+    changed = await async_store.upsert_deployment(
+        every(60).model_copy(update={"parameters": {"tag": "new"}, "retries": 2})
+    )
+    assert same.id == changed.id
+    await plan_scheduled_runs(async_store, [changed])
+    runs = await async_store.read_flow_runs(deployment_id=deployment.id)
+    assert sorted(r.expected_start_time for r in runs) == sorted(
+        r.expected_start_time for r in planned
+    )
+    assert {r.parameters["tag"] for r in runs} == {"new"}
+    assert {r.max_retries for r in runs} == {2}
+
+
 async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
     async_store: AsyncStore,
 ) -> None:

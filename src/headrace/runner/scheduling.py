@@ -6,6 +6,7 @@ schedule + time), so restarts and several runners never create a duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -28,7 +29,8 @@ async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deploymen
         keys = [schedule_key(s) for s in deployment.schedules]
         last = await store.last_planned_times(deployment.id, keys)
         try:
-            planned = plan_runs(
+            planned = await asyncio.to_thread(  # a dense rrule may take a while: not on the loop
+                plan_runs,
                 deployment.schedules,
                 now=now,
                 last_planned=last,

@@ -43,6 +43,16 @@ SCHEDULED_PREFIX = "scheduled:"
 """Idempotency keys of runs planned from schedules start with this."""
 
 
+_RUN_DEFAULTS = (
+    deployments.c.id,
+    deployments.c.parameters,
+    deployments.c.retries,
+    deployments.c.retry_delay_seconds,
+    deployments.c.timeout_seconds,
+)
+"""A deployment's id, and what each run planned for it copies."""
+
+
 class SQLStore(Claims, StateChanges):
     """All of headrace's persistence behind intent-named methods."""
 
@@ -56,10 +66,14 @@ class SQLStore(Claims, StateChanges):
         for _ in range(2):
             try:
                 with self._write() as conn:
-                    existing = conn.execute(sa.select(deployments.c.id).where(key)).scalar()
-                    if existing is not None:
+                    before = conn.execute(sa.select(*_RUN_DEFAULTS).where(key)).first()
+                    if before is not None:
+                        existing = before.id
                         conn.execute(deployments.update().where(key).values(**values, updated=now))
-                        self._remove_unplanned_runs(conn, existing, spec, now)
+                        defaults_changed = tuple(before)[1:] != tuple(
+                            values[column.name] for column in _RUN_DEFAULTS[1:]
+                        )
+                        self._remove_unplanned_runs(conn, existing, spec, now, defaults_changed)
                         return self._deployment(conn, existing)
                     new_id = uuid4()
                     conn.execute(
@@ -73,9 +87,18 @@ class SQLStore(Claims, StateChanges):
         raise StoreError(f"Could not store deployment {spec.flow_name}/{spec.name}")
 
     def _remove_unplanned_runs(
-        self, conn: sa.Connection, deployment_id: UUID, spec: DeploymentSpec, now: datetime
+        self,
+        conn: sa.Connection,
+        deployment_id: UUID,
+        spec: DeploymentSpec,
+        now: datetime,
+        all_of_them: bool = False,
     ) -> None:
-        """Delete future, unstarted runs planned by schedules the deployment no longer has."""
+        """Delete future, unstarted runs planned by schedules the deployment no longer has.
+
+        ``all_of_them`` when what a planned run copies (parameters, retries, timeout)
+        changed: they are planned again, the same times with the new values.
+        """
         condition = (
             (flow_runs.c.deployment_id == deployment_id)
             & (flow_runs.c.state_type == StateType.SCHEDULED.value)
@@ -83,7 +106,11 @@ class SQLStore(Claims, StateChanges):
             & (flow_runs.c.expected_start_time > now)
             & flow_runs.c.idempotency_key.startswith(SCHEDULED_PREFIX)
         )
-        kept = [] if spec.paused else [schedule_key(s) for s in spec.schedules if s.active]
+        kept = (
+            []
+            if spec.paused or all_of_them
+            else [schedule_key(s) for s in spec.schedules if s.active]
+        )
         for key in kept:
             condition &= ~flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{key}:")
         removed = conn.execute(flow_runs.delete().where(condition)).rowcount
