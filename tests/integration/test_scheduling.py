@@ -83,6 +83,27 @@ async def test_changed_defaults_reach_runs_already_planned(async_store: AsyncSto
     assert {r.max_retries for r in runs} == {2}
 
 
+async def test_pausing_drops_overdue_planned_runs_too(async_store: AsyncStore) -> None:
+    """Runs that fell due while no runner was up must not start once the schedule is paused."""
+    deployment = await async_store.upsert_deployment(every(60))
+    key = schedule_key(deployment.schedules[0])
+    overdue_at = utcnow() - timedelta(minutes=5)
+    overdue, _ = await async_store.create_flow_run(
+        NewFlowRun(
+            flow_name="touch",
+            deployment_id=deployment.id,
+            idempotency_key=f"scheduled:{key}:{overdue_at.isoformat()}",
+            expected_start_time=overdue_at,
+        )
+    )
+    changed = await async_store.upsert_deployment(every(60).model_copy(update={"retries": 1}))
+    assert [r.id for r in await async_store.read_flow_runs(deployment_id=changed.id)] == [
+        overdue.id
+    ], "new defaults replan future runs only"
+    await async_store.upsert_deployment(every(60).model_copy(update={"paused": True}))
+    assert await async_store.read_flow_runs(deployment_id=deployment.id) == []
+
+
 async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
     async_store: AsyncStore,
 ) -> None:

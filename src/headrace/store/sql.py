@@ -94,26 +94,26 @@ class SQLStore(Claims, StateChanges):
         now: datetime,
         all_of_them: bool = False,
     ) -> None:
-        """Delete future, unstarted runs planned by schedules the deployment no longer has.
+        """Delete the unstarted runs planned by schedules the deployment no longer has
+        (or has paused), overdue ones too: a removed schedule starts nothing more.
 
         ``all_of_them`` when what a planned run copies (parameters, retries, timeout)
-        changed: they are planned again, the same times with the new values.
+        changed: its future runs are planned again, the same times with the new values.
         """
-        condition = (
+        planned = (
             (flow_runs.c.deployment_id == deployment_id)
             & (flow_runs.c.state_type == StateType.SCHEDULED.value)
             & (flow_runs.c.run_count == 0)
-            & (flow_runs.c.expected_start_time > now)
             & flow_runs.c.idempotency_key.startswith(SCHEDULED_PREFIX)
         )
-        kept = (
-            []
-            if spec.paused or all_of_them
-            else [schedule_key(s) for s in spec.schedules if s.active]
+        kept = [] if spec.paused else [schedule_key(s) for s in spec.schedules if s.active]
+        dropped = sa.and_(
+            sa.true(),
+            *(~flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{k}:") for k in kept),
         )
-        for key in kept:
-            condition &= ~flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{key}:")
-        removed = conn.execute(flow_runs.delete().where(condition)).rowcount
+        if all_of_them:
+            dropped |= flow_runs.c.expected_start_time > now
+        removed = conn.execute(flow_runs.delete().where(planned & dropped)).rowcount
         if removed:
             logger.info("Removed %d runs of schedules that changed", removed)
 
