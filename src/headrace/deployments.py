@@ -65,6 +65,8 @@ class Deployment(DeploymentSpec):
     id: UUID
     created: datetime
     updated: datetime
+    planning_since: datetime | None = None
+    """When a schedule was last added or resumed: catch-up never goes back past it."""
 
 
 def entrypoint_of(flow: Flow[Any, Any]) -> str:

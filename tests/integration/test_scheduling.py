@@ -104,6 +104,33 @@ async def test_pausing_drops_overdue_planned_runs_too(async_store: AsyncStore) -
     assert await async_store.read_flow_runs(deployment_id=deployment.id) == []
 
 
+async def test_the_time_a_deployment_was_paused_is_not_missed_time(
+    async_store: AsyncStore,
+) -> None:
+    catching_up = every(60).model_copy(update={"catchup": True})
+    deployment = await async_store.upsert_deployment(catching_up)
+    key = schedule_key(deployment.schedules[0])
+    ran_at = utcnow() - timedelta(minutes=10)
+    last, _ = await async_store.create_flow_run(
+        NewFlowRun(
+            flow_name="touch",
+            deployment_id=deployment.id,
+            idempotency_key=f"scheduled:{key}:{ran_at.isoformat()}",
+            expected_start_time=ran_at,
+        )
+    )
+    await async_store.set_state(last.id, State(type=StateType.PENDING))
+    await async_store.set_state(last.id, State(type=StateType.COMPLETED))
+    await async_store.upsert_deployment(catching_up.model_copy(update={"paused": True}))
+    resumed = await async_store.upsert_deployment(catching_up)  # ten minutes paused, say
+    assert resumed.planning_since is not None
+    assert await plan_scheduled_runs(async_store, [resumed]) == 3  # upcoming ones only
+    runs = await async_store.read_flow_runs(deployment_id=deployment.id)
+    assert [r for r in runs if r.state.name == "Late"] == []
+    restarted = await async_store.upsert_deployment(catching_up)  # unchanged: no fresh start
+    assert restarted.planning_since == resumed.planning_since
+
+
 async def test_paused_deployment_plans_nothing_and_drops_planned_runs(
     async_store: AsyncStore,
 ) -> None:

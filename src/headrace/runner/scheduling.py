@@ -28,6 +28,8 @@ async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deploymen
             continue
         keys = [schedule_key(s) for s in deployment.schedules]
         last = await store.last_planned_times(deployment.id, keys)
+        if deployment.planning_since is not None:  # nothing was missed before it
+            last = {key: max(time, deployment.planning_since) for key, time in last.items()}
         try:
             planned = await asyncio.to_thread(  # a dense rrule may take a while: not on the loop
                 plan_runs,

@@ -43,14 +43,18 @@ SCHEDULED_PREFIX = "scheduled:"
 """Idempotency keys of runs planned from schedules start with this."""
 
 
-_RUN_DEFAULTS = (
-    deployments.c.id,
-    deployments.c.parameters,
-    deployments.c.retries,
-    deployments.c.retry_delay_seconds,
-    deployments.c.timeout_seconds,
-)
-"""A deployment's id, and what each run planned for it copies."""
+def _active_keys(spec: DeploymentSpec) -> set[str]:
+    return set() if spec.paused else {schedule_key(s) for s in spec.schedules if s.active}
+
+
+def _resumes_planning(before: DeploymentSpec, after: DeploymentSpec) -> bool:
+    """A schedule is added or resumed: the time it was not planned is not missed time."""
+    return bool(_active_keys(after) - _active_keys(before))
+
+
+def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
+    """What each run planned for a deployment copies from it."""
+    return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
 class SQLStore(Claims, StateChanges):
@@ -66,14 +70,17 @@ class SQLStore(Claims, StateChanges):
         for _ in range(2):
             try:
                 with self._write() as conn:
-                    before = conn.execute(sa.select(*_RUN_DEFAULTS).where(key)).first()
-                    if before is not None:
-                        existing = before.id
-                        conn.execute(deployments.update().where(key).values(**values, updated=now))
-                        defaults_changed = tuple(before)[1:] != tuple(
-                            values[column.name] for column in _RUN_DEFAULTS[1:]
+                    existing = conn.execute(sa.select(deployments.c.id).where(key)).scalar()
+                    if existing is not None:
+                        before = self._deployment(conn, existing)
+                        since = now if _resumes_planning(before, spec) else before.planning_since
+                        conn.execute(
+                            deployments.update()
+                            .where(key)
+                            .values(**values, updated=now, planning_since=since)
                         )
-                        self._remove_unplanned_runs(conn, existing, spec, now, defaults_changed)
+                        replan = _run_defaults(before) != _run_defaults(spec)
+                        self._remove_unplanned_runs(conn, existing, spec, now, replan)
                         return self._deployment(conn, existing)
                     new_id = uuid4()
                     conn.execute(

@@ -67,6 +67,7 @@ deployments = sa.Table(
     sa.Column("timeout_seconds", sa.Float()),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.Column("planning_since", UTCDateTime()),
     sa.UniqueConstraint("flow_name", "name"),
 )
 
