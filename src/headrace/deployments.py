@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
-from headrace.schedules import DeploymentSchedule
+from headrace.schedules import DeploymentSchedule, next_times
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
@@ -118,16 +118,25 @@ class RunnerDeployment:
             raise InvalidDeployment(f"Deployment {self.name!r}: {describe_invalid(exc)}") from None
 
     def _check_defaults(self) -> None:
-        """Bad default parameters are an error now, not at run time."""
+        """Bad default parameters, and schedules that never fire again, are errors now."""
         try:
             self.flow.check_default_parameters(self.parameters)
-            for schedule in self.schedules:
-                merged = {**self.parameters, **schedule.parameters}
-                self.flow.check_default_parameters(merged)
         except ParameterValidationError as exc:
             raise InvalidDeployment(
                 f"Deployment {self.name!r} has invalid default parameters: {exc}"
             ) from exc
+        now = datetime.now(UTC)
+        for number, schedule in enumerate(self.schedules, start=1):
+            try:
+                self.flow.check_default_parameters({**self.parameters, **schedule.parameters})
+            except ParameterValidationError as exc:
+                raise InvalidDeployment(
+                    f"Deployment {self.name!r}: schedule {number} has invalid parameters: {exc}"
+                ) from exc
+            if schedule.active and not next_times(schedule, after=now, count=1):
+                raise InvalidDeployment(
+                    f"Deployment {self.name!r}: schedule {number} never fires after now"
+                )
 
     def to_spec(self) -> DeploymentSpec:
         return DeploymentSpec(
