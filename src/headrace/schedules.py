@@ -327,7 +327,7 @@ def construct_schedule(
         if timezone is not None:
             raise ValueError("timezone needs one of cron, interval, rrule")
         return None
-    tz = timezone or DEFAULT_TIMEZONE
+    tz = DEFAULT_TIMEZONE if timezone is None else timezone
     schedule: Schedule
     if cron is not None:
         schedule = CronSchedule(cron=cron, timezone=tz)

@@ -200,6 +200,7 @@ def test_bad_default_parameters_fail_when_the_deployment_is_built() -> None:
         ({"cron": "* * * * *", "timezone": "Mars/Base"}, "unknown timezone 'Mars/Base'"),
         ({"rrule": "FREQ=DAILY;COUNT=3"}, "schedule 1 never fires after now"),  # 2020
         ({"cron": "0 0 * * * 0 2021"}, "schedule 1 never fires after now"),
+        ({"cron": "* * * * *", "timezone": ""}, "unknown timezone ''"),  # not quietly UTC
     ],
 )
 def test_bad_deployment_options_are_one_clear_error_when_built(
