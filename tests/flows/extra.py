@@ -6,6 +6,7 @@ import logging
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from headrace import flow
 
@@ -75,3 +76,8 @@ def finishes_on_sigterm(marker: str) -> str:
     signal.signal(signal.SIGTERM, lambda *_: asked.set())
     asked.wait(30)
     return "finished after SIGTERM" if asked.is_set() else "never asked"
+
+
+@flow
+def echo(value: Any) -> Any:
+    return value

@@ -92,6 +92,20 @@ async def test_invalid_parameters_fail_at_once_without_retries(settings: Setting
     assert done.run_count == 1  # retrying cannot make the parameters valid
 
 
+async def test_parameters_and_results_read_back_as_written(settings: Settings) -> None:
+    """Key order and number forms survive the store, on PostgreSQL as on SQLite."""
+    runner = make_runner(settings)
+    echo_id = await runner.add_flow(extra.echo)
+    sent = {"zebra": 1, "apple": 1e308, "mango": [3, 1, 2], "b": {"y": 1, "x": 2}}
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(echo_id, {"value": sent})
+        done = await wait_for_state(client.store, run.id)
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert list(done.parameters["value"]) == list(sent)
+    assert list(done.result) == list(sent) and list(done.result["b"]) == ["y", "x"]
+    assert done.result["apple"] == 1e308 and isinstance(done.result["apple"], float)
+
+
 async def test_failed_run_keeps_the_traceback(settings: Settings) -> None:
     runner = make_runner(settings)
     deployment_id = await runner.add_flow(basic.fail)

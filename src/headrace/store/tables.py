@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData(
@@ -39,7 +38,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-JSON: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSON: sa.types.TypeEngine[Any] = sa.JSON()
+"""Plain json on PostgreSQL too (migration 0005): values read back as they were written."""
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 ACTIVE = "('PENDING', 'RUNNING', 'CANCELLING')"
