@@ -155,10 +155,12 @@ class RRuleSchedule(BaseModel):
         try:
             next(iter(_parse_rrule(value, ZoneInfo("UTC"))), None)
         except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"invalid rrule {value!r} ({exc}): write it as in RFC 5545, "
-                "e.g. 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9'"
-            ) from None
+            advice = "write it as in RFC 5545, e.g. 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9'"
+            if "UNTIL" in str(exc):  # dateutil's words for a floating UNTIL
+                advice = (
+                    "give UNTIL in UTC with a final Z, e.g. 'FREQ=DAILY;UNTIL=20270101T000000Z'"
+                )
+            raise ValueError(f"invalid rrule {value!r} ({exc}): {advice}") from None
         return value
 
 

@@ -201,6 +201,7 @@ def test_bad_default_parameters_fail_when_the_deployment_is_built() -> None:
         ({"rrule": "FREQ=DAILY;COUNT=3"}, "schedule 1 never fires after now"),  # 2020
         ({"cron": "0 0 * * * 0 2021"}, "schedule 1 never fires after now"),
         ({"cron": "* * * * *", "timezone": ""}, "unknown timezone ''"),  # not quietly UTC
+        ({"rrule": "FREQ=DAILY;UNTIL=20270101T000000"}, "give UNTIL in UTC with a final Z"),
     ],
 )
 def test_bad_deployment_options_are_one_clear_error_when_built(
