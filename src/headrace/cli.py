@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from headrace.cli_params import UsageProblem, collect_parameters
-from headrace.exceptions import HeadraceError, ObjectNotFound
+from headrace.exceptions import HeadraceError, ObjectNotFound, ParameterValidationError
 from headrace.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ def reported_errors() -> Iterator[None]:
         yield
     except UsageProblem as exc:
         fail(exc, EXIT_USAGE)
+    except ParameterValidationError as exc:
+        wanted_text = any("of type 'string'" in str(e.get("message")) for e in exc.errors)
+        hint = " (--param values are read as JSON: quote text, as in -p 'name=\"123\"')"
+        fail(f"{exc}{hint if wanted_text else ''}", EXIT_FAILED)
     except HeadraceError as exc:
         fail(exc, EXIT_FAILED)
 

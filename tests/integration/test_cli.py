@@ -260,6 +260,15 @@ def test_a_name_two_deployments_share_is_ambiguous(
         )
 
 
+def test_a_number_for_a_text_parameter_says_how_to_quote_it(
+    settings: Settings, env: dict[str, str | None]
+) -> None:
+    add_deployment(settings, basic.fail, "failer")  # message: str
+    result = invoke(env, "run", "fail/failer", "-p", "message=123")
+    assert_one_error_line(result, "message", "quote text, as in -p 'name=\"123\"'")
+    assert read_runs(settings) == []
+
+
 def test_run_timeout_without_watch_is_a_usage_error(
     settings: Settings, env: dict[str, str | None]
 ) -> None:
