@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -14,8 +15,8 @@ from headrace.runner.outcomes import (
     decide_outcome,
     explain_exit,
 )
-from headrace.runner.recovery import why_dead
-from headrace.states import State, StateType
+from headrace.runner.recovery import pid_alive, process_start, why_dead
+from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -114,15 +115,28 @@ def test_orphans_crash_unless_attempts_remain() -> None:
     assert cancelling.state.type == StateType.CANCELLED
 
 
+def test_a_pid_reused_by_a_newer_process_is_not_the_runner() -> None:
+    me = os.getpid()
+    began = process_start(me)
+    assert began is not None and abs(began - utcnow()) < timedelta(days=1)
+    assert pid_alive(me, began)  # this very process
+    assert not pid_alive(me, began - timedelta(minutes=1))  # one started before it: gone
+    assert pid_alive(me)
+
+
 def test_why_dead() -> None:
     me = RunnerRecord(name="me", host="h1", pid=100)
     timeout = timedelta(seconds=90)
     alive = RunnerRecord(name="other", host="h1", pid=200, heartbeat=NOW)
-    assert why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: True) is None
-    gone = why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: False)
+    assert why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda *_: True) is None
+    gone = why_dead(alive, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda *_: False)
     assert gone is not None and "died" in gone
+    paused = alive.model_copy(update={"heartbeat": NOW - timedelta(hours=1)})  # SIGSTOP, say
+    assert (
+        why_dead(paused, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda *_: True) is None
+    )
     remote = RunnerRecord(name="far", host="h2", pid=200, heartbeat=NOW - timedelta(seconds=91))
-    silent = why_dead(remote, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda _: True)
+    silent = why_dead(remote, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda *_: True)
     assert silent is not None and "heartbeats" in silent
     assert why_dead(me, me, now=NOW, heartbeat_timeout=timeout) is None
     assert why_dead(None, me, now=NOW, heartbeat_timeout=timeout) == "its runner is unknown"

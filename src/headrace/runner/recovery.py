@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition
@@ -16,15 +17,38 @@ from headrace.store import AsyncStore, RunnerRecord
 logger = logging.getLogger(__name__)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+def pid_alive(pid: int, started: datetime | None = None) -> bool:
+    """Whether the process ``pid`` on this host exists and is not a newer one reusing
+    the pid of a process ``started`` then (a dead runner must never look alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    if started is None:
         return True
-    return True
+    began = process_start(pid)
+    return began is None or began <= started + PID_START_TOLERANCE
+
+
+PID_START_TOLERANCE = timedelta(seconds=5)
+"""A runner records its start a moment after its process starts; allow for clock ticks too."""
+
+
+def process_start(pid: int) -> datetime | None:
+    """When process ``pid`` started, from /proc (None where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        ticks = int(stat.rpartition(")")[2].split()[19])  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
 
 
 def why_dead(
@@ -33,7 +57,7 @@ def why_dead(
     *,
     now: datetime,
     heartbeat_timeout: timedelta,
-    is_alive: Callable[[int], bool] = pid_alive,
+    is_alive: Callable[[int, datetime], bool] = pid_alive,
 ) -> str | None:
     """Why ``owner`` can no longer finish its runs, or None if it may still be alive."""
     if owner is None:
@@ -43,8 +67,13 @@ def why_dead(
     where = f"runner {owner.name!r} (pid {owner.pid} on {owner.host})"
     if owner.stopped is not None:
         return f"{where} stopped without finishing it"
-    if owner.host == me.host and (owner.pid == me.pid or not is_alive(owner.pid)):
-        return f"{where} died while it ran"
+    if owner.host == me.host:
+        if owner.pid == me.pid or not is_alive(owner.pid, owner.started):
+            return f"{where} died while it ran"
+        # Alive but silent (stopped, or its loop starved): its runs' processes may still
+        # be running, so taking them over could run a run twice. Only another host,
+        # which cannot look, goes by heartbeats.
+        return None
     if now - owner.heartbeat > heartbeat_timeout:
         return f"{where} stopped sending heartbeats"
     return None
