@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from headrace.client import get_client
-from headrace.deployments import DeploymentSpec
-from headrace.flow_runs import NewFlowRun
+from headrace.deployments import Deployment, DeploymentSpec
+from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.runner import Runner
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.schedules import (
@@ -83,19 +83,24 @@ async def test_changed_defaults_reach_runs_already_planned(async_store: AsyncSto
     assert {r.max_retries for r in runs} == {2}
 
 
-async def test_pausing_drops_overdue_planned_runs_too(async_store: AsyncStore) -> None:
-    """Runs that fell due while no runner was up must not start once the schedule is paused."""
-    deployment = await async_store.upsert_deployment(every(60))
+async def planned_at(store: AsyncStore, deployment: Deployment, at: datetime) -> FlowRun:
+    """A run of the deployment's (first) schedule for ``at``, as planning creates it."""
     key = schedule_key(deployment.schedules[0])
-    overdue_at = utcnow() - timedelta(minutes=5)
-    overdue, _ = await async_store.create_flow_run(
+    run, _ = await store.create_flow_run(
         NewFlowRun(
             flow_name="touch",
             deployment_id=deployment.id,
-            idempotency_key=f"scheduled:{key}:{overdue_at.isoformat()}",
-            expected_start_time=overdue_at,
+            idempotency_key=f"scheduled:{key}:{at.isoformat()}",
+            expected_start_time=at,
         )
     )
+    return run
+
+
+async def test_pausing_drops_overdue_planned_runs_too(async_store: AsyncStore) -> None:
+    """Runs that fell due while no runner was up must not start once the schedule is paused."""
+    deployment = await async_store.upsert_deployment(every(60))
+    overdue = await planned_at(async_store, deployment, utcnow() - timedelta(minutes=5))
     changed = await async_store.upsert_deployment(every(60).model_copy(update={"retries": 1}))
     assert [r.id for r in await async_store.read_flow_runs(deployment_id=changed.id)] == [
         overdue.id
@@ -109,16 +114,7 @@ async def test_the_time_a_deployment_was_paused_is_not_missed_time(
 ) -> None:
     catching_up = every(60).model_copy(update={"catchup": True})
     deployment = await async_store.upsert_deployment(catching_up)
-    key = schedule_key(deployment.schedules[0])
-    ran_at = utcnow() - timedelta(minutes=10)
-    last, _ = await async_store.create_flow_run(
-        NewFlowRun(
-            flow_name="touch",
-            deployment_id=deployment.id,
-            idempotency_key=f"scheduled:{key}:{ran_at.isoformat()}",
-            expected_start_time=ran_at,
-        )
-    )
+    last = await planned_at(async_store, deployment, utcnow() - timedelta(minutes=10))
     await async_store.set_state(last.id, State(type=StateType.PENDING))
     await async_store.set_state(last.id, State(type=StateType.COMPLETED))
     await async_store.upsert_deployment(catching_up.model_copy(update={"paused": True}))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -18,6 +20,8 @@ from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord, SQLStore
 from headrace.store.migrate import current_revision, head_revision
 from headrace.store.sql import Attempt
+
+T = TypeVar("T")
 
 
 def spec(name: str = "default", flow_name: str = "etl", **overrides: object) -> DeploymentSpec:
@@ -270,6 +274,32 @@ def test_cancellation_of_scheduled_and_running_runs(store: SQLStore) -> None:
         store.request_cancellation(running_id)
 
 
+def all_at_once(
+    database_url: str, count: int, call: Callable[[SQLStore], T]
+) -> tuple[list[T], list[BaseException]]:
+    """``call`` on ``count`` stores of their own (runners, say), released together."""
+    stores = [SQLStore(database_url) for _ in range(count)]
+    results: list[T] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(count)
+
+    def one(store: SQLStore) -> None:
+        gate.wait()
+        try:
+            results.append(call(store))
+        except BaseException as exc:  # pragma: no cover - what the tests look for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for store in stores:
+        store.close()
+    return results, errors
+
+
 def test_runners_planning_the_same_runs_at_once_create_each_once(
     store: SQLStore, database_url: str
 ) -> None:
@@ -284,25 +314,7 @@ def test_runners_planning_the_same_runs_at_once_create_each_once(
         )
         for i in range(20)
     ]
-    others = [SQLStore(database_url) for _ in range(3)]
-    created: list[int] = []
-    errors: list[BaseException] = []
-    gate = threading.Barrier(len(others))
-
-    def plan(other: SQLStore) -> None:
-        gate.wait()
-        try:
-            created.append(other.create_planned_runs(planned))
-        except BaseException as exc:  # pragma: no cover - what the test looks for
-            errors.append(exc)
-
-    threads = [threading.Thread(target=plan, args=(other,)) for other in others]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for other in others:
-        other.close()
+    created, errors = all_at_once(database_url, 3, lambda other: other.create_planned_runs(planned))
     assert errors == []
     assert sum(created) == 20
     assert len(store.read_flow_runs(deployment_id=deployment.id)) == 20
@@ -312,31 +324,14 @@ def test_runners_planning_the_same_runs_at_once_create_each_once(
 def test_runners_registering_one_new_deployment_at_once_share_it(
     store: SQLStore, database_url: str
 ) -> None:
-    others = [SQLStore(database_url) for _ in range(4)]
-    ids: list[UUID] = []
-    errors: list[BaseException] = []
-    gate = threading.Barrier(len(others))
+    for name in (uuid4().hex for _ in range(5)):
 
-    for _ in range(5):
-        name = uuid4().hex
-        ids.clear()
+        def register(other: SQLStore, name: str = name) -> UUID:
+            return other.upsert_deployment(spec(name)).id
 
-        def register_named(other: SQLStore, name: str = name) -> None:
-            gate.wait()
-            try:
-                ids.append(other.upsert_deployment(spec(name)).id)
-            except BaseException as exc:  # pragma: no cover - what the test looks for
-                errors.append(exc)
-
-        threads = [threading.Thread(target=register_named, args=(o,)) for o in others]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        ids, errors = all_at_once(database_url, 4, register)
         assert errors == []
-        assert len(ids) == len(others) and len(set(ids)) == 1
-    for other in others:
-        other.close()
+        assert len(ids) == 4 and len(set(ids)) == 1
 
 
 def test_a_state_write_for_an_attempt_taken_over_is_refused(store: SQLStore) -> None:
