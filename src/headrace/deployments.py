@@ -133,7 +133,14 @@ class RunnerDeployment:
                 raise InvalidDeployment(
                     f"Deployment {self.name!r}: schedule {number} has invalid parameters: {exc}"
                 ) from exc
-            if schedule.active and not next_times(schedule, after=now, count=1):
+            try:
+                fires = not schedule.active or bool(next_times(schedule, after=now, count=1))
+            except OverflowError:  # checked here, not by the model: stored records still load
+                raise InvalidDeployment(
+                    f"Deployment {self.name!r}: schedule {number} cannot be planned: "
+                    "its times leave the calendar (after the year 9999)"
+                ) from None
+            if not fires:
                 raise InvalidDeployment(
                     f"Deployment {self.name!r}: schedule {number} never fires after now"
                 )

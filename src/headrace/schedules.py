@@ -105,10 +105,6 @@ class CronSchedule(BaseModel):
         return value
 
 
-MAX_INTERVAL = timedelta(days=3660)
-"""Ten years: a longer interval's times would soon leave the calendar (year 9999)."""
-
-
 class IntervalSchedule(BaseModel):
     """Fires every `interval`, counted from `anchor_date` (seconds are accepted too)."""
 
@@ -124,11 +120,6 @@ class IntervalSchedule(BaseModel):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError(f"interval must be positive, got {value.total_seconds()} seconds")
-        if value > MAX_INTERVAL:
-            raise ValueError(
-                f"interval must be at most {MAX_INTERVAL.days} days, "
-                f"got {value.total_seconds():g} seconds"
-            )
         return value
 
     @field_serializer("interval", when_used="json")
