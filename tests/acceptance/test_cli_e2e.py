@@ -285,3 +285,32 @@ def test_serve_on_port_0_advertises_the_port_it_got(cli_env: dict[str, str]) -> 
             process.kill()
             process.wait(SHUTDOWN_SECONDS)
             lines.join(SHUTDOWN_SECONDS)
+
+
+def test_a_second_signal_during_the_drain_requeues_at_once(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C twice: the runner stops now, and its running run is requeued, not stranded."""
+    with serving(cli_env, tmp_path, "tests/flows/basic.py:sleepy", "--name", "nap") as (
+        process,
+        banner,
+    ):
+        trigger = re.search(r"POST (http://\S+/run)", banner)
+        assert trigger, banner
+        response = httpx.post(trigger[1], json={"seconds": 60}, timeout=COMMAND_SECONDS)
+        run_id = response.json()["flow_run_id"]
+        base = trigger[1].split("/deployment/")[0]
+        deadline = time.monotonic() + COMMAND_SECONDS
+        while httpx.get(f"{base}/flow_runs/{run_id}").json()["state"]["type"] != "RUNNING":
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        log = tmp_path / "serve.log"
+        while "Waiting up to" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(SHUTDOWN_SECONDS) == 0
+    inspected = json.loads(headrace(cli_env, "runs", "inspect", run_id, "--json").stdout)
+    assert inspected["state"]["type"] == "SCHEDULED" and inspected["state"]["name"] == "Requeued"
+    assert "requeueing the running runs now" in log.read_text()

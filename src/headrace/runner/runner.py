@@ -86,6 +86,8 @@ class Runner:
         self._claim_lock = asyncio.Lock()
         self._runs_left_queued = True
         self._last_heartbeat = 0.0
+        self._hurry = asyncio.Event()
+        """Set by a second signal during the drain: requeue what still runs at once."""
         """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self._make_pollers()
 
@@ -199,6 +201,7 @@ class Runner:
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._make_pollers()
+        self._hurry = asyncio.Event()
         self._polls = 0
         store = self.store
         if self._starter is None:
@@ -234,9 +237,10 @@ class Runner:
         The first poll happens before the webserver listens, so its health
         check is green from its first answer.
         """
-        async with self:
-            serve_web = self.webserver if webserver is None else webserver
-            with self._signals_handled():
+        # Signals stay handled through the drain: a second one cuts the grace period short.
+        with self._signals_handled():
+            async with self:
+                serve_web = self.webserver if webserver is None else webserver
                 await self._poll.run_once()
                 web_task = await self._start_webserver() if serve_web else None
                 settle_heap()
@@ -293,6 +297,10 @@ class Runner:
                 loop.remove_signal_handler(signum)
 
     def _on_signal(self, signum: signal.Signals) -> None:
+        if self._poll.stopping:  # already draining (a signal, /shutdown or stop())
+            logger.warning("Received %s again: requeueing the running runs now", signum.name)
+            self._hurry.set()
+            return
         logger.warning("Received %s: draining, then stopping", signum.name)
         asyncio.get_running_loop().create_task(self.stop())
 
@@ -460,11 +468,28 @@ class Runner:
             count = len(finishing)
             runs = "run" if count == 1 else "runs"
             logger.info("Waiting up to %gs for %d %s to finish", self._grace, count, runs)
-            await asyncio.wait(finishing, timeout=self._grace)
+            await self._wait_unless_hurried(finishing)
         for handle in list(executor.active.values()):
             executor.kill(handle.run.id, KillReason.REQUEUE)
         tasks = [h.task for h in handles if h.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_unless_hurried(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Until ``tasks`` are done, the grace period ends or a second signal comes."""
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        try:
+            async with asyncio.timeout(self._grace):
+                while pending and not hurry.done():
+                    done, _ = await asyncio.wait(
+                        [*pending, hurry], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    pending -= done
+        except TimeoutError:
+            pass  # the grace period is over: what still runs is requeued
+        finally:
+            hurry.cancel()
+            await asyncio.gather(hurry, return_exceptions=True)
 
     @property
     def _grace(self) -> float:
