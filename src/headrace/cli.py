@@ -238,7 +238,10 @@ def serve(
     port: Annotated[
         int | None,
         typer.Option(
-            envvar="HEADRACE_RUNNER_SERVER_PORT", help="Webserver port \\[default: 8080]."
+            envvar="HEADRACE_RUNNER_SERVER_PORT",
+            min=0,
+            max=65535,
+            help="Webserver port (0: any free one) \\[default: 8080].",
         ),
     ] = None,
     webserver: Annotated[bool, typer.Option(hidden=True)] = True,

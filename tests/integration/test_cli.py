@@ -239,6 +239,12 @@ def test_deployments_ls_and_inspect(settings: Settings, env: dict[str, str | Non
     )
 
 
+def test_a_port_out_of_range_names_the_option(env: dict[str, str | None]) -> None:
+    result = invoke(env, "serve", "tests/flows/basic.py:add", "--port", "99999")
+    assert result.exit_code == 2, result.output
+    assert "'--port'" in result.stderr and "Traceback" not in result.output
+
+
 def test_an_unusable_home_is_named_not_a_traceback(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("not a folder")
