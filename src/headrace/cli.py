@@ -165,7 +165,9 @@ async def resolve_deployment(client: HeadraceClient, ref: str) -> Deployment:
             return matches[0]
         if matches:
             candidates = ", ".join(sorted(f"{d.flow_name}/{d.name}" for d in matches))
-            raise UsageProblem(f"{ref!r} names more than one deployment: give one of {candidates}")
+            raise ObjectNotFound(  # not one deployment: a user error, as an unknown name is
+                f"{ref!r} names more than one deployment: give one of {candidates}"
+            )
     raise ObjectNotFound(
         f"No deployment {ref!r}: give FLOW/DEPLOYMENT or an id "
         "(`headrace deployments ls` lists them)"

@@ -262,7 +262,6 @@ def test_a_name_two_deployments_share_is_ambiguous(
         assert_one_error_line(
             invoke(env, *command),
             "'same' names more than one deployment: give one of add/same, fail/same",
-            code=2,  # a usage problem: the name does not say which
         )
 
 
