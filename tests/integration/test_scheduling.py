@@ -217,7 +217,9 @@ async def test_missed_runs_follow_the_catchup_policy(async_store: AsyncStore) ->
         for r in await async_store.read_flow_runs(deployment_id=catchup.id)
         if r.state.name == "Late"
     ]
-    assert 9 <= len(late) <= 10  # every missed minute
+    # Every missed minute: the window is ten minutes plus the test's own time, so the
+    # minute it crosses (if any) is missed too.
+    assert 10 <= len(late) <= 11
 
 
 async def test_two_runners_share_a_schedule_without_duplicates(
