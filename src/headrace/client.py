@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from headrace.deployments import Deployment
+from headrace.exceptions import ParameterValidationError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
+from headrace.storable import find_unstorable
 from headrace.store import AsyncStore, SQLStore
 from headrace.store.changes import Wake
 from headrace.validation import validate_with_schema
@@ -77,6 +79,7 @@ class HeadraceClient:
     ) -> FlowRun:
         """Queue a run of a deployment: parameters merged over its defaults and checked."""
         deployment = await self.store.read_deployment(deployment_id)
+        _check_storable(parameters)
         new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         run, created = await self.store.create_flow_run(new)
         if created:
@@ -101,6 +104,7 @@ class HeadraceClient:
         from headrace.deployments import entrypoint_of
 
         checked = flow.validate_json_parameters(parameters or {})
+        _check_storable(checked)
         new = NewFlowRun(
             flow_name=flow.name,
             entrypoint=entrypoint or entrypoint_of(flow),
@@ -151,6 +155,13 @@ class HeadraceClient:
         run = await self.store.request_cancellation(flow_run_id)
         _wake_runners("cancelled")
         return run
+
+
+def _check_storable(parameters: dict[str, Any] | None) -> None:
+    """Refuse text no store can keep (NUL, unpaired surrogates), naming where it is."""
+    if parameters and (problem := find_unstorable(parameters)):
+        where, what = problem
+        raise ParameterValidationError([{"parameter": where or "parameters", "message": what}])
 
 
 def new_run_for_deployment(

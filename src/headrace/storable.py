@@ -8,6 +8,7 @@ What comes from a run is repaired; what comes from a request is refused.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -23,4 +24,23 @@ def unstorable_reason(text: str) -> str | None:
         return "NUL (\\u0000) characters"
     if _UNPAIRED_SURROGATE.search(text):
         return "unpaired surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def find_unstorable(value: Any) -> tuple[str, str] | None:
+    """Where a JSON value holds a string no store can keep (a path such as ``tags[1]``, or
+    ``""`` for the value itself), and what is wrong; None when it holds none."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if reason := unstorable_reason(item):
+                return path, f"strings cannot contain {reason}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and (reason := unstorable_reason(key)):
+                    return path, f"keys cannot contain {reason}"
+                stack.append((child, f"{path}.{key}" if path else str(key)))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
     return None

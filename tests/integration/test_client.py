@@ -12,7 +12,7 @@ from headrace.exceptions import ObjectNotFound, ParameterValidationError
 from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
-from tests.flows import basic, nested
+from tests.flows import basic, extra, nested
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,6 +38,22 @@ async def test_unknown_ids_raise_object_not_found(settings: Settings) -> None:
         ):
             with pytest.raises(ObjectNotFound):
                 await method(missing)
+
+
+async def test_text_no_store_can_keep_is_refused_naming_where(settings: Settings) -> None:
+    adder, _ = await deploy(settings)
+    async with get_client(settings) as client:
+        with pytest.raises(ParameterValidationError) as raised:
+            await client.create_flow_run_from_deployment(adder, {"x": 1, "y": ["a\ud800"]})
+        assert raised.value.errors == [
+            {
+                "parameter": "y[0]",
+                "message": "strings cannot contain unpaired surrogates (\\ud800-\\udfff)",
+            }
+        ]
+        with pytest.raises(ParameterValidationError, match="NUL"):
+            await client.create_flow_run(extra.echo, {"value": "a\x00b"})
+        assert await client.read_flow_runs() == []
 
 
 async def test_deployments_are_read_back(settings: Settings) -> None:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headrace.flow_runs import FlowRun
-from headrace.storable import unstorable_reason
+from headrace.storable import find_unstorable
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_NESTING = 64
@@ -73,8 +73,9 @@ async def read_json_object(request: Request, *, empty: dict[str, Any] | None = N
         raise BadRequestBody("The request body must be a JSON object")
     if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _depth(value) > MAX_NESTING:
         raise BadRequestBody(f"The request body is nested more than {MAX_NESTING} levels deep")
-    if _MAY_HOLD_UNSTORABLE.search(raw) and (problem := _unstorable_string(value)):
-        raise BadRequestBody(problem)
+    if _MAY_HOLD_UNSTORABLE.search(raw) and (problem := find_unstorable(value)):
+        where, what = problem
+        raise BadRequestBody(f"{where or 'The request body'}: {what}")
     return value
 
 
@@ -104,24 +105,6 @@ def _depth(value: Any) -> int:
             deepest = max(deepest, level)
             stack.extend((child, level + 1) for child in _children(item))
     return deepest
-
-
-def _unstorable_string(value: Any) -> str | None:
-    """Where the body has a string no store can keep, and why; None when it has none."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, str):
-            if reason := unstorable_reason(item):
-                return f"{path or 'The request body'}: strings cannot contain {reason}"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if reason := unstorable_reason(key):
-                    return f"{path or 'The request body'}: keys cannot contain {reason}"
-                stack.append((child, f"{path}.{key}" if path else key))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
-    return None
 
 
 def _short(exc: BaseException) -> str:
