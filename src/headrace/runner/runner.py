@@ -85,10 +85,10 @@ class Runner:
         self._next_poll_delay = self.query_seconds
         self._claim_lock = asyncio.Lock()
         self._runs_left_queued = True
+        """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self._last_heartbeat = 0.0
         self._hurry = asyncio.Event()
         """Set by a second signal during the drain: requeue what still runs at once."""
-        """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self._make_pollers()
 
     def _make_pollers(self) -> None:
@@ -201,7 +201,7 @@ class Runner:
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._make_pollers()
-        self._hurry = asyncio.Event()
+        self._hurry.clear()
         self._polls = 0
         store = self.store
         if self._starter is None:

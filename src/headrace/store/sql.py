@@ -113,7 +113,7 @@ class SQLStore(Claims, StateChanges):
             & (flow_runs.c.run_count == 0)
             & flow_runs.c.idempotency_key.startswith(SCHEDULED_PREFIX)
         )
-        kept = [] if spec.paused else [schedule_key(s) for s in spec.schedules if s.active]
+        kept = _active_keys(spec)
         dropped = sa.and_(
             sa.true(),
             *(~flow_runs.c.idempotency_key.startswith(f"{SCHEDULED_PREFIX}{k}:") for k in kept),

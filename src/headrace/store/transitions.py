@@ -160,13 +160,11 @@ class StateChanges(SQLBase):
                 return flow_run_from_row(row._asdict())
             message = "Cancel requested"
             if target.is_terminal:  # it was waiting: for its first start, or to run again
-                attempts = conn.execute(
+                ran = conn.execute(
                     sa.select(flow_runs.c.run_count).where(flow_runs.c.id == flow_run_id)
                 ).scalar()
                 message = (
-                    "Cancelled while waiting to run again"
-                    if attempts
-                    else ("Cancelled before it started")
+                    "Cancelled while waiting to run again" if ran else "Cancelled before it started"
                 )
             state = State(type=target, message=message)
             changed = self._apply_state(conn, flow_run_id, [current], state, {})
