@@ -16,10 +16,10 @@ from uuid import UUID
 from headrace.deployments import Deployment
 from headrace.exceptions import ParameterValidationError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
+from headrace.jsonvalues import find_unstorable
 from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
-from headrace.storable import find_unstorable
 from headrace.store import AsyncStore, SQLStore
 from headrace.store.changes import Wake
 from headrace.validation import validate_with_schema

@@ -95,7 +95,7 @@ not_a_flow = 42
 @flow
 def new_imports() -> list[str]:
     """Modules this run imported that its fork server had not."""
-    from headrace import engine
+    from headrace.process import child as engine
 
     return sorted(set(sys.modules) - engine.preloaded_modules)
 

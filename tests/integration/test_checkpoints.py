@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import headrace.store.engine as store_engine
+import headrace.store.dialects as store_engine
 from headrace.store import SQLStore
-from headrace.store.facade import AsyncStore
+from headrace.store.async_store import AsyncStore
 from tests.helpers import eventually
 from tests.integration.test_store import queue_runs, spec
 

@@ -341,7 +341,7 @@ def test_watch_timeout_and_ctrl_c_leave_the_run_alone(
     async def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("headrace.cli_watch.follow_run", interrupted)
+    monkeypatch.setattr("headrace.cli.watch.follow_run", interrupted)
     stopped = invoke(env, "run", "add/adder", "-p", "x=1", "--watch")
     assert stopped.exit_code == 130, stopped.output
     assert "Ctrl-C" in stopped.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 PROBE = """
 import json, sys
 from headrace.exceptions import StoreError
-from headrace.runner.tuning import tune_for_serving
+from headrace.runner.serving import tune_for_serving
 from headrace.store import SQLStore
 from headrace.store.migrate import is_up_to_date
 

@@ -25,7 +25,7 @@ from headrace.runner import Runner
 from headrace.runner.server import build_server, get_subflow_schemas
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
-from headrace.store.base import MAX_PAGE
+from headrace.store.records import MAX_PAGE
 from tests.flows import basic, extra, nested
 from tests.helpers import eventually, make_runner, running, wait_for_state
 
@@ -361,7 +361,7 @@ async def test_unmanaged_flow_allowed_runs_with_a_warning(
     runner, _ = await served(allowing)
     app = await build_server(runner)
     async with running(runner), client(app) as c:
-        with caplog.at_level(logging.WARNING, logger="headrace.runner.triggers"):
+        with caplog.at_level(logging.WARNING, logger="headrace.runner.server.triggers"):
             response = await c.post(
                 "/flow/run", json={"entrypoint": UNMANAGED, "parameters": {"n": 1}}
             )
@@ -394,7 +394,7 @@ async def test_changed_schema_runs_with_a_warning(
     built = script.stat().st_mtime_ns
     os.utime(script, ns=(built + 10**9, built + 10**9))  # a coarse clock must not hide the edit
     async with client(app) as c:
-        with caplog.at_level(logging.WARNING, logger="headrace.runner.triggers"):
+        with caplog.at_level(logging.WARNING, logger="headrace.runner.server.triggers"):
             response = await c.post(
                 "/flow/run", json={"entrypoint": entrypoint, "parameters": {"a": 1, "b": 2}}
             )

@@ -204,7 +204,7 @@ def test_console_script_module_entry_and_typing_marker() -> None:
 async def test_the_banner_appears_once_the_trigger_url_answers(
     database_url: str, tmp_path: Path
 ) -> None:
-    from headrace.cli_serve import serve_until_stopped
+    from headrace.cli.serve import serve_until_stopped
     from tests.flows import basic
     from tests.helpers import make_runner
 

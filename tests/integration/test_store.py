@@ -456,8 +456,8 @@ def test_postgres_bookkeeping_takes_one_thread_and_never_holds_up_callers(
     postgres_url: str,
 ) -> None:
     """Claims and bookkeeping queue on one thread; what a caller waits on has the pool."""
-    from headrace.store.facade import AsyncStore
-    from headrace.store.worker import BACKGROUND, DISPATCH
+    from headrace.store.async_store import AsyncStore
+    from headrace.store.threads import BACKGROUND, DISPATCH
 
     store = AsyncStore(SQLStore(postgres_url))
     gate = threading.Event()

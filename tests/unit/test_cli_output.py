@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from headrace.cli import masked_url, parse_states
-from headrace.cli_output import (
+from headrace.cli.output import (
     describe_schedule,
     final_line,
     format_duration,
@@ -18,8 +18,8 @@ from headrace.cli_output import (
     run_label,
     runs_table,
 )
-from headrace.cli_params import UsageProblem
-from headrace.cli_serve import schedules_from_options
+from headrace.cli.params import UsageProblem
+from headrace.cli.serve import schedules_from_options
 from headrace.flow_runs import FlowRun
 from headrace.schedules import construct_schedule
 from headrace.states import State, StateType

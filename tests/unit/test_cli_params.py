@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from headrace.cli_params import (
+from headrace.cli.params import (
     ParameterSyntaxError,
     collect_parameters,
     parse_param,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from headrace.cli_watch import in_order
+from headrace.cli.watch import in_order
 from headrace.flow_runs import LogRecord
 from headrace.states import State, StateType
 

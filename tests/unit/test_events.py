@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from headrace.runner.events import EventReader
+from headrace.process.events import EventReader
 from tests.helpers import eventually
 
 

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from headrace.store.batching import GroupCommit
+from headrace.store.group_commit import GroupCommit
 
 
 async def test_concurrent_items_share_a_batch_and_keep_their_own_errors() -> None:

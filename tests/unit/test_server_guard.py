@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from headrace.runner.guard import Guard
+from headrace.runner.server.middleware import Guard
 
 
 async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:

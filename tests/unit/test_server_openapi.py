@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headrace.runner.openapi import inject_request_bodies, move_definitions
+from headrace.runner.server.openapi import inject_request_bodies, move_definitions
 
 
 def _schema(point_fields: dict[str, Any]) -> dict[str, Any]:

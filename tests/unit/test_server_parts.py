@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from headrace.runner import backlog as backlog_module
-from headrace.runner.backlog import Backlog
-from headrace.runner.responses import BadRequestBody, read_json_object
 from headrace.runner.server import _is_loopback
+from headrace.runner.server import backlog as backlog_module
+from headrace.runner.server.backlog import Backlog
+from headrace.runner.server.json_io import BadRequestBody, read_json_object
 
 
 def _request(body: bytes) -> Request:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
+from headrace.store.threads import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
 
 def test_queued_work_runs_by_priority_then_in_arrival_order() -> None:

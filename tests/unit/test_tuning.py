@@ -9,7 +9,7 @@ import pytest
 
 PROBE = """
 import gc, sys
-from headrace.runner import tuning
+from headrace.runner import serving as tuning
 if {serving}:
     tuning.tune_for_serving()
 tuning.settle_heap()

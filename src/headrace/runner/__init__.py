@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from headrace.console import configure_logging
 from headrace.deployments import RunnerDeployment
+from headrace.logconfig import configure_logging
 from headrace.runner.runner import Runner
-from headrace.runner.tuning import run_serving
+from headrace.runner.serving import run_serving
 from headrace.settings import load_settings
 
 

@@ -18,14 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from headrace.engine import ChildJob
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun
-from headrace.runner.events import EventReader
+from headrace.process.child import ChildJob
+from headrace.process.events import EventReader
+from headrace.process.output import read_output
+from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
-from headrace.runner.output import read_output
-from headrace.runner.processes import ChildProcess, ProcessLost, ProcessStarter
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
 from headrace.store.sql import Attempt

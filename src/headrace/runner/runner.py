@@ -23,13 +23,13 @@ from headrace.client import add_wakeup, remove_wakeup, store_for
 from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
 from headrace.names import default_runner_name
+from headrace.process.starter import ForkServerStarter, ProcessStarter
 from headrace.runner.executor import Executor
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
-from headrace.runner.processes import ForkServerStarter, ProcessStarter
 from headrace.runner.recovery import recover_orphans
-from headrace.runner.tuning import settle_heap
+from headrace.runner.serving import settle_heap
 from headrace.schedules import DeploymentSchedule
 from headrace.settings import Settings, load_settings
 from headrace.states import StateType, utcnow

@@ -8,8 +8,8 @@ PostgreSQL.
 
 from __future__ import annotations
 
-from headrace.store.base import RunnerRecord
-from headrace.store.facade import AsyncStore, open_store
+from headrace.store.async_store import AsyncStore, open_store
+from headrace.store.records import RunnerRecord
 from headrace.store.sql import SQLStore
 
 __all__ = ["AsyncStore", "RunnerRecord", "SQLStore", "open_store"]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from headrace.store.engine import detached_connection, own_backend_pids
+from headrace.store.dialects import detached_connection, own_backend_pids
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from headrace.store.engine import detached_connection
+from headrace.store.dialects import detached_connection
 
 logger = logging.getLogger(__name__)
 

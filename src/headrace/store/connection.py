@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from headrace.exceptions import ObjectNotFound, StoreError, StoreUnavailable
 from headrace.states import StateType
-from headrace.store.engine import WRITE_OPTION, create_engine
+from headrace.store.dialects import WRITE_OPTION, create_engine
 from headrace.store.migrate import upgrade
 from headrace.store.tables import flow_runs
 

@@ -135,7 +135,7 @@ def _migration_lock(engine: sa.Engine) -> Iterator[None]:
 
 def main() -> None:
     """``python -m headrace.store.migrate``: migrate the database named in the environment."""
-    from headrace.store.engine import create_engine
+    from headrace.store.dialects import create_engine
 
     engine = create_engine(os.environ[URL_VARIABLE])
     try:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.names import generate_run_name
 from headrace.states import State, StateType
-from headrace.store.base import RunnerRecord
+from headrace.store.records import RunnerRecord
 from headrace.store.tables import UTCDateTime, flow_runs
 
 Owner = tuple[Collection[UUID], str | None]

@@ -23,8 +23,8 @@ from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.schedules import schedule_key
 from headrace.states import ACTIVE_STATES, StateType, utcnow
-from headrace.store.base import MAX_PAGE, RunnerRecord
 from headrace.store.claims import Claims
+from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import (
     flow_run_from_row,
     idempotency_scope,

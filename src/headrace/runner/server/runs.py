@@ -10,11 +10,11 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response, StreamingResponse
 
 from headrace.deployments import Deployment
-from headrace.runner.context import ServerContext
-from headrace.runner.responses import json_response, raw_json_response, run_json
-from headrace.runner.watch import follow_logs, log_json
+from headrace.runner.server.context import ServerContext
+from headrace.runner.server.json_io import json_response, raw_json_response, run_json
+from headrace.runner.server.watch import follow_logs, log_json
 from headrace.states import StateType
-from headrace.store.base import MAX_PAGE
+from headrace.store.records import MAX_PAGE
 
 MAX_OFFSET = 2**31 - 1
 MAX_LOG_ID = 2**53

@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from headrace.cli_output import format_duration, log_line, run_seconds, state_change_line
+from headrace.cli.output import format_duration, log_line, run_seconds, state_change_line
 from headrace.client import HeadraceClient
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.states import State, StateType
-from headrace.store.base import MAX_PAGE
+from headrace.store.records import MAX_PAGE
 
 WATCH_POLL_SECONDS = 0.2
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from headrace.cli_params import UsageProblem
+from headrace.cli.params import UsageProblem
 from headrace.exceptions import HeadraceError
 from headrace.settings import Settings
 
@@ -126,7 +126,7 @@ async def serve_until_stopped(
 
 def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
     """One line: what is served, how to trigger it, how to stop."""
-    from headrace.cli_output import deployment_label, describe_schedules
+    from headrace.cli.output import deployment_label, describe_schedules
 
     label = deployment_label(deployment)
     text = Text.assemble("Serving ", (label, "bold"), f" ({deployment.id})")

@@ -1,6 +1,6 @@
 """Starting and stopping a run's process: the strategy, and the handle it returns.
 
-The default starter asks a warm fork server (``headrace.forkserver``) to fork
+The default starter asks a warm fork server (``headrace.process.forkserver``) to fork
 each run, so starting a run costs a fork, not an interpreter start and its
 imports. The exchange is asynchronous: the runner's event loop never blocks on
 it. Every run still gets a process, and a process group, of its own.
@@ -22,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from headrace.engine import ChildJob
-from headrace.forkserver import (
+from headrace.process.child import ChildJob
+from headrace.process.forkserver import (
     EXITED,
     PRELOAD_VARIABLE,
     READY,
@@ -125,7 +125,7 @@ class ForkServerStarter:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "headrace.forkserver",
+            "headrace.process.forkserver",
             str(theirs.fileno()),
             pass_fds=[theirs.fileno()],
             env=env,

@@ -23,12 +23,12 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from headrace.cli_params import UsageProblem, collect_parameters
+from headrace.cli.params import UsageProblem, collect_parameters
 from headrace.exceptions import HeadraceError, ObjectNotFound, ParameterValidationError
 from headrace.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from headrace.cli_watch import Follow
+    from headrace.cli.watch import Follow
     from headrace.client import HeadraceClient
     from headrace.deployments import Deployment
 
@@ -250,9 +250,9 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="Console log level.")] = LogLevel.info,
 ) -> None:
     """Serve a flow as a deployment, with its webserver, until Ctrl-C or SIGTERM."""
-    from headrace.cli_serve import schedules_from_options, serve_entrypoint
-    from headrace.console import configure_logging
-    from headrace.runner.tuning import run_serving
+    from headrace.cli.serve import schedules_from_options, serve_entrypoint
+    from headrace.logconfig import configure_logging
+    from headrace.runner.serving import run_serving
 
     with reported_errors():
         settings = _settings(
@@ -284,7 +284,7 @@ def deployments_ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List deployments, by flow and name."""
-    from headrace.cli_output import deployments_table
+    from headrace.cli.output import deployments_table
 
     with reported_errors():
         settings = _settings()
@@ -304,7 +304,7 @@ def deployments_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a deployment: schedules, parameters and recent runs."""
-    from headrace.cli_output import deployment_detail
+    from headrace.cli.output import deployment_detail
 
     async def read(client: HeadraceClient) -> tuple[Deployment, list[Any]]:
         found = await resolve_deployment(client, deployment)
@@ -354,7 +354,7 @@ def run(
     Prints the run's id. With --watch the exit code is 0 when the run completes,
     1 when it fails, crashes or is cancelled, and 130 on Ctrl-C (the run goes on).
     """
-    from headrace.cli_watch import Follow
+    from headrace.cli.watch import Follow
 
     with reported_errors():
         if timeout is not None and not watch:
@@ -372,7 +372,7 @@ def _trigger(
     ref: str, parameters: dict[str, Any], follow: Follow | None
 ) -> Callable[[HeadraceClient], Awaitable[int]]:
     async def trigger(client: HeadraceClient) -> int:
-        from headrace.cli_output import deployment_label
+        from headrace.cli.output import deployment_label
 
         deployment = await resolve_deployment(client, ref)
         created = await client.create_flow_run_from_deployment(deployment.id, parameters)
@@ -389,8 +389,8 @@ def _trigger(
 
 
 async def _watch(client: HeadraceClient, flow_run_id: UUID, follow: Follow) -> int:
-    from headrace.cli_output import final_line
-    from headrace.cli_watch import follow_run
+    from headrace.cli.output import final_line
+    from headrace.cli.watch import follow_run
     from headrace.states import StateType
 
     out = _stdout()
@@ -440,7 +440,7 @@ def runs_ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List flow runs, newest first."""
-    from headrace.cli_output import deployment_label, runs_table
+    from headrace.cli.output import deployment_label, runs_table
 
     async def read(client: HeadraceClient) -> tuple[list[Any], dict[UUID, str]]:
         deployment_id = None
@@ -485,7 +485,7 @@ def runs_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a flow run: state history, parameters and result."""
-    from headrace.cli_output import deployment_label, run_detail
+    from headrace.cli.output import deployment_label, run_detail
 
     async def read(client: HeadraceClient) -> tuple[Any, list[Any], dict[UUID, str]]:
         found = await client.read_flow_run(run_id)
@@ -517,7 +517,7 @@ def runs_logs(
     ] = False,
 ) -> None:
     """Print a flow run's logs."""
-    from headrace.cli_watch import Follow, follow_run, print_logs
+    from headrace.cli.watch import Follow, follow_run, print_logs
 
     async def show(client: HeadraceClient) -> int:
         out = _stdout()

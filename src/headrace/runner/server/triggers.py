@@ -23,17 +23,17 @@ from headrace.client import new_run_for_deployment
 from headrace.deployments import Deployment
 from headrace.exceptions import EntrypointError
 from headrace.flow_runs import FlowRun, NewFlowRun
-from headrace.runner.backlog import QUEUE_DEPTH_HEADER
-from headrace.runner.context import ServerContext
-from headrace.runner.importspace import AnyFlow
-from headrace.runner.responses import (
+from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER
+from headrace.runner.server.context import ServerContext
+from headrace.runner.server.import_space import AnyFlow
+from headrace.runner.server.json_io import (
     json_response,
     message,
     raw_json_response,
     read_json_object,
     run_json,
 )
-from headrace.runner.watch import MAX_WAIT_SECONDS, wait_for_end
+from headrace.runner.server.watch import MAX_WAIT_SECONDS, wait_for_end
 from headrace.validation import prepare_validator
 
 logger = logging.getLogger(__name__)

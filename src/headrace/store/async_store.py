@@ -14,12 +14,12 @@ from headrace.deployments import Deployment, DeploymentSpec
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.settings import Settings
 from headrace.states import State, StateType
-from headrace.store.base import MAX_PAGE, RunnerRecord
-from headrace.store.batching import GroupCommit
 from headrace.store.changes import Wake, watch_changes
 from headrace.store.checkpoints import Checkpointer
+from headrace.store.group_commit import GroupCommit
+from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.sql import Attempt, SQLStore, StateChange
-from headrace.store.worker import BACKGROUND, DISPATCH, URGENT, StoreWorker
+from headrace.store.threads import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """The fork server: a warm interpreter that forks one process per flow run.
 
-Started by the runner as ``python -m headrace.forkserver FD``. It imports the
+Started by the runner as ``python -m headrace.process.forkserver FD``. It imports the
 engine, pydantic and the served flows once; each run is then a ``fork()``
 (about a millisecond) instead of a new interpreter (far more, before the
 user's imports). It speaks a tiny protocol over the Unix socket ``FD``:
@@ -82,7 +82,7 @@ def _run_in_child(sock: socket.socket, job: Any, fds: list[int]) -> None:
         os.close(stderr_fd)
         from multiprocessing.connection import Connection
 
-        from headrace.engine import run_child
+        from headrace.process.child import run_child
 
         run_child(job, Connection(events_fd, readable=False))
         code = 0
@@ -157,10 +157,10 @@ def _preload() -> None:
     import contextlib
     import multiprocessing.connection  # noqa: F401 - every run reports over one
 
-    import headrace.engine
     import headrace.entrypoints
     import headrace.flows
     import headrace.parameters
+    import headrace.process.child
 
     paths = os.environ.get(SYS_PATH_VARIABLE)
     if paths:
@@ -185,10 +185,10 @@ def main() -> None:
     os.nice(RUN_NICENESS)
     release_cpus()
     _preload()
-    import headrace.engine
+    import headrace.process.child
 
-    headrace.engine.prepare_fork_server()
-    headrace.engine.preloaded_modules = frozenset(sys.modules)
+    headrace.process.child.prepare_fork_server()
+    headrace.process.child.preloaded_modules = frozenset(sys.modules)
     # Move everything imported so far out of the collector's sight: a run's garbage
     # collections then never touch (and so never copy) the pages it shares with us.
     gc.freeze()

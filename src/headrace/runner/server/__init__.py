@@ -45,14 +45,14 @@ from headrace.exceptions import (
     StoreError,
     StoreUnavailable,
 )
-from headrace.runner.backlog import Backlog
-from headrace.runner.context import ServerContext
-from headrace.runner.guard import Guard
-from headrace.runner.importspace import collect_import_space
-from headrace.runner.openapi import RunnerApp
-from headrace.runner.responses import BadRequestBody, json_response, message, raw_json_response
-from headrace.runner.run_routes import deployments_router, run_path, run_router
-from headrace.runner.triggers import (
+from headrace.runner.server.backlog import Backlog
+from headrace.runner.server.context import ServerContext
+from headrace.runner.server.import_space import collect_import_space
+from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
+from headrace.runner.server.middleware import Guard
+from headrace.runner.server.openapi import RunnerApp
+from headrace.runner.server.runs import deployments_router, run_path, run_router
+from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
     FlowRunRequest,
     deployment_endpoint,

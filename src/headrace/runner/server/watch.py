@@ -15,7 +15,7 @@ from uuid import UUID
 
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.store import AsyncStore
-from headrace.store.base import MAX_PAGE
+from headrace.store.records import MAX_PAGE
 
 FIRST_POLL_SECONDS = 0.02
 MAX_POLL_SECONDS = 0.25

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headrace.flow_runs import FlowRun
-from headrace.storable import find_unstorable
+from headrace.jsonvalues import find_unstorable
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_NESTING = 64

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from headrace.runner.backlog import Backlog
-from headrace.runner.importspace import ImportSpace
+from headrace.runner.server.backlog import Backlog
+from headrace.runner.server.import_space import ImportSpace
 from headrace.settings import Settings
 from headrace.store import AsyncStore
 

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from headrace.runner.output import read_ready
+from headrace.process.output import read_ready
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from headrace.storable import storable
+from headrace.jsonvalues import storable
 
 RESULT_SIZE_LIMIT = 64 * 1024
 """Characters of a result kept in the store; larger results are kept as a truncated repr."""
