@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 from uuid import UUID
 
 import httpx
@@ -23,10 +23,8 @@ from headrace.exceptions import (
     SubmissionError,
 )
 from headrace.flow_runs import FlowRun
+from headrace.flows import Flow
 from headrace.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from headrace.flows import Flow
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_RETRY_SECONDS = 60.0
@@ -131,33 +129,57 @@ def wait_for_submitted_runs(
     """
     ids = _ids(flow_run_filter)
     settings = settings or load_settings()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    finished: dict[UUID, FlowRun] = {}
     with _http_client(settings, transport) as http:
-        while True:
-            for flow_run_id in ids:
-                if flow_run_id not in finished:
-                    run = _read_run(http, flow_run_id)
-                    if run.state.is_terminal:
-                        finished[flow_run_id] = run
-            if len(finished) == len(ids):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                going = [str(i) for i in ids if i not in finished]
-                raise TimeoutError(f"Flow runs still not finished after {timeout}s: {going}")
-            left = None if deadline is None else deadline - time.monotonic()
-            time.sleep(max(0.0, poll_seconds if left is None else min(poll_seconds, left)))
+        ended = _poll_until_ended(http, ids, timeout, poll_seconds)
     if flow_run_filter is None:
-        with _submitted_lock:
-            _submitted[:] = [i for i in _submitted if i not in finished]
-    return [finished[i] for i in ids]
+        _forget(ended)
+    return [ended[i] for i in ids]
+
+
+def _poll_until_ended(
+    http: httpx.Client, ids: list[UUID], timeout: float | None, poll_seconds: float
+) -> dict[UUID, FlowRun]:
+    """Each run in its final state, by id; runs already ended are not read again."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ended: dict[UUID, FlowRun] = {}
+    while True:
+        ended.update(_ended_among(http, [i for i in ids if i not in ended]))
+        if len(ended) == len(ids):
+            return ended
+        if deadline is not None and time.monotonic() >= deadline:
+            going = [str(i) for i in ids if i not in ended]
+            raise TimeoutError(f"Flow runs still not finished after {timeout}s: {going}")
+        time.sleep(_pause(deadline, poll_seconds))
+
+
+def _ended_among(http: httpx.Client, ids: list[UUID]) -> dict[UUID, FlowRun]:
+    """The runs of ``ids`` that have ended, read one by one."""
+    runs = {flow_run_id: _read_run(http, flow_run_id) for flow_run_id in ids}
+    return {flow_run_id: run for flow_run_id, run in runs.items() if run.state.is_terminal}
+
+
+def _pause(deadline: float | None, poll_seconds: float) -> float:
+    """Until the next poll: ``poll_seconds``, or less when the deadline comes first."""
+    if deadline is None:
+        return max(0.0, poll_seconds)
+    return max(0.0, min(poll_seconds, deadline - time.monotonic()))
+
+
+def _forget(ended: dict[UUID, FlowRun]) -> None:
+    """Stop counting ended runs as this process's: the next wait does not return them."""
+    with _submitted_lock:
+        _submitted[:] = [i for i in _submitted if i not in ended]
 
 
 # -- helpers -------------------------------------------------------------------
 
 
 def runner_url(settings: Settings) -> str:
-    """The base URL of the local runner's webserver, from its host and port settings."""
+    """The base URL of the local runner's webserver, from its host and port settings.
+
+    A webserver listening on every address (``0.0.0.0``, ``::``) is reached on
+    loopback: clients and the ``headrace serve`` banner name that address.
+    """
     host = settings.runner_server_host.strip("[]")
     host = BIND_ALL.get(host, host)
     if ":" in host:
@@ -190,8 +212,9 @@ def _for_item(error: ParameterValidationError, index: int) -> ParameterValidatio
 
 
 def _entrypoint(flow: Flow[Any, Any]) -> str:
+    # Lazily: deployments loads the schedule libraries (croniter, dateutil), which a
+    # submission by entrypoint string never needs.
     from headrace.deployments import entrypoint_of
-    from headrace.flows import Flow
 
     if not isinstance(flow, Flow):
         raise TypeError(f"submit_to_runner needs a flow (decorated with @flow), got {flow!r}")

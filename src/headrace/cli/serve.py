@@ -22,6 +22,7 @@ from rich.text import Text
 from headrace.cli.params import UsageProblem
 from headrace.exceptions import HeadraceError
 from headrace.settings import Settings
+from headrace.submission import runner_url
 
 if TYPE_CHECKING:
     from headrace.deployments import Deployment
@@ -133,19 +134,10 @@ def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
     if deployment.schedules:
         text.append(f" · {describe_schedules(deployment)}")
     if webserver:
-        url = f"{base_url(runner.settings)}/deployment/{deployment.id}/run"
+        url = f"{runner_url(runner.settings)}/deployment/{deployment.id}/run"
         text.append(" · trigger: POST ").append(url, style="cyan")
     else:
         text.append(f" · trigger: headrace run {label}")
     text.append(" · Ctrl-C to stop", style="dim")
     return text
 
-
-def base_url(settings: Settings) -> str:
-    """Where the runner's webserver answers, as a client would write it."""
-    host = settings.runner_server_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.runner_server_port}"
