@@ -7,6 +7,7 @@ work never waits for a poll.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from headrace.deployments import Deployment
-from headrace.exceptions import ParameterValidationError
+from headrace.exceptions import ObjectNotFound, ParameterValidationError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.jsonvalues import find_unstorable
 from headrace.names import default_runner_name
@@ -155,6 +156,35 @@ class HeadraceClient:
         run = await self.store.request_cancellation(flow_run_id)
         _wake_runners("cancelled")
         return run
+
+    async def read_deployment_by_ref(self, ref: str) -> Deployment:
+        """A deployment by id, by ``flow/deployment``, or by a name only one deployment has.
+
+        Names may hold ``/``, so every split of ``ref`` is tried as flow and name.
+        """
+        try:
+            deployment_id = UUID(ref)
+        except ValueError:
+            pass
+        else:
+            return await self.read_deployment(deployment_id)
+        for index, char in enumerate(ref):
+            if char == "/":
+                with contextlib.suppress(ObjectNotFound):
+                    return await self.read_deployment_by_name(ref[:index], ref[index + 1 :])
+        if "/" not in ref:
+            matches = [d for d in await self.read_deployments() if ref in (d.name, d.flow_name)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                candidates = ", ".join(sorted(f"{d.flow_name}/{d.name}" for d in matches))
+                raise ObjectNotFound(  # not one deployment: a user error, as an unknown name is
+                    f"{ref!r} names more than one deployment: give one of {candidates}"
+                )
+        raise ObjectNotFound(
+            f"No deployment {ref!r}: give FLOW/DEPLOYMENT or an id "
+            "(`headrace deployments ls` lists them)"
+        )
 
 
 def _check_storable(parameters: dict[str, Any] | None) -> None:

@@ -9,7 +9,8 @@ from uuid import uuid4
 import pytest
 from rich.console import Console, RenderableType
 
-from headrace.cli import masked_url, parse_states
+from headrace.cli.db import masked_url
+from headrace.cli.errors import UsageProblem
 from headrace.cli.output import (
     describe_schedule,
     final_line,
@@ -18,7 +19,7 @@ from headrace.cli.output import (
     run_label,
     runs_table,
 )
-from headrace.cli.params import UsageProblem
+from headrace.cli.runs import parse_states
 from headrace.cli.serve import schedules_from_options
 from headrace.flow_runs import FlowRun
 from headrace.schedules import construct_schedule

@@ -4,7 +4,7 @@ A ``--param`` value is read as JSON when it parses (``3``, ``true``, ``[1, 2]``,
 ``{"a": 1}``, ``null``, ``"3"``) and kept as the literal string otherwise
 (``hello``, ``2026-01-31``). ``NaN`` and ``Infinity`` stay strings: they are
 not JSON. ``--params`` must be a JSON object; ``--param`` values are laid over
-it, and a later ``--param`` for the same name wins. Pure: no I/O, no CLI framework.
+it, and a later ``--param`` for the same name wins. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-
-class UsageProblem(ValueError):
-    """An option's value is malformed, or options do not fit together (the CLI exits 2)."""
+from headrace.cli.errors import UsageProblem
 
 
 class ParameterSyntaxError(UsageProblem):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from headrace.cli.params import UsageProblem
+from headrace.cli.errors import UsageProblem
 from headrace.exceptions import HeadraceError
 from headrace.settings import Settings
 from headrace.submission import runner_url
@@ -140,4 +140,3 @@ def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
         text.append(f" · trigger: headrace run {label}")
     text.append(" · Ctrl-C to stop", style="dim")
     return text
-
