@@ -182,6 +182,9 @@ def test_wait_is_bounded(settings: Settings) -> None:
         ("localhost", "http://localhost:1"),
         ("0.0.0.0", "http://127.0.0.1:1"),
         ("::", "http://[::1]:1"),
+        ("", "http://127.0.0.1:1"),
+        ("[::1]", "http://[::1]:1"),
+        ("fe80::1", "http://[fe80::1]:1"),
     ],
 )
 def test_runner_url(tmp_path: Any, host: str, url: str) -> None:
