@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from headrace.jsonvalues import reject_constant
+
 
 class UsageProblem(ValueError):
     """An option's value is malformed, or options do not fit together (the CLI exits 2)."""
@@ -25,13 +27,9 @@ class ParameterSyntaxError(UsageProblem):
 def parse_value(text: str) -> Any:
     """``text`` decoded as JSON when it is JSON, else ``text`` itself."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except ValueError:
         return text
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -48,7 +46,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 def parse_params_json(text: str) -> dict[str, Any]:
     """The ``--params`` value: a JSON object of parameter names to values."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=reject_constant)
     except ValueError as exc:
         raise ParameterSyntaxError(f"--params is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
