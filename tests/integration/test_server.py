@@ -68,7 +68,7 @@ async def served(settings: Settings, **runner_options: Any) -> tuple[Runner, dic
 async def test_one_run_route_per_deployment_and_no_others(sqlite_settings: Settings) -> None:
     runner, ids = await served(sqlite_settings)
     app = await build_server(runner)
-    routes = [r for r in app.routes if getattr(r, "path", "").startswith("/deployment")]
+    routes = [r for r in app.routes if getattr(r, "path", "").startswith("/deployment/")]
     assert {getattr(r, "path", "") for r in routes} == {
         f"/deployment/{i}/run" for i in ids.values()
     }
