@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from headrace.runner.server import build_server
 from headrace.settings import Settings
 from tests.flows import basic, nested
 from tests.helpers import make_runner, running
+from tests.integration.server_app import UNMANAGED
+from tests.integration.server_app import client as asgi_client
 
 pytestmark = pytest.mark.timeout(60)
 
-FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
-UNMANAGED = f"{FLOWS_DIR / 'unmanaged.py'}:unmanaged_flow"
 SLOW_POLL_SECONDS = 30.0
-
-
-@asynccontextmanager
-async def asgi(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://runner") as client:
-        yield client
 
 
 async def test_flow_run_status_precedence_404_403_400_429(tmp_path: Path) -> None:
@@ -40,7 +30,7 @@ async def test_flow_run_status_precedence_404_403_400_429(tmp_path: Path) -> Non
     await runner.add_flow(nested.double, "double")
     app = await build_server(runner)
     bad = {"x": "not a number"}
-    async with asgi(app) as client:
+    async with asgi_client(app) as client:
         queued = await client.post(
             "/flow/run", json={"entrypoint": "tests.flows.nested:double", "parameters": {"x": 1}}
         )
@@ -73,7 +63,7 @@ async def test_deployment_route_status_precedence_400_then_429(tmp_path: Path) -
     deployment = await runner.add_flow(basic.add, "adder")
     app = await build_server(runner)
     path = f"/deployment/{deployment}/run"
-    async with asgi(app) as client:
+    async with asgi_client(app) as client:
         assert (await client.post(path, json={"x": 1})).status_code == 201
         assert (await client.post(path, json={"x": "one"})).status_code == 400
         full = await client.post(path, json={"x": 1})
@@ -85,7 +75,7 @@ async def test_triggered_runs_start_without_waiting_for_a_poll(settings: Setting
     deployment = await runner.add_flow(basic.add, "adder")
     await runner.add_flow(nested.double, "double")
     app = await build_server(runner)
-    async with running(runner), asgi(app) as client:
+    async with running(runner), asgi_client(app) as client:
         started = time.monotonic()
         by_deployment = await client.post(f"/deployment/{deployment}/run?wait=15", json={"x": 1})
         by_entrypoint = await client.post(
@@ -105,7 +95,7 @@ async def test_unknown_parameters_of_a_flow_without_parameters_are_400(tmp_path:
     runner = make_runner(settings)
     deployment = await runner.add_flow(basic.returns_object, "no-parameters")
     app = await build_server(runner)
-    async with asgi(app) as client:
+    async with asgi_client(app) as client:
         refused = await client.post(f"/deployment/{deployment}/run", json={"bogus": 1})
         accepted = await client.post(f"/deployment/{deployment}/run")
     assert refused.status_code == 400, refused.text

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from headrace.runner.server import _is_loopback
 from headrace.runner.server import backlog as backlog_module
 from headrace.runner.server.backlog import Backlog
 from headrace.runner.server.json_io import BadRequestBody, read_json_object
+from headrace.runner.server.listen import _is_loopback
 
 
 def _request(body: bytes) -> Request:
@@ -50,6 +50,7 @@ async def test_json_objects_pass_and_empty_means_the_default() -> None:
         b'{"a": "\\ud800"}',
         b'{"a": {"b": ["x", "\\uDFFF"]}}',
         b'{"\\udc00": 1}',
+        b'{"a": "\xed\xa0\x80"}',  # a surrogate's own UTF-8 bytes, not an escape
         b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}",
         b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"a": 1' + b"0" * 5000 + b"}",
@@ -147,7 +148,7 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
 def test_exposed_without_a_key_is_warned_about(
     caplog: pytest.LogCaptureFixture, tmp_path: Any, host: str, api_key: str | None, warned: bool
 ) -> None:
-    from headrace.runner.server import _warn_if_exposed
+    from headrace.runner.server.listen import _warn_if_exposed
     from headrace.settings import Settings
 
     settings = Settings(home=tmp_path, runner_server_host=host, api_key=api_key)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from headrace.cli.errors import UsageProblem
+from headrace.jsonvalues import reject_constant
 
 
 class ParameterSyntaxError(UsageProblem):
@@ -23,13 +24,9 @@ class ParameterSyntaxError(UsageProblem):
 def parse_value(text: str) -> Any:
     """``text`` decoded as JSON when it is JSON, else ``text`` itself."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except ValueError:
         return text
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -46,7 +43,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 def parse_params_json(text: str) -> dict[str, Any]:
     """The ``--params`` value: a JSON object of parameter names to values."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=reject_constant)
     except ValueError as exc:
         raise ParameterSyntaxError(f"--params is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -11,10 +11,11 @@ for chunked uploads, while they arrive.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from headrace.runner.server.json_io import message
 
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health"})
@@ -49,11 +50,12 @@ class Guard:
             and scope["path"] not in OPEN_PATHS
             and not self._authorized(authorization)
         ):
-            await _reply(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+            refusal = message(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
+            await refusal(scope, receive, send)
             return
         if length is not None:
             if not length.isdigit() or int(length) > self.max_body_bytes:
-                await _reply(send, 413, self._too_large)
+                await message(self._too_large, 413)(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -78,16 +80,16 @@ class Guard:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
-            if message["type"] != "http.request":
+            received = await receive()
+            if received["type"] != "http.request":
                 break
-            chunk = message.get("body", b"")
+            chunk = received.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _reply(send, 413, self._too_large)
+                await message(self._too_large, 413)(scope, receive, send)
                 return
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not received.get("more_body", False):
                 break
         replayed = False
 
@@ -99,21 +101,3 @@ class Guard:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
-
-
-async def _reply(
-    send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"message": text}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

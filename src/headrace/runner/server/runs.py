@@ -1,12 +1,19 @@
-"""Routes about runs and deployments: status, listing, cancellation, logs, served deployments."""
+"""Routes about runs and deployments: status, listing, cancellation, logs, served deployments.
+
+Each handler gets the ``ServerContext`` through a dependency and reads or
+cancels through the Python client, so the HTTP API and ``get_client()`` do the
+same thing; ``add_run_routes`` adds them to the app.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 from uuid import UUID
 
 import pydantic_core
-from fastapi import APIRouter, Header, Query
+from fastapi import Depends, FastAPI, Header, Query
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from headrace.deployments import Deployment
@@ -19,116 +26,140 @@ from headrace.store.records import MAX_PAGE
 MAX_OFFSET = 2**31 - 1
 MAX_LOG_ID = 2**53
 NO_NUL = r"^[^\x00]*$"
+DEPLOYMENT_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "flow_name",
+        "entrypoint",
+        "description",
+        "version",
+        "tags",
+        "parameter_schema",
+        "parameters",
+        "enforce_parameter_schema",
+        "schedules",
+        "paused",
+        "concurrency_limit",
+    }
+)
+"""What ``GET /deployments`` tells of each served deployment, besides its ``run_url``."""
 
 
-def run_router(ctx: ServerContext) -> APIRouter:
-    """``/flow_runs...`` routes over the store the runner uses."""
-    router = APIRouter(tags=["flow runs"])
-    store = ctx.store
-
-    @router.get("/flow_runs/{flow_run_id}", summary="Read a flow run")
-    async def read_flow_run(flow_run_id: UUID) -> Response:
-        """The run: state, state history, parameters, times, attempts and result."""
-        run = await store.read_flow_run(flow_run_id)
-        history = await store.read_state_history(flow_run_id)
-        return json_response(
-            run_json(run, state_history=[state.model_dump(mode="json") for state in history])
-        )
-
-    @router.get("/flow_runs", summary="List flow runs")
-    async def read_flow_runs(
-        deployment_id: UUID | None = None,
-        state: Annotated[list[StateType] | None, Query()] = None,
-        flow_name: Annotated[str | None, Query(max_length=1000, pattern=NO_NUL)] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> Response:
-        """Runs matching every filter given, newest first; ``state`` may repeat."""
-        runs = await store.read_flow_runs(
-            deployment_id=deployment_id,
-            flow_name=flow_name,
-            states=state,
-            limit=limit,
-            offset=offset,
-        )
-        return json_response([run_json(run) for run in runs])
-
-    @router.post("/flow_runs/{flow_run_id}/cancel", status_code=202, summary="Cancel a flow run")
-    async def cancel_flow_run(flow_run_id: UUID) -> Response:
-        """Cancel a run: at once if it has not started, else its runner kills its process.
-
-        409 when the run has already ended.
-        """
-        run = await store.request_cancellation(flow_run_id)
-        ctx.runner.wake("cancelled")
-        return json_response(run_json(run), 202)
-
-    @router.get("/flow_runs/{flow_run_id}/logs", summary="Read or follow a flow run's logs")
-    async def read_logs(
-        flow_run_id: UUID,
-        follow: bool = False,
-        after_id: Annotated[int, Query(ge=0, le=MAX_LOG_ID)] = 0,
-        last_event_id: Annotated[
-            int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_LOG_ID)
-        ] = None,
-    ) -> Response:
-        """Log lines after ``after_id`` as JSON, at most 1,000 (a full page has a ``Link``
-        header to the next); with ``follow=true`` a Server-Sent Events stream (one ``data:``
-        JSON line per log line) that ends with an ``end`` event once the run has ended."""
-        await store.read_flow_run(flow_run_id)  # 404 before any streaming starts
-        start = max(after_id, last_event_id or 0)
-        if follow:
-            return StreamingResponse(
-                follow_logs(store, flow_run_id, start, lambda: ctx.closing),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        lines = await store.read_logs(flow_run_id, after_id=start)
-        headers = None
-        if len(lines) >= MAX_PAGE:  # a full page: there may be more
-            headers = {
-                "Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'
-            }
-        return json_response([log_json(line) for line in lines], headers=headers)
-
-    return router
+def server_context(request: Request) -> ServerContext:
+    """The context ``build_server`` left on the app."""
+    ctx: ServerContext = request.app.state.headrace
+    return ctx
 
 
-def deployments_router(ctx: ServerContext) -> APIRouter:
-    """``GET /deployments``: what this runner serves, encoded once."""
-    router = APIRouter(tags=["deployments"])
-    body = pydantic_core.to_json(
-        [deployment_json(d) for d in ctx.runner.deployments.values()], inf_nan_mode="null"
+Context = Annotated[ServerContext, Depends(server_context)]
+
+
+def add_run_routes(app: FastAPI) -> None:
+    """``/flow_runs...`` and ``/deployments``, over the store the runner uses."""
+    app.add_api_route(
+        "/flow_runs/{flow_run_id}", read_flow_run, summary="Read a flow run", tags=["flow runs"]
+    )
+    app.add_api_route("/flow_runs", read_flow_runs, summary="List flow runs", tags=["flow runs"])
+    app.add_api_route(
+        "/flow_runs/{flow_run_id}/cancel",
+        cancel_flow_run,
+        methods=["POST"],
+        status_code=202,
+        summary="Cancel a flow run",
+        tags=["flow runs"],
+    )
+    app.add_api_route(
+        "/flow_runs/{flow_run_id}/logs",
+        read_logs,
+        summary="Read or follow a flow run's logs",
+        tags=["flow runs"],
+    )
+    app.add_api_route(
+        "/deployments",
+        read_deployments,
+        summary="List the served deployments",
+        tags=["deployments"],
     )
 
-    @router.get("/deployments", summary="List the served deployments")
-    async def read_deployments() -> Response:
-        """Each served deployment: id, name, flow, parameter schema, defaults, schedules,
-        and the URL that runs it."""
-        return raw_json_response(body)
 
-    return router
+async def read_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
+    """The run: state, state history, parameters, times, attempts and result."""
+    run = await ctx.client.read_flow_run(flow_run_id)
+    # The run is known now: the client's read_state_history would read it a second time.
+    history = await ctx.store.read_state_history(flow_run_id)
+    return json_response(
+        run_json(run, state_history=[state.model_dump(mode="json") for state in history])
+    )
+
+
+async def read_flow_runs(
+    ctx: Context,
+    deployment_id: UUID | None = None,
+    state: Annotated[list[StateType] | None, Query()] = None,
+    flow_name: Annotated[str | None, Query(max_length=1000, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> Response:
+    """Runs matching every filter given, newest first; ``state`` may repeat."""
+    runs = await ctx.client.read_flow_runs(
+        deployment_id=deployment_id,
+        flow_name=flow_name,
+        states=state,
+        limit=limit,
+        offset=offset,
+    )
+    return json_response([run_json(run) for run in runs])
+
+
+async def cancel_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
+    """Cancel a run: at once if it has not started, else its runner kills its process.
+
+    409 when the run has already ended.
+    """
+    run = await ctx.client.cancel_flow_run(flow_run_id)
+    ctx.runner.wake("cancelled")
+    return json_response(run_json(run), 202)
+
+
+async def read_logs(
+    ctx: Context,
+    flow_run_id: UUID,
+    follow: bool = False,
+    after_id: Annotated[int, Query(ge=0, le=MAX_LOG_ID)] = 0,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_LOG_ID)] = None,
+) -> Response:
+    """Log lines after ``after_id`` as JSON, at most 1,000 (a full page has a ``Link``
+    header to the next); with ``follow=true`` a Server-Sent Events stream (one ``data:``
+    JSON line per log line) that ends with an ``end`` event once the run has ended."""
+    start = max(after_id, last_event_id or 0)
+    if follow:
+        await ctx.client.read_flow_run(flow_run_id)  # 404 before any streaming starts
+        return StreamingResponse(
+            follow_logs(ctx.store, flow_run_id, start, lambda: ctx.closing),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    lines = await ctx.client.read_logs(flow_run_id, after_id=start)
+    headers = None
+    if len(lines) >= MAX_PAGE:  # a full page: there may be more
+        headers = {"Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'}
+    return json_response([log_json(line) for line in lines], headers=headers)
+
+
+async def read_deployments(ctx: Context) -> Response:
+    """Each served deployment: id, name, flow, parameter schema, defaults, schedules,
+    and the URL that runs it."""
+    return raw_json_response(ctx.deployments_json)
+
+
+def deployments_json(deployments: Iterable[Deployment]) -> bytes:
+    """The body of ``GET /deployments``, encoded once."""
+    return pydantic_core.to_json([deployment_json(d) for d in deployments], inf_nan_mode="null")
 
 
 def deployment_json(deployment: Deployment) -> dict[str, Any]:
-    data = deployment.model_dump(
-        mode="json",
-        include={
-            "id",
-            "name",
-            "flow_name",
-            "entrypoint",
-            "description",
-            "version",
-            "tags",
-            "parameter_schema",
-            "parameters",
-            "enforce_parameter_schema",
-            "schedules",
-            "paused",
-            "concurrency_limit",
-        },
-    )
+    data = deployment.model_dump(mode="json", include=set(DEPLOYMENT_FIELDS))
     data["run_url"] = run_path(deployment.id)
     return data
 
