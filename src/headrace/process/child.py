@@ -1,10 +1,10 @@
-"""The child side of a flow run: load the flow, run it, report back to the runner.
+"""The child side of a flow run: isolate it, capture its output, load, validate, run, report.
 
-A run's process never touches the database: it sends events over a pipe and
-the runner, the one writer, persists them. Everything the child writes to its
-stdout and stderr, and every ``logging`` record, becomes a run log line. It
-dies with its fork server, which dies with its runner, so no run finishes
-unrecorded.
+A run's process never touches the database: it sends the events of
+``headrace.process.protocol`` over a pipe and the runner, the one writer,
+persists them. Everything the child writes to its stdout and stderr, and
+every ``logging`` record, becomes a run log line. It dies with its fork
+server, which dies with its runner, so no run finishes unrecorded.
 Kept light on imports: no web stack and no database driver.
 """
 
