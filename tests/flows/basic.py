@@ -95,9 +95,9 @@ not_a_flow = 42
 @flow
 def new_imports() -> list[str]:
     """Modules this run imported that its fork server had not."""
-    from headrace.process import child as engine
+    from headrace.process import child
 
-    return sorted(set(sys.modules) - engine.preloaded_modules)
+    return sorted(set(sys.modules) - child.preloaded_modules)
 
 
 @flow

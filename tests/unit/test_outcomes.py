@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 
 from headrace.flow_runs import FlowRun
+from headrace.process.protocol import Completed, Crashed, Failed, Invalid
 from headrace.runner.outcomes import (
     KillReason,
     ProcessReport,
@@ -37,19 +38,19 @@ def run(state: StateType = StateType.RUNNING, **fields: object) -> FlowRun:
 
 
 def test_completed_event_wins_and_keeps_the_result() -> None:
-    decision = decide_outcome(run(), ProcessReport(0, ("completed", {"n": 1})), NOW)
+    decision = decide_outcome(run(), ProcessReport(0, Completed({"n": 1})), NOW)
     assert decision.state.type == StateType.COMPLETED
     assert decision.fields == {"result": {"n": 1}}
 
 
 def test_failure_with_attempts_left_is_rescheduled_after_the_delay() -> None:
     flaky = run(max_retries=2, retry_delay_seconds=5)
-    decision = decide_outcome(flaky, ProcessReport(0, ("failed", "boom")), NOW)
+    decision = decide_outcome(flaky, ProcessReport(0, Failed("boom")), NOW)
     assert decision.state.type == StateType.SCHEDULED
     assert decision.state.name == "AwaitingRetry"
     assert decision.fields["expected_start_time"] == NOW + timedelta(seconds=5)
     last = run(max_retries=2, run_count=3)
-    assert decide_outcome(last, ProcessReport(0, ("failed", "boom")), NOW).state.type == (
+    assert decide_outcome(last, ProcessReport(0, Failed("boom")), NOW).state.type == (
         StateType.FAILED
     )
 
@@ -67,7 +68,7 @@ def test_kill_reasons_decide_the_state() -> None:
 
 def test_invalid_parameters_fail_without_a_retry() -> None:
     flaky = run(max_retries=3)
-    decision = decide_outcome(flaky, ProcessReport(0, ("invalid", "x: not a number")), NOW)
+    decision = decide_outcome(flaky, ProcessReport(0, Invalid("x: not a number")), NOW)
     assert decision.state.type == StateType.FAILED
     assert decision.state.message == "x: not a number"
 
@@ -76,7 +77,7 @@ def test_invalid_parameters_fail_without_a_retry() -> None:
 def test_a_body_that_returned_before_its_kill_is_completed_whatever_the_kill(
     reason: KillReason,
 ) -> None:
-    finished = ProcessReport(0, ("completed", 7), reason)
+    finished = ProcessReport(0, Completed(7), reason)
     decision = decide_outcome(run(timeout_seconds=1), finished, NOW)
     assert decision.state.type == StateType.COMPLETED  # never requeued to run again
     assert decision.fields == {"result": 7}
@@ -86,7 +87,7 @@ def test_a_body_that_returned_before_its_kill_is_completed_whatever_the_kill(
 def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
     """A flow that raises on SIGTERM was stopped by us: no retry of a cancelled run."""
     flaky = run(max_retries=3, timeout_seconds=1)
-    decision = decide_outcome(flaky, ProcessReport(1, ("failed", "interrupted"), reason), NOW)
+    decision = decide_outcome(flaky, ProcessReport(1, Failed("interrupted"), reason), NOW)
     expected = {
         KillReason.CANCEL: (StateType.CANCELLED, "Cancelled"),
         KillReason.SHUTDOWN: (StateType.CANCELLED, "Cancelled"),
@@ -103,7 +104,7 @@ def test_exits_without_a_report_crash_with_an_explanation() -> None:
     assert "code 3" in explain_exit(3)
     crashed = decide_outcome(run(), ProcessReport(3), NOW)
     assert crashed.state.type == StateType.CRASHED
-    load_error = decide_outcome(run(), ProcessReport(0, ("crashed", "no module x")), NOW)
+    load_error = decide_outcome(run(), ProcessReport(0, Crashed("no module x")), NOW)
     assert load_error.state.message == "no module x"
 
 

@@ -1,10 +1,10 @@
-"""The child side of a flow run: load the flow, run it, report back to the runner.
+"""The child side of a flow run: isolate it, capture its output, load, validate, run, report.
 
-A run's process never touches the database: it sends events over a pipe and
-the runner, the one writer, persists them. Everything the child writes to its
-stdout and stderr, and every ``logging`` record, becomes a run log line. It
-dies with its fork server, which dies with its runner, so no run finishes
-unrecorded.
+A run's process never touches the database: it sends the events of
+``headrace.process.protocol`` over a pipe and the runner, the one writer,
+persists them. Everything the child writes to its stdout and stderr, and
+every ``logging`` record, becomes a run log line. It dies with its fork
+server, which dies with its runner, so no run finishes unrecorded.
 Kept light on imports: no web stack and no database driver.
 """
 
@@ -23,10 +23,20 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from headrace.jsonvalues import storable
+from headrace.process.protocol import (
+    ChildEvent,
+    ChildJob,
+    Completed,
+    Crashed,
+    Failed,
+    FinalEvent,
+    Invalid,
+    Log,
+    Running,
+)
 
 RESULT_SIZE_LIMIT = 64 * 1024
 """Characters of a result kept in the store; larger results are kept as a truncated repr."""
@@ -43,16 +53,6 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class ChildJob:
-    """What a child needs to run one attempt of a flow run."""
-
-    flow_run_id: str
-    flow_run_name: str
-    entrypoint: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
 class Reporter:
     """Sends events to the runner; safe to call from the output-capturing threads."""
 
@@ -60,13 +60,13 @@ class Reporter:
         self._connection = connection
         self._lock = threading.Lock()
 
-    def send(self, *event: Any) -> None:
+    def send(self, event: ChildEvent) -> None:
         # OSError: the runner is gone; there is nobody left to tell.
         with self._lock, contextlib.suppress(OSError):
             self._connection.send(event)
 
     def log(self, level: int, message: str) -> None:
-        self.send("log", level, storable(message), time.time())
+        self.send(Log(level, storable(message), time.time()))
 
 
 class _PipeHandler(logging.Handler):
@@ -155,10 +155,10 @@ def run_child(job: ChildJob, connection: Sender) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-    reporter.send(*event)
+    reporter.send(event)
 
 
-def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
+def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
     """Load, validate, run: returns the terminal event to report."""
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
@@ -168,12 +168,12 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
     except EntrypointError as exc:
         detail = getattr(exc, "traceback_text", "") or traceback.format_exc()
         message = f"Could not load the flow from {job.entrypoint!r}: {exc}\n{detail}"
-        return ("crashed", storable(message))
+        return Crashed(storable(message))
     try:
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
-        return ("invalid", storable(f"Parameter validation failed: {exc}"))  # no retry helps
-    reporter.send("running", time.time(), os.getpid())
+        return Invalid(storable(f"Parameter validation failed: {exc}"))  # no retry helps
+    reporter.send(Running(time.time(), os.getpid()))
     try:
         result = flow.fn(**parameters)
         if inspect.isawaitable(result):
@@ -183,8 +183,8 @@ def _execute(job: ChildJob, reporter: Reporter) -> tuple[Any, ...]:
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
-        return ("failed", storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
-    return ("completed", encode_result(result))
+        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
+    return Completed(encode_result(result))
 
 
 async def _await(awaitable: Any) -> Any:

@@ -1,15 +1,10 @@
 """The fork server: a warm interpreter that forks one process per flow run.
 
 Started by the runner as ``python -m headrace.process.forkserver FD``. It imports the
-engine, pydantic and the served flows once; each run is then a ``fork()``
+child side, pydantic and the served flows once; each run is then a ``fork()``
 (about a millisecond) instead of a new interpreter (far more, before the
-user's imports). It speaks a tiny protocol over the Unix socket ``FD``:
-
-- request (runner -> server): header ``!QI`` (request id, payload length),
-  carrying three file descriptors (the run's events pipe, and the pipes that
-  become its stdout and stderr), then a pickled ``ChildJob``;
-- reply (server -> runner): records ``!QBq``: (request id, STARTED, pid) and
-  (request id, EXITED, status), status negative for a signal as in subprocess.
+user's imports). It takes requests and sends replies over the Unix socket ``FD``
+in the wire format of ``headrace.process.protocol``.
 
 When the runner goes away the socket closes and the server exits; its runs
 were forked with "die with your parent" (``PR_SET_PDEATHSIG``) and follow it.
@@ -25,20 +20,22 @@ import pickle
 import selectors
 import signal
 import socket
-import struct
 import sys
-from typing import Any
 
-REQUEST = struct.Struct("!QI")
-REPLY = struct.Struct("!QBq")
-STARTED = 1
-EXITED = 2
-READY = b"R"
+from headrace.process.protocol import (
+    EXITED,
+    FDS_PER_RUN,
+    PRELOAD_VARIABLE,
+    READY,
+    REPLY,
+    REQUEST,
+    RUN_CPUS_VARIABLE,
+    STARTED,
+    SYS_PATH_VARIABLE,
+    ChildJob,
+)
+
 RUN_NICENESS = 5
-PRELOAD_VARIABLE = "HEADRACE_PRELOAD_ENTRYPOINTS"
-RUN_CPUS_VARIABLE = "HEADRACE_RUN_CPUS"
-"""The CPUs runs may use (JSON), set by a serving process that holds itself to one CPU."""
-SYS_PATH_VARIABLE = "HEADRACE_FORKSERVER_SYS_PATH"
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -52,23 +49,20 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-FDS_PER_RUN = 3
-
-
-def _read_request(sock: socket.socket) -> tuple[int, Any, list[int]]:
+def _read_request(sock: socket.socket) -> tuple[int, ChildJob, list[int]]:
     header, fds, _flags, _address = socket.recv_fds(sock, REQUEST.size, FDS_PER_RUN)
     if not header:
         raise EOFError
     if len(header) < REQUEST.size:
         header += _recv_exact(sock, REQUEST.size - len(header))
     request_id, length = REQUEST.unpack(header)
-    job = pickle.loads(_recv_exact(sock, length))
+    job: ChildJob = pickle.loads(_recv_exact(sock, length))
     if len(fds) != FDS_PER_RUN:
         raise RuntimeError(f"a fork request must carry {FDS_PER_RUN} file descriptors")
     return request_id, job, fds
 
 
-def _run_in_child(sock: socket.socket, job: Any, fds: list[int]) -> None:
+def _run_in_child(sock: socket.socket, job: ChildJob, fds: list[int]) -> None:
     """In the forked child: forget the server's state, wire up the pipes, run the flow, exit."""
     code = 1
     try:

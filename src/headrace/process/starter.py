@@ -22,8 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from headrace.process.child import ChildJob
-from headrace.process.forkserver import (
+from headrace.process.protocol import (
     EXITED,
     PRELOAD_VARIABLE,
     READY,
@@ -31,6 +30,7 @@ from headrace.process.forkserver import (
     REQUEST,
     STARTED,
     SYS_PATH_VARIABLE,
+    ChildJob,
 )
 
 logger = logging.getLogger(__name__)

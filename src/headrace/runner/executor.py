@@ -15,14 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun
-from headrace.process.child import ChildJob
-from headrace.process.events import EventReader
-from headrace.process.output import read_output
+from headrace.process.pipes import EventReader, read_output
+from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
@@ -47,7 +45,7 @@ class RunHandle:
     run: FlowRun
     process: ChildProcess | None = None
     kill_reason: KillReason | None = None
-    final_event: tuple[Any, ...] | None = None
+    final_event: FinalEvent | None = None
     task: asyncio.Task[FlowRun | None] | None = None
     running_timer: asyncio.TimerHandle | None = None
     running_args: tuple[datetime, int] = (datetime.min, 0)
@@ -167,18 +165,17 @@ class Executor:
         run = handle.run
         self._logs.add(run.id, run.name, level, message, timestamp, after=handle.running_write)
 
-    def _on_event(self, handle: RunHandle, event: tuple[Any, ...]) -> None:
-        kind = event[0]
-        if kind == "log":
-            _, level, message, timestamp = event
-            self._add_log(handle, level, message, timestamp)
-        elif kind == "running":
-            handle.running_args = (datetime.fromtimestamp(event[1], UTC), int(event[2]))
-            handle.running_timer = asyncio.get_running_loop().call_later(
-                RUNNING_WRITE_DELAY_SECONDS, self._mark_running, handle, *handle.running_args
-            )
-        else:
-            handle.final_event = event
+    def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:
+        match event:
+            case Log(level, message, timestamp):
+                self._add_log(handle, level, message, timestamp)
+            case Running(started, pid):
+                handle.running_args = (datetime.fromtimestamp(started, UTC), pid)
+                handle.running_timer = asyncio.get_running_loop().call_later(
+                    RUNNING_WRITE_DELAY_SECONDS, self._mark_running, handle, *handle.running_args
+                )
+            case _:
+                handle.final_event = event
 
     def _mark_running(self, handle: RunHandle, started: datetime, pid: int) -> None:
         """Queue RUNNING (with the child's own start time); a cancel meanwhile makes it moot."""

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from headrace.flow_runs import FlowRun
+from headrace.process.protocol import Completed, Crashed, Failed, FinalEvent, Invalid
 from headrace.states import State, StateType, utcnow
 
 
@@ -41,38 +42,39 @@ class ProcessReport:
     """What we know once a run's process has exited."""
 
     exit_code: int | None
-    final_event: tuple[Any, ...] | None = None
+    final_event: FinalEvent | None = None
     kill_reason: KillReason | None = None
 
 
 def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = None) -> Decision:
     """The state a run ends its attempt in, from the facts of its process."""
     now = now or utcnow()
-    event = report.final_event
-    if event is not None and event[0] == "completed":
-        # The body returned before the kill took effect: it is done, whatever we meant to
-        # do. Requeued, it would run again; cancelled, its result would be lost.
-        cancelled = report.kill_reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
-        late = "The cancellation came after it had finished" if cancelled else None
-        return Decision(State(type=StateType.COMPLETED, message=late), {"result": event[1]})
-    if report.kill_reason == KillReason.CANCEL:
-        return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
-    if report.kill_reason == KillReason.SHUTDOWN:
-        message = "Cancelled: its runner shut down, and its deployment cancels runs then"
-        return Decision(State(type=StateType.CANCELLED, message=message))
-    if report.kill_reason == KillReason.REQUEUE:
-        return requeue("Requeued: its runner shut down before it finished", now)
-    if report.kill_reason == KillReason.LOST:  # not recorded: the run is another attempt now
-        return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
-    if report.kill_reason == KillReason.TIMEOUT:
-        return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
-    if event is not None and event[0] == "invalid":  # its parameters: every attempt would fail
-        return Decision(State(type=StateType.FAILED, message=str(event[1])))
-    if event is not None and event[0] == "failed":
-        return decide_failure(run, str(event[1]), now)
-    if event is not None and event[0] == "crashed":
-        return Decision(State(type=StateType.CRASHED, message=str(event[1])))
-    return Decision(State(type=StateType.CRASHED, message=explain_exit(report.exit_code)))
+    match report.final_event, report.kill_reason:
+        case Completed(result), reason:
+            # The body returned before the kill took effect: it is done, whatever we meant to
+            # do. Requeued, it would run again; cancelled, its result would be lost.
+            cancelled = reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
+            late = "The cancellation came after it had finished" if cancelled else None
+            return Decision(State(type=StateType.COMPLETED, message=late), {"result": result})
+        case _, KillReason.CANCEL:
+            return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
+        case _, KillReason.SHUTDOWN:
+            message = "Cancelled: its runner shut down, and its deployment cancels runs then"
+            return Decision(State(type=StateType.CANCELLED, message=message))
+        case _, KillReason.REQUEUE:
+            return requeue("Requeued: its runner shut down before it finished", now)
+        case _, KillReason.LOST:  # not recorded: the run is another attempt now
+            return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
+        case _, KillReason.TIMEOUT:
+            return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
+        case Invalid(message), _:  # its parameters: every attempt would fail
+            return Decision(State(type=StateType.FAILED, message=message))
+        case Failed(message), _:
+            return decide_failure(run, message, now)
+        case Crashed(message), _:
+            return Decision(State(type=StateType.CRASHED, message=message))
+        case _:
+            return Decision(State(type=StateType.CRASHED, message=explain_exit(report.exit_code)))
 
 
 def decide_failure(run: FlowRun, message: str, now: datetime) -> Decision:

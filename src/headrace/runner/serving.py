@@ -33,7 +33,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from headrace.process.forkserver import RUN_CPUS_VARIABLE
+from headrace.process.protocol import RUN_CPUS_VARIABLE
 
 T = TypeVar("T")
 

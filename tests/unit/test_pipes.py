@@ -1,19 +1,20 @@
-"""The runner's reading of a run's events pipe: whole events, whatever the writes."""
+"""The runner's reading of a run's pipes: whole events and whole lines, whatever the writes."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any
 
-from headrace.process.events import EventReader
+from headrace.process.pipes import MAX_LINE, EventReader, read_output
+from headrace.process.protocol import ChildEvent, Completed, Log, Running
 from tests.helpers import eventually
 
 
-def framed(*events: tuple[Any, ...]) -> bytes:
+def framed(*events: ChildEvent) -> bytes:
     """The bytes ``Connection.send`` writes for these events, as the run's process sends them."""
     read_fd, write_fd = os.pipe()
     with ThreadPoolExecutor(1) as pool, io.FileIO(read_fd) as pipe:
@@ -24,18 +25,18 @@ def framed(*events: tuple[Any, ...]) -> bytes:
         return read.result()
 
 
-class Received(list[tuple[Any, ...]]):
+class Received(list[ChildEvent]):
     """The events handed on so far, with a way to wait for more."""
 
     def __init__(self) -> None:
         super().__init__()
         self._added = asyncio.Event()
 
-    def append(self, event: tuple[Any, ...]) -> None:
+    def append(self, event: ChildEvent) -> None:
         super().append(event)
         self._added.set()
 
-    async def count(self, n: int) -> None:
+    async def reach(self, n: int) -> None:
         async with asyncio.timeout(5):
             while len(self) < n:
                 self._added.clear()
@@ -50,8 +51,8 @@ async def closed(reader: EventReader) -> None:
 
 
 async def test_an_event_split_across_writes_arrives_once_whole() -> None:
-    big = ("log", 30, "y" * 100_000, 1.5)
-    data = framed(("running", 1.0, 42), big, ("completed", "x" * 40_000))
+    big = Log(30, "y" * 100_000, 1.5)
+    data = framed(Running(1.0, 42), big, Completed("x" * 40_000))
     received = Received()
     read_fd, write_fd = os.pipe()
     reader = EventReader(read_fd, received.append)
@@ -59,37 +60,65 @@ async def test_an_event_split_across_writes_arrives_once_whole() -> None:
         # The first event and part of the second, then the rest in pieces.
         cut = len(data) // 3
         os.write(write_fd, data[:cut])
-        await received.count(1)  # the reader took all that was written: half an event waits
-        assert received == [("running", 1.0, 42)]
+        await received.reach(1)  # the reader took all that was written: half an event waits
+        assert received == [Running(1.0, 42)]
         rest = memoryview(data)[cut:]
         while rest:
             written = os.write(write_fd, rest[:4096])
             rest = rest[written:]
             await asyncio.sleep(0)
-        await received.count(3)
+        await received.reach(3)
         assert received[1] == big
-        assert received[2] == ("completed", "x" * 40_000)
+        assert received[2] == Completed("x" * 40_000)
     finally:
         os.close(write_fd)
     await closed(reader)  # the end of the pipe closes the reader
 
 
 async def test_a_message_cut_short_by_the_process_end_is_dropped() -> None:
-    data = framed(("running", 1.0, 42), ("completed", "x" * 40_000))
+    data = framed(Running(1.0, 42), Completed("x" * 40_000))
     received = Received()
     read_fd, write_fd = os.pipe()
     reader = EventReader(read_fd, received.append)
     os.write(write_fd, data[:-10])
     os.close(write_fd)
     await closed(reader)
-    assert received == [("running", 1.0, 42)]
+    assert received == [Running(1.0, 42)]
 
 
 async def test_garbage_on_the_pipe_closes_the_reader_without_raising() -> None:
     received = Received()
     read_fd, write_fd = os.pipe()
     reader = EventReader(read_fd, received.append)
-    os.write(write_fd, framed(("running", 1.0, 42)) + b"\x00\x00\x00\x03abc")
+    os.write(write_fd, framed(Running(1.0, 42)) + b"\x00\x00\x00\x03abc")
     await closed(reader)
     os.close(write_fd)
-    assert received == [("running", 1.0, 42)]  # what came before the garbage counts
+    assert received == [Running(1.0, 42)]  # what came before the garbage counts
+
+
+async def test_output_arrives_line_by_line_long_lines_in_pieces() -> None:
+    lines: list[tuple[int, str]] = []
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    for fd in (out_r, err_r):
+        os.set_blocking(fd, False)
+    readers = read_output((out_r, err_r), lambda level, line: lines.append((level, line)))
+
+    async def count() -> int:
+        await asyncio.sleep(0.01)
+        return len(lines)
+
+    os.write(out_w, b"one\r\ntw")
+    os.write(err_w, b"oops \xff\n")
+    os.write(out_w, b"o\n" + b"z" * 40_000)
+    await eventually(count, lambda n: n == 3, timeout=5, what="three lines")
+    os.write(out_w, b"z" * (MAX_LINE - 40_000 + 5))  # a line too long, not finished yet
+    await eventually(count, lambda n: n == 4, timeout=5, what="its first piece")
+    os.write(out_w, b"\nlast, unfinished")
+    os.close(out_w)
+    os.close(err_w)
+    for reader in readers:
+        reader.close()  # takes what is left, and the last partial line
+    info = [line for level, line in lines if level == logging.INFO]
+    assert info == ["one", "two", "z" * MAX_LINE, "zzzzz", "last, unfinished"]
+    assert [line for level, line in lines if level == logging.ERROR] == ["oops \ufffd"]

@@ -1,0 +1,161 @@
+"""The two pipes a run's process writes to the runner, read on the event loop without blocking.
+
+Events: the run's process sends each event with ``multiprocessing.connection.Connection.send``:
+a 4-byte big-endian length (or -1 and an 8-byte length), then the pickled event.
+``Connection.recv`` cannot read that from a non-blocking pipe (uvloop makes every
+fd it watches non-blocking): a message over 16 KiB arrives in two writes, and a
+read between them fails half way, losing the event. So the runner keeps what has
+arrived in a buffer and unpickles a message once all of it is there.
+
+Output: the run's stdout and stderr, read line by line as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import struct
+from collections.abc import Callable
+
+from headrace.process.protocol import ChildEvent
+
+logger = logging.getLogger(__name__)
+
+READ_CHUNK = 65536
+MAX_LINE = 64 * 1024
+"""A line longer than this is logged in pieces."""
+
+_SIZE = struct.Struct("!i")
+_LONG_SIZE = struct.Struct("!Q")
+
+
+def read_ready(fd: int) -> bytes | None:
+    """What a non-blocking pipe holds now: None if nothing yet, b"" at its end (or on an error)."""
+    try:
+        return os.read(fd, READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+class EventReader:
+    """Reads one run's events pipe as it becomes readable, handing each event on in order."""
+
+    def __init__(self, fd: int, on_event: Callable[[ChildEvent], None]) -> None:
+        self._fd = fd
+        self._on_event = on_event
+        self._buffer = bytearray()
+        self.closed = False
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, self.drain)
+
+    def drain(self) -> None:
+        """Take every complete event that has arrived; stop at the end of the pipe."""
+        while not self.closed:
+            data = read_ready(self._fd)
+            if data is None:
+                return
+            self._buffer += data
+            self._hand_on()
+            if not data:
+                self.close()
+
+    def _hand_on(self) -> None:
+        while not self.closed:
+            try:
+                event = self._next_event()
+            except Exception:  # not what a run's process sends: stop listening to it
+                logger.exception("Unreadable event from a flow run's process; ignoring the rest")
+                self.close()
+                return
+            if event is None:
+                return
+            self._on_event(event)
+
+    def _next_event(self) -> ChildEvent | None:
+        """The first event in the buffer once all of it has arrived, else None."""
+        buffer = self._buffer
+        if len(buffer) < _SIZE.size:
+            return None
+        (size,) = _SIZE.unpack_from(buffer)
+        start = _SIZE.size
+        if size == -1:
+            if len(buffer) < start + _LONG_SIZE.size:
+                return None
+            (size,) = _LONG_SIZE.unpack_from(buffer, start)
+            start += _LONG_SIZE.size
+        end = start + size
+        if len(buffer) < end:
+            return None
+        event: ChildEvent = pickle.loads(buffer[start:end])
+        del buffer[:end]
+        return event
+
+    def close(self) -> None:
+        """Stop reading; a message cut short by the process's end is dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        asyncio.get_running_loop().remove_reader(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._buffer.clear()
+
+
+class OutputReader:
+    """Reads one non-blocking output pipe on the event loop, handing each complete line on."""
+
+    def __init__(self, fd: int, level: int, on_line: Callable[[int, str], None]) -> None:
+        self._fd = fd
+        self._level = level
+        self._on_line = on_line
+        self._partial = b""
+        self._closed = False
+        asyncio.get_running_loop().add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        data = read_ready(self._fd)
+        if data is None:
+            return
+        if not data:
+            self.close()
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            self._emit(line)
+        while len(self._partial) > MAX_LINE:
+            self._emit(self._partial[:MAX_LINE])
+            self._partial = self._partial[MAX_LINE:]
+
+    def _emit(self, line: bytes) -> None:
+        self._on_line(self._level, line.decode(errors="replace").rstrip("\r"))
+
+    def close(self) -> None:
+        """Read what is left (the process has exited), emit the last partial line, stop."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._fd)
+        with contextlib.suppress(OSError):
+            while data := os.read(self._fd, READ_CHUNK):
+                self._take(data)
+        if self._partial:
+            self._emit(self._partial)
+            self._partial = b""
+        os.close(self._fd)
+
+
+def read_output(fds: tuple[int, int], on_line: Callable[[int, str], None]) -> list[OutputReader]:
+    """Readers for a run's stdout (INFO lines) and stderr (ERROR lines)."""
+    levels = (logging.INFO, logging.ERROR)
+    return [
+        OutputReader(fd, level, on_line) for fd, level in zip(fds, levels, strict=True) if fd >= 0
+    ]

@@ -1,0 +1,95 @@
+"""What the runner and a run's process say to each other, and how the fork server is asked.
+
+Both sides import this module, and only this one, to agree: the parent never
+imports the child's code. A run's events are ``NamedTuple``s: cheap to pickle
+on the hot path (RUNNING, every log line, the end), and typed for ``match``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+# -- the job ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    """What a child needs to run one attempt of a flow run."""
+
+    flow_run_id: str
+    flow_run_name: str
+    entrypoint: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# -- events, child -> runner, over the events pipe -----------------------------
+
+
+class Running(NamedTuple):
+    """The flow's body is about to start (its parameters are valid)."""
+
+    started: float
+    """The child's clock (``time.time()``) when the body started."""
+    pid: int
+
+
+class Log(NamedTuple):
+    """A ``logging`` record of the run, formatted, with its level."""
+
+    level: int
+    message: str
+    timestamp: float
+
+
+class Completed(NamedTuple):
+    """The body returned: its result, already made storable (JSON, or a truncated repr)."""
+
+    result: Any
+
+
+class Failed(NamedTuple):
+    """The body raised: a retry may help."""
+
+    message: str
+
+
+class Invalid(NamedTuple):
+    """The parameters did not validate: no retry helps."""
+
+    message: str
+
+
+class Crashed(NamedTuple):
+    """The flow could not be loaded from its entrypoint."""
+
+    message: str
+
+
+FinalEvent = Completed | Failed | Invalid | Crashed
+"""How a run's process says its attempt ended: the last event it sends."""
+
+ChildEvent = Running | Log | FinalEvent
+
+
+# -- the fork server's wire format, over its Unix socket ------------------------
+
+REQUEST = struct.Struct("!QI")
+"""runner -> server: (request id, length of the pickled ``ChildJob`` that follows)."""
+FDS_PER_RUN = 3
+"""A request carries the run's events pipe, and the pipes that become its stdout and stderr."""
+REPLY = struct.Struct("!QBq")
+"""server -> runner: (request id, STARTED or EXITED, the pid or the exit status)."""
+STARTED = 1
+EXITED = 2
+"""The exit status is negative for a signal, as in subprocess."""
+READY = b"R"
+"""The server's first byte: everything is preloaded, it takes requests."""
+
+PRELOAD_VARIABLE = "HEADRACE_PRELOAD_ENTRYPOINTS"
+"""The entrypoints (JSON) the fork server imports before it forks any run."""
+SYS_PATH_VARIABLE = "HEADRACE_FORKSERVER_SYS_PATH"
+"""The runner's ``sys.path`` (JSON): runs import what their runner could."""
+RUN_CPUS_VARIABLE = "HEADRACE_RUN_CPUS"
+"""The CPUs runs may use (JSON), set by a serving process that holds itself to one CPU."""
