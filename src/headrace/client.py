@@ -13,16 +13,14 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from headrace.deployments import Deployment
-from headrace.exceptions import ParameterValidationError
-from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
-from headrace.jsonvalues import find_unstorable
+from headrace import new_runs
+from headrace.deployments import Deployment, entrypoint_of
+from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, SQLStore
 from headrace.store.changes import Wake
-from headrace.validation import validate_with_schema
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
@@ -79,8 +77,8 @@ class HeadraceClient:
     ) -> FlowRun:
         """Queue a run of a deployment: parameters merged over its defaults and checked."""
         deployment = await self.store.read_deployment(deployment_id)
-        _check_storable(parameters)
-        new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
+        new_runs.check_storable(parameters)
+        new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         run, created = await self.store.create_flow_run(new)
         if created:
             _wake_runners("created")
@@ -101,21 +99,15 @@ class HeadraceClient:
         By default that is this host's default runner name, which a ``Runner()``
         created without a name has: a local runner picks the run up at once.
         """
-        from headrace.deployments import entrypoint_of
-
-        checked = flow.validate_json_parameters(parameters or {})
-        _check_storable(checked)
-        new = NewFlowRun(
-            flow_name=flow.name,
+        new = new_runs.for_flow(
+            flow,
+            parameters,
             entrypoint=entrypoint or entrypoint_of(flow),
-            parameters=checked,
+            runner_name=runner_name or default_runner_name(),
             parent_task_run_id=parent_task_run_id,
             idempotency_key=idempotency_key,
-            max_retries=flow.retries,
-            retry_delay_seconds=flow.retry_delay_seconds,
-            timeout_seconds=flow.timeout_seconds,
-            runner_name=runner_name or default_runner_name(),
         )
+        new_runs.check_storable(new.parameters)
         run, created = await self.store.create_flow_run(new)
         if created:
             _wake_runners("created")
@@ -155,44 +147,6 @@ class HeadraceClient:
         run = await self.store.request_cancellation(flow_run_id)
         _wake_runners("cancelled")
         return run
-
-
-def _check_storable(parameters: dict[str, Any] | None) -> None:
-    """Refuse text no store can keep (NUL, unpaired surrogates), naming where it is."""
-    if parameters and (problem := find_unstorable(parameters)):
-        where, what = problem
-        raise ParameterValidationError([{"parameter": where or "parameters", "message": what}])
-
-
-def new_run_for_deployment(
-    deployment: Deployment,
-    parameters: dict[str, Any] | None,
-    *,
-    idempotency_key: str | None = None,
-    flow: Flow[Any, Any] | None = None,
-) -> NewFlowRun:
-    """The run a trigger of ``deployment`` creates; raises if the parameters are invalid.
-
-    With the deployment's ``flow`` at hand (a runner serving it), the parameters
-    are checked as the run's process will check them; elsewhere against the
-    stored JSON schema, which cannot see every rule (a duration's text, say).
-    """
-    merged = {**deployment.parameters, **(parameters or {})}
-    if deployment.enforce_parameter_schema:
-        if flow is not None:
-            merged = flow.validate_json_parameters(merged)
-        elif deployment.parameter_schema:
-            validate_with_schema(deployment.parameter_schema, merged)
-    return NewFlowRun(
-        flow_name=deployment.flow_name,
-        deployment_id=deployment.id,
-        entrypoint=deployment.entrypoint,
-        parameters=merged,
-        idempotency_key=idempotency_key,
-        max_retries=deployment.retries,
-        retry_delay_seconds=deployment.retry_delay_seconds,
-        timeout_seconds=deployment.timeout_seconds,
-    )
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from headrace.client import new_run_for_deployment
+from headrace import new_runs
 from headrace.entrypoints import load_flow_from_entrypoint
 from headrace.flow_runs import LogRecord
 from headrace.runner import Runner
@@ -650,7 +650,7 @@ async def test_a_full_page_of_logs_links_to_the_next(sqlite_settings: Settings) 
     runner, ids = await served(sqlite_settings)
     app = await build_server(runner)
     run, _ = await runner.store.create_flow_run(
-        new_run_for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
+        new_runs.for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
     )
     now = utcnow()
     await runner.store.write_logs(
