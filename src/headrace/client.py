@@ -7,7 +7,6 @@ work never waits for a poll.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -19,25 +18,13 @@ from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
-from headrace.store import AsyncStore, SQLStore
+from headrace.store import AsyncStore, open_store
 from headrace.store.changes import Wake
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
 
-_stores: dict[str, AsyncStore] = {}
-_stores_lock = threading.Lock()
 _wakeups: set[Callable[[Wake], None]] = set()
-
-
-def store_for(settings: Settings) -> AsyncStore:
-    """One store per database URL per process: engines and migrations are paid for once."""
-    url = settings.resolved_database_url
-    with _stores_lock:
-        store = _stores.get(url)
-        if store is None:
-            store = _stores[url] = AsyncStore(SQLStore(url))
-        return store
 
 
 def add_wakeup(callback: Callable[[Wake], None]) -> None:
@@ -152,4 +139,4 @@ class HeadraceClient:
 @asynccontextmanager
 async def get_client(settings: Settings | None = None) -> AsyncIterator[HeadraceClient]:
     """The orchestration client for the configured database (``HEADRACE_DATABASE_URL``)."""
-    yield HeadraceClient(store_for(settings or load_settings()))
+    yield HeadraceClient(open_store(settings or load_settings()))
