@@ -37,14 +37,20 @@ short batch on the SQLite store's single thread, not for a long one."""
 def _threaded(
     priority: int, method: Callable[Concatenate[SQLStore, P], T]
 ) -> Callable[Concatenate[AsyncStore, P], Awaitable[T]]:
-    """``method`` of the SQL store as a coroutine method, run at ``priority`` off the loop."""
+    """``method`` of the SQL store as a coroutine method, run at ``priority`` off the loop.
+
+    The method is looked up on the wrapped store at each call, as ``self.sync.name``
+    would be: a subclass's (or an instance's) own version is the one that runs.
+    """
+    name = method.__name__
 
     async def call(self: AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        work = functools.partial(method, self.sync, *args, **kwargs)
+        bound: Callable[P, T] = getattr(self.sync, name)
+        work = functools.partial(bound, *args, **kwargs)
         return await asyncio.wrap_future(self._submit(work, priority))
 
-    call.__name__ = method.__name__
-    call.__qualname__ = f"AsyncStore.{method.__name__}"
+    call.__name__ = name
+    call.__qualname__ = f"AsyncStore.{name}"
     call.__doc__ = method.__doc__
     return call
 
