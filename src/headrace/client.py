@@ -8,39 +8,25 @@ work never waits for a poll.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from headrace.deployments import Deployment
-from headrace.exceptions import ObjectNotFound, ParameterValidationError
-from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
-from headrace.jsonvalues import find_unstorable
+from headrace import new_runs
+from headrace.deployments import Deployment, entrypoint_of
+from headrace.exceptions import ObjectNotFound
+from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
-from headrace.store import AsyncStore, SQLStore
+from headrace.store import AsyncStore, open_store
 from headrace.store.changes import Wake
-from headrace.validation import validate_with_schema
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
 
-_stores: dict[str, AsyncStore] = {}
-_stores_lock = threading.Lock()
 _wakeups: set[Callable[[Wake], None]] = set()
-
-
-def store_for(settings: Settings) -> AsyncStore:
-    """One store per database URL per process: engines and migrations are paid for once."""
-    url = settings.resolved_database_url
-    with _stores_lock:
-        store = _stores.get(url)
-        if store is None:
-            store = _stores[url] = AsyncStore(SQLStore(url))
-        return store
 
 
 def add_wakeup(callback: Callable[[Wake], None]) -> None:
@@ -80,8 +66,8 @@ class HeadraceClient:
     ) -> FlowRun:
         """Queue a run of a deployment: parameters merged over its defaults and checked."""
         deployment = await self.store.read_deployment(deployment_id)
-        _check_storable(parameters)
-        new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
+        new_runs.check_storable(parameters)
+        new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         run, created = await self.store.create_flow_run(new)
         if created:
             _wake_runners("created")
@@ -102,21 +88,15 @@ class HeadraceClient:
         By default that is this host's default runner name, which a ``Runner()``
         created without a name has: a local runner picks the run up at once.
         """
-        from headrace.deployments import entrypoint_of
-
-        checked = flow.validate_json_parameters(parameters or {})
-        _check_storable(checked)
-        new = NewFlowRun(
-            flow_name=flow.name,
+        new = new_runs.for_flow(
+            flow,
+            parameters,
             entrypoint=entrypoint or entrypoint_of(flow),
-            parameters=checked,
+            runner_name=runner_name or default_runner_name(),
             parent_task_run_id=parent_task_run_id,
             idempotency_key=idempotency_key,
-            max_retries=flow.retries,
-            retry_delay_seconds=flow.retry_delay_seconds,
-            timeout_seconds=flow.timeout_seconds,
-            runner_name=runner_name or default_runner_name(),
         )
+        new_runs.check_storable(new.parameters)
         run, created = await self.store.create_flow_run(new)
         if created:
             _wake_runners("created")
@@ -187,45 +167,7 @@ class HeadraceClient:
         )
 
 
-def _check_storable(parameters: dict[str, Any] | None) -> None:
-    """Refuse text no store can keep (NUL, unpaired surrogates), naming where it is."""
-    if parameters and (problem := find_unstorable(parameters)):
-        where, what = problem
-        raise ParameterValidationError([{"parameter": where or "parameters", "message": what}])
-
-
-def new_run_for_deployment(
-    deployment: Deployment,
-    parameters: dict[str, Any] | None,
-    *,
-    idempotency_key: str | None = None,
-    flow: Flow[Any, Any] | None = None,
-) -> NewFlowRun:
-    """The run a trigger of ``deployment`` creates; raises if the parameters are invalid.
-
-    With the deployment's ``flow`` at hand (a runner serving it), the parameters
-    are checked as the run's process will check them; elsewhere against the
-    stored JSON schema, which cannot see every rule (a duration's text, say).
-    """
-    merged = {**deployment.parameters, **(parameters or {})}
-    if deployment.enforce_parameter_schema:
-        if flow is not None:
-            merged = flow.validate_json_parameters(merged)
-        elif deployment.parameter_schema:
-            validate_with_schema(deployment.parameter_schema, merged)
-    return NewFlowRun(
-        flow_name=deployment.flow_name,
-        deployment_id=deployment.id,
-        entrypoint=deployment.entrypoint,
-        parameters=merged,
-        idempotency_key=idempotency_key,
-        max_retries=deployment.retries,
-        retry_delay_seconds=deployment.retry_delay_seconds,
-        timeout_seconds=deployment.timeout_seconds,
-    )
-
-
 @asynccontextmanager
 async def get_client(settings: Settings | None = None) -> AsyncIterator[HeadraceClient]:
     """The orchestration client for the configured database (``HEADRACE_DATABASE_URL``)."""
-    yield HeadraceClient(store_for(settings or load_settings()))
+    yield HeadraceClient(open_store(settings or load_settings()))

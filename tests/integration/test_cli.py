@@ -20,7 +20,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner, Result
 
-from headrace import client as client_module
+from headrace import store as store_module
 from headrace.cli import app
 from headrace.client import get_client
 from headrace.flow_runs import FlowRun, LogRecord
@@ -44,7 +44,7 @@ def env(settings: Settings) -> Iterator[dict[str, str | None]]:
         "HEADRACE_DATABASE_URL": settings.resolved_database_url,
         "COLUMNS": None,
     }
-    store = client_module._stores.pop(settings.resolved_database_url, None)
+    store = store_module._stores.pop(settings.resolved_database_url, None)
     if store is not None:
         store.close()
 

@@ -381,7 +381,7 @@ async def test_a_runner_whose_run_was_taken_over_stops_it_and_records_nothing(
     """Presumed dead (a long pause, say), it must not run one run twice at once."""
     from headrace.states import State
     from headrace.store import RunnerRecord, SQLStore
-    from headrace.store.sql import Attempt
+    from headrace.store.records import Attempt
 
     runner = make_runner(settings)
     deployment_id = await runner.add_flow(basic.touch)

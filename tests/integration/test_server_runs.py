@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from headrace.client import new_run_for_deployment
+from headrace import new_runs
 from headrace.flow_runs import LogRecord
 from headrace.runner.server import build_server
 from headrace.settings import Settings
@@ -77,7 +77,7 @@ async def test_a_full_page_of_logs_links_to_the_next(sqlite_settings: Settings) 
     runner, ids = await served(sqlite_settings)
     app = await build_server(runner)
     run, _ = await runner.store.create_flow_run(
-        new_run_for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
+        new_runs.for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
     )
     now = utcnow()
     await runner.store.write_logs(

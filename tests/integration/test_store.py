@@ -19,7 +19,7 @@ from headrace.flow_runs import LogRecord, NewFlowRun
 from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord, SQLStore
 from headrace.store.migrate import current_revision, head_revision
-from headrace.store.sql import Attempt
+from headrace.store.records import Attempt
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
-from headrace.store.sql import Attempt
+from headrace.store.records import Attempt
 
 logger = logging.getLogger(__name__)
 

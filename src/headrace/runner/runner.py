@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from headrace.client import add_wakeup, remove_wakeup, store_for
+from headrace.client import add_wakeup, remove_wakeup
 from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
 from headrace.names import default_runner_name
@@ -33,7 +33,7 @@ from headrace.runner.serving import settle_heap
 from headrace.schedules import DeploymentSchedule
 from headrace.settings import Settings, load_settings
 from headrace.states import StateType, utcnow
-from headrace.store import AsyncStore, RunnerRecord
+from headrace.store import AsyncStore, RunnerRecord, open_store
 from headrace.store.changes import Wake
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Runner:
 
     @property
     def store(self) -> AsyncStore:
-        return store_for(self.settings)
+        return open_store(self.settings)
 
     @property
     def deployment_ids(self) -> set[UUID]:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from headrace.deployments import Deployment
 from headrace.flow_runs import NewFlowRun
-from headrace.schedules import PlannedRun, plan_runs, schedule_key
+from headrace.new_runs import for_schedule
+from headrace.schedules import plan_runs, schedule_key
 from headrace.states import utcnow
 from headrace.store import AsyncStore
 
@@ -42,20 +43,5 @@ async def plan_scheduled_runs(store: AsyncStore, deployments: Sequence[Deploymen
         except (ValueError, OverflowError) as exc:  # one bad schedule must not stop the rest
             logger.error("Cannot plan the runs of %s: %s", deployment.name, exc)
             continue
-        news.extend(_new_run(deployment, p) for p in planned)
+        news.extend(for_schedule(deployment, p) for p in planned)
     return await store.create_planned_runs(news)
-
-
-def _new_run(deployment: Deployment, planned: PlannedRun) -> NewFlowRun:
-    return NewFlowRun(
-        flow_name=deployment.flow_name,
-        deployment_id=deployment.id,
-        entrypoint=deployment.entrypoint,
-        parameters={**deployment.parameters, **planned.parameters},
-        idempotency_key=planned.idempotency_key,
-        expected_start_time=planned.scheduled_time,
-        state_name="Late" if planned.late else "Scheduled",
-        max_retries=deployment.retries,
-        retry_delay_seconds=deployment.retry_delay_seconds,
-        timeout_seconds=deployment.timeout_seconds,
-    )

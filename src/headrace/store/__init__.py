@@ -3,13 +3,51 @@
 Only this package imports SQLAlchemy. ``SQLStore`` is synchronous;
 ``AsyncStore`` runs it off the event loop, on a single thread for SQLite (one
 writer, no lock contention inside the process) and on a small pool for
-PostgreSQL.
+PostgreSQL. ``open_store(settings)`` gives the one ``AsyncStore`` a process
+keeps per database.
+
+The interface, by what it holds (both classes have each method):
+
+- runs: ``create_flow_run`` (idempotent on its key; group commit in
+  ``AsyncStore``), ``create_flow_runs``, ``create_planned_runs``,
+  ``last_planned_times``, ``read_flow_run``, ``read_flow_run_by_key``,
+  ``read_flow_runs``, ``read_active_runs`` (``sql.py``)
+- states: ``set_state`` (a compare-and-set; ``AsyncStore.queue_state`` queues
+  one without waiting), ``request_cancellation``, ``cancelling_among``,
+  ``taken_among``, ``read_state_history`` (``transitions.py``)
+- claims: ``claim_runs``, ``claim_flow_run``, ``next_due_time``,
+  ``count_queued_runs``, ``count_active_runs`` (``claims.py``)
+- logs: ``write_logs``, ``read_logs`` (``sql.py``)
+- deployments: ``upsert_deployment``, ``read_deployment``,
+  ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
+- runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)
+- changes: runs queued and cancellations requested by other processes,
+  ``AsyncStore.watch_changes`` (``changes.py``)
 """
 
 from __future__ import annotations
 
-from headrace.store.async_store import AsyncStore, open_store
+import threading
+
+from headrace.settings import Settings
+from headrace.store.async_store import AsyncStore
 from headrace.store.records import RunnerRecord
 from headrace.store.sql import SQLStore
 
 __all__ = ["AsyncStore", "RunnerRecord", "SQLStore", "open_store"]
+
+_stores: dict[str, AsyncStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(settings: Settings) -> AsyncStore:
+    """The process's store for the settings' database, opened (and migrated) on first use.
+
+    One per database URL per process: engines and migrations are paid for once.
+    """
+    url = settings.resolved_database_url
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = AsyncStore(SQLStore(url))
+        return store

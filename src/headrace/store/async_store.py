@@ -1,24 +1,28 @@
-"""``AsyncStore``: the SQL store's methods as coroutines, run on the store's own threads."""
+"""``AsyncStore``: the SQL store's methods as coroutines, run on the store's own threads.
+
+Most methods are one line in a table: the ``SQLStore`` method, and the priority
+it runs at on the store's threads (``URGENT``: somebody waits; ``DISPATCH``:
+claims; ``BACKGROUND``: bookkeeping nobody waits on, which yields the store).
+Writes that many callers make at once share transactions (group commit) and
+are written out by hand below the table.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
-from headrace.deployments import Deployment, DeploymentSpec
-from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
-from headrace.settings import Settings
+from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.states import State, StateType
 from headrace.store.changes import Wake, watch_changes
 from headrace.store.checkpoints import Checkpointer
 from headrace.store.group_commit import GroupCommit
-from headrace.store.records import MAX_PAGE, RunnerRecord
-from headrace.store.sql import Attempt, SQLStore, StateChange
+from headrace.store.records import Attempt, StateChange
+from headrace.store.sql import SQLStore
 from headrace.store.threads import BACKGROUND, DISPATCH, URGENT, StoreWorker
 
 P = ParamSpec("P")
@@ -30,9 +34,25 @@ STATE_CHANGE_BATCH = 4
 short batch on the SQLite store's single thread, not for a long one."""
 
 
-def open_store(settings: Settings) -> AsyncStore:
-    """Open (and migrate, on first use) the database the settings name."""
-    return AsyncStore(SQLStore(settings.resolved_database_url))
+def _threaded(
+    priority: int, method: Callable[Concatenate[SQLStore, P], T]
+) -> Callable[Concatenate[AsyncStore, P], Awaitable[T]]:
+    """``method`` of the SQL store as a coroutine method, run at ``priority`` off the loop.
+
+    The method is looked up on the wrapped store at each call, as ``self.sync.name``
+    would be: a subclass's (or an instance's) own version is the one that runs.
+    """
+    name = method.__name__
+
+    async def call(self: AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        bound: Callable[P, T] = getattr(self.sync, name)
+        work = functools.partial(bound, *args, **kwargs)
+        return await asyncio.wrap_future(self._submit(work, priority))
+
+    call.__name__ = name
+    call.__qualname__ = f"AsyncStore.{name}"
+    call.__doc__ = method.__doc__
+    return call
 
 
 class AsyncStore:
@@ -63,20 +83,9 @@ class AsyncStore:
         assert self._pool is not None
         return self._pool.submit(fn)
 
-    async def _at(self, priority: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.wrap_future(self._submit(call, priority))
-
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._at(URGENT, fn, *args, **kwargs)
-
-    async def _background(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Work nobody is waiting on: it yields the store to urgent work."""
-        return await self._at(BACKGROUND, fn, *args, **kwargs)
-
-    async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
-        """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
-        await watch_changes(self.sync.engine, on_change)
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._submit(call, URGENT))
 
     def close(self) -> None:
         if self._worker is not None:
@@ -89,106 +98,46 @@ class AsyncStore:
             self._checkpoints.close()
         self.sync.close()
 
-    async def upsert_deployment(self, spec: DeploymentSpec) -> Deployment:
-        return await self._call(self.sync.upsert_deployment, spec)
+    # -- deployments --------------------------------------------------------
+    upsert_deployment = _threaded(URGENT, SQLStore.upsert_deployment)
+    read_deployment = _threaded(URGENT, SQLStore.read_deployment)
+    read_deployment_by_name = _threaded(URGENT, SQLStore.read_deployment_by_name)
+    read_deployments = _threaded(URGENT, SQLStore.read_deployments)
 
-    async def read_deployment(self, deployment_id: UUID) -> Deployment:
-        return await self._call(self.sync.read_deployment, deployment_id)
+    # -- runs ---------------------------------------------------------------
+    read_flow_run_by_key = _threaded(URGENT, SQLStore.read_flow_run_by_key)
+    create_planned_runs = _threaded(URGENT, SQLStore.create_planned_runs)
+    create_flow_runs = _threaded(URGENT, SQLStore.create_flow_runs)
+    last_planned_times = _threaded(URGENT, SQLStore.last_planned_times)
+    read_flow_run = _threaded(URGENT, SQLStore.read_flow_run)
+    read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
+    read_active_runs = _threaded(URGENT, SQLStore.read_active_runs)
 
-    async def read_deployment_by_name(self, flow_name: str, name: str) -> Deployment:
-        return await self._call(self.sync.read_deployment_by_name, flow_name, name)
+    # -- states -------------------------------------------------------------
+    read_state_history = _threaded(URGENT, SQLStore.read_state_history)
+    cancelling_among = _threaded(BACKGROUND, SQLStore.cancelling_among)
+    taken_among = _threaded(BACKGROUND, SQLStore.taken_among)
 
-    async def read_deployments(self, ids: Collection[UUID] | None = None) -> list[Deployment]:
-        return await self._call(self.sync.read_deployments, ids)
+    # -- claims -------------------------------------------------------------
+    claim_runs = _threaded(DISPATCH, SQLStore.claim_runs)
+    claim_flow_run = _threaded(URGENT, SQLStore.claim_flow_run)
+    count_queued_runs = _threaded(URGENT, SQLStore.count_queued_runs)
+    count_active_runs = _threaded(URGENT, SQLStore.count_active_runs)
+    next_due_time = _threaded(URGENT, SQLStore.next_due_time)
+
+    # -- logs ---------------------------------------------------------------
+    write_logs = _threaded(BACKGROUND, SQLStore.write_logs)
+    read_logs = _threaded(URGENT, SQLStore.read_logs)
+
+    # -- runners ------------------------------------------------------------
+    register_runner = _threaded(URGENT, SQLStore.register_runner)
+    heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)
+
+    # -- written by hand: group commit, cancellation, the change feed -------
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
         """Store a run; concurrent creations share one transaction."""
         return await self._creations.submit(new)
-
-    async def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
-        return await self._call(self.sync.read_flow_run_by_key, new)
-
-    async def create_planned_runs(self, runs: Sequence[NewFlowRun]) -> int:
-        return await self._call(self.sync.create_planned_runs, runs)
-
-    async def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[tuple[FlowRun, bool]]:
-        return await self._call(self.sync.create_flow_runs, runs)
-
-    async def last_planned_times(
-        self, deployment_id: UUID, schedule_keys: Collection[str]
-    ) -> dict[str, datetime]:
-        return await self._call(self.sync.last_planned_times, deployment_id, schedule_keys)
-
-    async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
-        return await self._call(self.sync.read_flow_run, flow_run_id)
-
-    async def taken_among(self, ids: Collection[UUID], runner_id: UUID) -> list[UUID]:
-        return await self._background(self.sync.taken_among, ids, runner_id)
-
-    async def cancelling_among(self, ids: Collection[UUID]) -> list[UUID]:
-        """Which of these runs have been asked to cancel.
-
-        A runner asks this often and nobody waits on the answer: it yields the store.
-        """
-        return await self._background(self.sync.cancelling_among, ids)
-
-    async def read_flow_runs(
-        self,
-        *,
-        ids: Collection[UUID] | None = None,
-        deployment_id: UUID | None = None,
-        flow_name: str | None = None,
-        states: Collection[StateType] | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[FlowRun]:
-        return await self._call(
-            self.sync.read_flow_runs,
-            ids=ids,
-            deployment_id=deployment_id,
-            flow_name=flow_name,
-            states=states,
-            limit=limit,
-            offset=offset,
-        )
-
-    async def count_queued_runs(
-        self, deployment_ids: Collection[UUID], runner_name: str | None, *, cap: int
-    ) -> int:
-        return await self._call(self.sync.count_queued_runs, deployment_ids, runner_name, cap=cap)
-
-    async def count_active_runs(self, deployment_ids: Collection[UUID]) -> dict[UUID, int]:
-        return await self._call(self.sync.count_active_runs, deployment_ids)
-
-    async def claim_runs(
-        self,
-        *,
-        deployment_ids: Collection[UUID],
-        runner: RunnerRecord,
-        limit: int,
-        now: datetime | None = None,
-        concurrency_limits: Mapping[UUID, int] | None = None,
-    ) -> list[FlowRun]:
-        return await self._at(
-            DISPATCH,
-            self.sync.claim_runs,
-            deployment_ids=deployment_ids,
-            runner=runner,
-            limit=limit,
-            now=now,
-            concurrency_limits=concurrency_limits,
-        )
-
-    async def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
-        return await self._call(self.sync.claim_flow_run, flow_run_id, runner)
-
-    async def next_due_time(
-        self,
-        deployment_ids: Collection[UUID],
-        runner_name: str | None,
-        after: datetime | None = None,
-    ) -> datetime | None:
-        return await self._call(self.sync.next_due_time, deployment_ids, runner_name, after)
 
     async def set_state(
         self,
@@ -220,24 +169,6 @@ class AsyncStore:
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
         return await self._call(self.sync.request_cancellation, flow_run_id)
 
-    async def read_state_history(self, flow_run_id: UUID) -> list[State]:
-        return await self._call(self.sync.read_state_history, flow_run_id)
-
-    async def write_logs(self, records: Sequence[LogRecord]) -> None:
-        await self._background(self.sync.write_logs, records)
-
-    async def read_logs(
-        self, flow_run_id: UUID, *, after_id: int = 0, limit: int = MAX_PAGE
-    ) -> list[LogRecord]:
-        return await self._call(self.sync.read_logs, flow_run_id, after_id=after_id, limit=limit)
-
-    async def register_runner(self, runner: RunnerRecord) -> None:
-        await self._call(self.sync.register_runner, runner)
-
-    async def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
-        await self._background(self.sync.heartbeat, runner_id, stopped=stopped)
-
-    async def read_active_runs(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
-    ) -> list[tuple[FlowRun, RunnerRecord | None]]:
-        return await self._call(self.sync.read_active_runs, deployment_ids, runner_name)
+    async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
+        """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
+        await watch_changes(self.sync.engine, on_change)

@@ -14,9 +14,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+import headrace.store.statements as statements
 from headrace.flow_runs import FlowRun
 from headrace.states import ACTIVE_STATES, StateType, check_transition, utcnow
-from headrace.store import statements
 from headrace.store.connection import SQLBase
 from headrace.store.records import RunnerRecord
 from headrace.store.rows import Owner, as_utc, flow_run_from_row, lock_key, owned_by

@@ -1,15 +1,17 @@
-"""The store's vocabulary: runner records and the queries' inputs, shared by every store."""
+"""The store's vocabulary: runner records, state changes and page sizes, shared by every part."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from headrace.states import utcnow
+from headrace.states import State, StateType, utcnow
 
 
 class RunnerRecord(BaseModel):
@@ -28,3 +30,20 @@ class RunnerRecord(BaseModel):
 
 MAX_PAGE = 1000
 """Most rows one listing query returns."""
+
+
+class Attempt(NamedTuple):
+    """Which claim of a run a runner is executing: a write for it fails once another took over."""
+
+    runner_id: UUID
+    run_count: int
+
+
+class StateChange(NamedTuple):
+    """One requested state change: run, new state, allowed current states, other fields."""
+
+    flow_run_id: UUID
+    state: State
+    expected: Collection[StateType] | None
+    fields: dict[str, Any]
+    attempt: Attempt | None = None

@@ -33,9 +33,7 @@ from headrace.store.rows import (
     run_with_runner_from_row,
 )
 from headrace.store.tables import deployments, flow_runs, logs, runners
-from headrace.store.transitions import RUN_FIELDS, Attempt, StateChange, StateChanges
-
-__all__ = ["RUN_FIELDS", "SCHEDULED_PREFIX", "Attempt", "SQLStore", "StateChange"]
+from headrace.store.transitions import StateChanges
 
 logger = logging.getLogger(__name__)
 

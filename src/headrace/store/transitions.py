@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
+import headrace.store.statements as statements
 from headrace.exceptions import HeadraceError, InvalidStateTransition, ObjectNotFound
 from headrace.flow_runs import FlowRun
 from headrace.states import (
@@ -18,8 +19,8 @@ from headrace.states import (
     sources_of,
     utcnow,
 )
-from headrace.store import statements
 from headrace.store.connection import SQLBase
+from headrace.store.records import Attempt, StateChange
 from headrace.store.rows import flow_run_from_row, state_names, state_values
 from headrace.store.tables import flow_run_states, flow_runs
 
@@ -27,23 +28,6 @@ RUN_FIELDS = frozenset(
     {"start_time", "end_time", "result", "pid", "expected_start_time", "runner_id", "runner_name"}
 )
 """Columns a state change may set beside the state itself."""
-
-
-class Attempt(NamedTuple):
-    """Which claim of a run a runner is executing: a write for it fails once another took over."""
-
-    runner_id: UUID
-    run_count: int
-
-
-class StateChange(NamedTuple):
-    """One requested state change: run, new state, allowed current states, other fields."""
-
-    flow_run_id: UUID
-    state: State
-    expected: Collection[StateType] | None
-    fields: dict[str, Any]
-    attempt: Attempt | None = None
 
 
 class StateChanges(SQLBase):

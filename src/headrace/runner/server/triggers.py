@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headrace.client import new_run_for_deployment
+from headrace import new_runs
 from headrace.deployments import Deployment
 from headrace.exceptions import EntrypointError
 from headrace.flow_runs import FlowRun, NewFlowRun
@@ -90,8 +90,8 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
         parameters = await read_json_object(request, empty={})
-        new = new_run_for_deployment(
-            deployment, parameters, idempotency_key=idempotency_key, flow=flow
+        new = new_runs.for_deployment(
+            deployment, parameters, flow=flow, idempotency_key=idempotency_key
         )
         return await queue_run(ctx, new, wait, id_only=True)
 
@@ -123,7 +123,15 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
         if refusal is not None:
             return refusal
         assert flow is not None
-        return await queue_run(ctx, _new_flow_run(ctx, flow, wanted, idempotency_key), wait)
+        new = new_runs.for_flow(
+            flow,
+            wanted.parameters,
+            entrypoint=ctx.space.run_entrypoint(wanted.entrypoint),
+            runner_name=ctx.runner.name,
+            parent_task_run_id=wanted.parent_task_run_id,
+            idempotency_key=idempotency_key,
+        )
+        return await queue_run(ctx, new, wait)
 
     return run_flow
 
@@ -146,23 +154,6 @@ def _check_managed(ctx: ServerContext, flow: AnyFlow | None, entrypoint: str) ->
         entrypoint[:200],
     )
     return None
-
-
-def _new_flow_run(
-    ctx: ServerContext, flow: AnyFlow, wanted: FlowRunRequest, idempotency_key: str | None
-) -> NewFlowRun:
-    """An ad-hoc run of ``flow`` addressed to this runner; raises on invalid parameters."""
-    return NewFlowRun(
-        flow_name=flow.name,
-        entrypoint=ctx.space.run_entrypoint(wanted.entrypoint),
-        parameters=flow.validate_json_parameters(wanted.parameters or {}),
-        parent_task_run_id=wanted.parent_task_run_id,
-        idempotency_key=idempotency_key,
-        max_retries=flow.retries,
-        retry_delay_seconds=flow.retry_delay_seconds,
-        timeout_seconds=flow.timeout_seconds,
-        runner_name=ctx.runner.name,
-    )
 
 
 async def queue_run(
