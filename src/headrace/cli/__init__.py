@@ -578,7 +578,7 @@ def masked_url(url: str) -> str:
 
 
 def _version_text() -> str:
-    from headrace import __version__
+    from headrace._version import __version__
 
     return f"headrace {__version__}"
 

@@ -82,7 +82,7 @@ async def get_subflow_schemas(runner: Runner) -> dict[str, dict[str, Any]]:
 
 async def build_server(runner: Runner) -> FastAPI:
     """Build the webserver app for ``runner``: its routes are fixed now, one per deployment."""
-    from headrace import __version__
+    from headrace._version import __version__
 
     settings = runner.settings
     ctx = ServerContext(
