@@ -18,11 +18,11 @@ from headrace.exceptions import ParameterValidationError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.jsonvalues import find_unstorable
 from headrace.names import default_runner_name
+from headrace.parameters import validate_with_schema
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, SQLStore
 from headrace.store.changes import Wake
-from headrace.validation import validate_with_schema
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
