@@ -101,7 +101,7 @@ class HeadraceClient:
         By default that is this host's default runner name, which a ``Runner()``
         created without a name has: a local runner picks the run up at once.
         """
-        from headrace.deployments import entrypoint_of
+        from headrace.entrypoints import entrypoint_of
 
         checked = flow.validate_json_parameters(parameters or {})
         _check_storable(checked)

@@ -8,15 +8,14 @@ flow object plus its options, checked when it is built.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
 from headrace.schedules import DeploymentSchedule, next_times
 
@@ -67,27 +66,6 @@ class Deployment(DeploymentSpec):
     updated: datetime
     planning_since: datetime | None = None
     """When a schedule was last added or resumed: catch-up never goes back past it."""
-
-
-def entrypoint_of(flow: Flow[Any, Any]) -> str:
-    """Where a child process can load ``flow`` from: ``module:func`` or ``/abs/file.py:func``."""
-    from headrace.entrypoints import SCRIPT_MODULE_PREFIX
-
-    module_name = flow.fn.__module__
-    module = sys.modules.get(module_name)
-    func = flow.fn.__qualname__
-    file = getattr(module, "__file__", None)
-    spec = getattr(module, "__spec__", None)
-    importable = spec is not None and spec.name == module_name and spec.origin == file
-    # A script loaded by path has a made-up module name no other process can import.
-    by_path = module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX)
-    if module is not None and importable and not by_path:
-        return f"{flow.fn.__module__}:{func}"
-    if file is None:
-        raise InvalidDeployment(
-            f"Cannot tell where flow {flow.name!r} is defined; define it in a file or module"
-        )
-    return f"{Path(file).resolve()}:{func}"
 
 
 @dataclass

@@ -190,7 +190,7 @@ def _for_item(error: ParameterValidationError, index: int) -> ParameterValidatio
 
 
 def _entrypoint(flow: Flow[Any, Any]) -> str:
-    from headrace.deployments import entrypoint_of
+    from headrace.entrypoints import entrypoint_of
     from headrace.flows import Flow
 
     if not isinstance(flow, Flow):

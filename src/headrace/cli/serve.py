@@ -57,16 +57,6 @@ def schedules_from_options(
     return [] if schedule is None else [schedule]
 
 
-def absolute_entrypoint(entrypoint: str) -> str:
-    """A file entrypoint with its path made absolute; ``module:func`` as it is."""
-    from headrace.entrypoints import is_file_entrypoint, split_entrypoint
-
-    where, func = split_entrypoint(entrypoint)
-    if not is_file_entrypoint(entrypoint):
-        return entrypoint
-    return f"{Path(where).expanduser().resolve()}:{func}"
-
-
 async def serve_entrypoint(
     settings: Settings,
     entrypoint: str,
@@ -76,7 +66,11 @@ async def serve_entrypoint(
     console: Console,
 ) -> None:
     """Serve the flow ``entrypoint`` names as one deployment until stopped."""
-    from headrace.entrypoints import is_file_entrypoint, load_flow_from_entrypoint
+    from headrace.entrypoints import (
+        absolute_entrypoint,
+        is_file_entrypoint,
+        load_flow_from_entrypoint,
+    )
     from headrace.runner import Runner
 
     absolute = absolute_entrypoint(entrypoint)
