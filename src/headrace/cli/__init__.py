@@ -30,7 +30,7 @@ from headrace.settings import Settings, load_settings
 if TYPE_CHECKING:
     from headrace.cli.watch import Follow
     from headrace.client import HeadraceClient
-    from headrace.deployments import Deployment
+    from headrace.deployments import Deployment, DeploymentOptions
 
 T = TypeVar("T")
 
@@ -258,8 +258,7 @@ def serve(
         settings = _settings(
             runner_server_host=host, runner_server_port=port, runner_process_limit=limit
         )
-        options: dict[str, Any] = {
-            "name": name,
+        options: DeploymentOptions = {
             "schedules": schedules_from_options(cron, interval, rrule, timezone),
             "parameters": collect_parameters(params, param),
             "tags": tag,
@@ -271,7 +270,9 @@ def serve(
         }
         configure_logging(log_level.value)
         run_serving(
-            serve_entrypoint(settings, entrypoint, options, webserver=webserver, console=_stdout()),
+            serve_entrypoint(
+                settings, entrypoint, name, options, webserver=webserver, console=_stdout()
+            ),
             pin_cpu=settings.runner_pin_cpu,
         )
 

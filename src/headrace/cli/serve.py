@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
@@ -24,7 +24,7 @@ from headrace.exceptions import HeadraceError
 from headrace.settings import Settings
 
 if TYPE_CHECKING:
-    from headrace.deployments import Deployment
+    from headrace.deployments import Deployment, DeploymentOptions
     from headrace.runner import Runner
     from headrace.schedules import DeploymentSchedule
 
@@ -60,7 +60,8 @@ def schedules_from_options(
 async def serve_entrypoint(
     settings: Settings,
     entrypoint: str,
-    options: dict[str, Any],
+    name: str | None,
+    options: DeploymentOptions,
     *,
     webserver: bool,
     console: Console,
@@ -82,7 +83,8 @@ async def serve_entrypoint(
         from headrace.runner.server import check_can_listen
 
         check_can_listen(settings)  # before the deployment is written
-    deployment_id = await runner.add_flow(flow, entrypoint=absolute, **options)
+    registered: DeploymentOptions = {**options, "entrypoint": absolute}
+    deployment_id = await runner.add_flow(flow, name, **registered)
     deployment = runner.deployments[deployment_id]
     await serve_until_stopped(
         runner, webserver, lambda: console.print(banner(runner, deployment, webserver=webserver))
