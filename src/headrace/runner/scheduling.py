@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from headrace.deployments import Deployment
 from headrace.flow_runs import NewFlowRun
-from headrace.schedules import PlannedRun, plan_runs, schedule_key
+from headrace.planning import PlannedRun, plan_runs
+from headrace.schedules import schedule_key
 from headrace.states import utcnow
 from headrace.store import AsyncStore
 
