@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headrace._version import __version__ as __version__
 from headrace.flows import Flow, flow
 
 if TYPE_CHECKING:
     from headrace.client import get_client
     from headrace.runner import Runner, serve
     from headrace.submission import submit_to_runner, wait_for_submitted_runs
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Flow",

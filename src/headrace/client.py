@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from headrace import new_runs
-from headrace.deployments import Deployment, entrypoint_of
+from headrace.deployments import Deployment
+from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import ObjectNotFound
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name

@@ -3,27 +3,58 @@
 ``Deployment`` is the stored record. ``DeploymentSpec`` is what gets stored
 (created or updated, keyed by flow name and deployment name, so ids stay stable
 across restarts). ``RunnerDeployment`` is what ``Flow.to_deployment`` returns: a
-flow object plus its options, checked when it is built.
+flow object plus its options, checked when it is built. ``DeploymentOptions``
+lists those options once, for every entry point that takes them.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict, Unpack
 
+from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
-from headrace.schedules import DeploymentSchedule, next_times
+from headrace.schedules import DeploymentSchedule, construct_schedule, next_times
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
 
 OnShutdown = Literal["finish", "requeue", "cancel"]
+
+
+class DeploymentOptions(TypedDict, total=False):
+    """The keywords a deployment is made with.
+
+    ``Flow.to_deployment``, ``Flow.serve``, ``Runner.add_flow`` and
+    ``RunnerDeployment`` take them as ``**options``, and ``headrace serve``
+    builds them, so each option is written (and type-checked) in one place.
+    Left out, an option has the default noted beside it.
+    """
+
+    cron: str | None  # None; cron, interval and rrule each add one schedule
+    interval: float | timedelta | None  # None; seconds or a timedelta
+    rrule: str | None  # None
+    timezone: str | None  # None, read as UTC; needs cron, interval or rrule
+    schedules: list[DeploymentSchedule] | None  # None; more schedules, as built
+    parameters: dict[str, Any] | None  # None; default parameters of every run
+    tags: list[str] | None  # None
+    description: str | None  # None: the flow's description
+    version: str | None  # None: the flow's version
+    enforce_parameter_schema: bool  # True
+    paused: bool  # False
+    catchup: bool  # False: only the most recent missed run is made
+    concurrency_limit: int | None  # None: no limit
+    on_shutdown: OnShutdown  # "finish"
+    entrypoint: str | None  # None: where the flow's function is defined
+
+
+OPTION_NAMES = frozenset(DeploymentOptions.__annotations__)
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -69,48 +100,41 @@ class Deployment(DeploymentSpec):
     """When a schedule was last added or resumed: catch-up never goes back past it."""
 
 
-def entrypoint_of(flow: Flow[Any, Any]) -> str:
-    """Where a child process can load ``flow`` from: ``module:func`` or ``/abs/file.py:func``."""
-    from headrace.entrypoints import SCRIPT_MODULE_PREFIX
-
-    module_name = flow.fn.__module__
-    module = sys.modules.get(module_name)
-    func = flow.fn.__qualname__
-    file = getattr(module, "__file__", None)
-    spec = getattr(module, "__spec__", None)
-    importable = spec is not None and spec.name == module_name and spec.origin == file
-    # A script loaded by path has a made-up module name no other process can import.
-    by_path = module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX)
-    if module is not None and importable and not by_path:
-        return f"{flow.fn.__module__}:{func}"
-    if file is None:
-        raise InvalidDeployment(
-            f"Cannot tell where flow {flow.name!r} is defined; define it in a file or module"
-        )
-    return f"{Path(file).resolve()}:{func}"
-
-
-@dataclass
+@dataclass(init=False)
 class RunnerDeployment:
-    """A flow with the options it is served under (``Flow.to_deployment``)."""
+    """A flow with the options it is served under (``Flow.to_deployment``), checked now."""
 
     flow: Flow[Any, Any]
     name: str
-    entrypoint: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    schedules: list[DeploymentSchedule] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    description: str | None = None
-    version: str | None = None
-    enforce_parameter_schema: bool = True
-    paused: bool = False
-    catchup: bool = False
-    concurrency_limit: int | None = None
-    on_shutdown: OnShutdown = "finish"
+    entrypoint: str
+    parameters: dict[str, Any]
+    schedules: list[DeploymentSchedule]
+    tags: list[str]
+    description: str | None
+    version: str | None
+    enforce_parameter_schema: bool
+    paused: bool
+    catchup: bool
+    concurrency_limit: int | None
+    on_shutdown: OnShutdown
 
-    def __post_init__(self) -> None:
-        if self.entrypoint is None:
-            self.entrypoint = entrypoint_of(self.flow)
+    def __init__(
+        self, flow: Flow[Any, Any], name: str | None = None, **options: Unpack[DeploymentOptions]
+    ) -> None:
+        _check_option_names(options)
+        self.flow = flow
+        self.name = name or flow.name
+        self.schedules = [*(options.get("schedules") or []), *_keyword_schedules(options)]
+        self.parameters = dict(options.get("parameters") or {})
+        self.tags = list(options.get("tags") or [])
+        self.description = options.get("description")
+        self.version = options.get("version")
+        self.enforce_parameter_schema = options.get("enforce_parameter_schema", True)
+        self.paused = options.get("paused", False)
+        self.catchup = options.get("catchup", False)
+        self.concurrency_limit = options.get("concurrency_limit")
+        self.on_shutdown = options.get("on_shutdown", "finish")
+        self.entrypoint = options.get("entrypoint") or entrypoint_of(flow)
         self._check_defaults()
         try:
             self.to_spec()  # its options (limits, policies) are checked now, not when served
@@ -165,3 +189,29 @@ class RunnerDeployment:
             retry_delay_seconds=self.flow.retry_delay_seconds,
             timeout_seconds=self.flow.timeout_seconds,
         )
+
+
+def _check_option_names(options: Mapping[str, object]) -> None:
+    """A misspelt keyword is a TypeError at run time too, as with a written-out signature."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r} for a deployment; "
+            f"the options are {', '.join(sorted(OPTION_NAMES))}"
+        )
+
+
+def _keyword_schedules(options: DeploymentOptions) -> list[DeploymentSchedule]:
+    """The schedule that ``cron``, ``interval`` or ``rrule`` (and ``timezone``) describe."""
+    try:
+        schedule = construct_schedule(
+            cron=options.get("cron"),
+            interval=options.get("interval"),
+            rrule=options.get("rrule"),
+            timezone=options.get("timezone"),
+        )
+    except ValidationError as exc:
+        raise InvalidDeployment(f"Invalid schedule: {describe_invalid(exc)}") from None
+    except ValueError as exc:
+        raise InvalidDeployment(f"Invalid schedule: {exc}") from None
+    return [] if schedule is None else [schedule]

@@ -25,6 +25,7 @@ from headrace.exceptions import (
     EntrypointFileNotFound,
     EntrypointModuleNotFound,
     EntrypointScriptError,
+    InvalidDeployment,
     InvalidEntrypoint,
     NotAFlow,
 )
@@ -69,7 +70,7 @@ def load_script_as_module(path: str | Path) -> ModuleType:
     made later from inside the flow still find siblings without the script's
     directory shadowing other modules.
     """
-    resolved = _resolve_script(path)
+    resolved = resolve_script(path)
     mtime_ns = resolved.stat().st_mtime_ns
     with _scripts_lock:
         cached = _scripts.get(resolved)
@@ -80,14 +81,35 @@ def load_script_as_module(path: str | Path) -> ModuleType:
         return module
 
 
-def _resolve_script(path: str | Path) -> Path:
-    candidate = Path(path).expanduser()
-    resolved = (candidate if candidate.is_absolute() else Path.cwd() / candidate).resolve()
-    if not resolved.exists():
-        raise EntrypointFileNotFound(f"File not found: {str(path)!r} (resolved to {resolved})")
-    if not resolved.is_file() or resolved.suffix != ".py":
-        raise InvalidEntrypoint(f"{str(path)!r} is not a Python file (.py)")
-    return resolved
+def resolve_script(where: str | Path) -> Path:
+    """The absolute path of a ``.py`` entrypoint file, checked without reading it.
+
+    The suffix is checked before the file system is asked, so a webserver
+    caller naming some other file learns nothing about it.
+    """
+    try:
+        candidate = Path(where).expanduser()
+        path = (candidate if candidate.is_absolute() else Path.cwd() / candidate).resolve()
+        python = path.suffix == ".py"
+        exists, is_file = python and path.exists(), python and path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InvalidEntrypoint(f"{str(where)!r} is not a usable path") from exc
+    if not python:
+        raise InvalidEntrypoint(f"{str(where)!r} is not a Python file (.py)")
+    if not exists:
+        raise EntrypointFileNotFound(f"File not found: {str(where)!r} (resolved to {path})")
+    if not is_file:
+        raise InvalidEntrypoint(f"{str(where)!r} is not a file")
+    return path
+
+
+def absolute_entrypoint(entrypoint: str) -> str:
+    """A file entrypoint with its path made absolute, so a child process finds it from
+    any directory; ``package.module:function`` as it is."""
+    where, name = split_entrypoint(entrypoint)
+    if not is_file_entrypoint(entrypoint):
+        return entrypoint
+    return f"{resolve_script(where)}:{name}"
 
 
 def _script_module_name(path: Path) -> str:
@@ -172,16 +194,21 @@ def module_of_entrypoint(entrypoint: str) -> ModuleType:
 def load_flow_from_entrypoint(entrypoint: str) -> Flow[..., object]:
     """The Flow an entrypoint names, or a specific EntrypointError saying why not."""
     where, name = split_entrypoint(entrypoint)
-    module = module_of_entrypoint(entrypoint)
+    return flow_attribute(module_of_entrypoint(entrypoint), where, name)
+
+
+def flow_attribute(module: ModuleType, where: str, name: str) -> Flow[..., object]:
+    """The Flow bound to ``name`` in ``module`` (loaded from ``where``), or why not."""
     try:
-        obj = getattr(module, name)
+        value = getattr(module, name)
     except AttributeError:
         raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}") from None
-    if not isinstance(obj, Flow):
+    if not isinstance(value, Flow):
         raise NotAFlow(
-            f"{entrypoint!r} is {_a(type(obj).__name__)}, not a flow; decorate it with @flow"
+            f"{f'{where}:{name}'!r} is {_a(type(value).__name__)}, not a flow; "
+            "decorate it with @flow"
         )
-    return obj
+    return value
 
 
 def flows_in_module(module: ModuleType) -> list[Flow[..., object]]:
@@ -191,3 +218,22 @@ def flows_in_module(module: ModuleType) -> list[Flow[..., object]]:
         if isinstance(value, Flow):
             found.setdefault(id(value), value)
     return list(found.values())
+
+
+def entrypoint_of(flow: Flow[..., object]) -> str:
+    """Where a child process can load ``flow`` from: ``module:func`` or ``/abs/file.py:func``."""
+    module_name = flow.fn.__module__
+    module = sys.modules.get(module_name)
+    func = flow.fn.__qualname__
+    file = getattr(module, "__file__", None)
+    spec = getattr(module, "__spec__", None)
+    importable = spec is not None and spec.name == module_name and spec.origin == file
+    # A script loaded by path has a made-up module name no other process can import.
+    by_path = module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX)
+    if module is not None and importable and not by_path:
+        return f"{module_name}:{func}"
+    if file is None:
+        raise InvalidDeployment(
+            f"Cannot tell where flow {flow.name!r} is defined; define it in a file or module"
+        )
+    return f"{Path(file).resolve()}:{func}"

@@ -11,16 +11,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
 from headrace.signatures import check_signature
 
 if TYPE_CHECKING:
-    from headrace.deployments import OnShutdown, RunnerDeployment
+    from typing_extensions import Unpack
+
+    from headrace.deployments import DeploymentOptions, RunnerDeployment
     from headrace.parameters import ParameterModel, ParameterSchema
-    from headrace.schedules import DeploymentSchedule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,6 +64,8 @@ class Flow(Generic[P, R]):
 
     @property
     def _compiled(self) -> ParameterModel:
+        # Imported on first use: pydantic is paid for when a schema or a validation
+        # is needed, not by ``@flow`` or ``import headrace``.
         from headrace.parameters import compile_parameters
 
         return compile_parameters(self.fn)
@@ -94,107 +96,33 @@ class Flow(Generic[P, R]):
         return f"Flow(name={self.name!r}, fn={_qualified_name(self.fn)})"
 
     def to_deployment(
-        self,
-        name: str | None = None,
-        *,
-        cron: str | None = None,
-        interval: float | timedelta | None = None,
-        rrule: str | None = None,
-        timezone: str | None = None,
-        schedules: list[DeploymentSchedule] | None = None,
-        parameters: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        version: str | None = None,
-        enforce_parameter_schema: bool = True,
-        paused: bool = False,
-        catchup: bool = False,
-        concurrency_limit: int | None = None,
-        on_shutdown: OnShutdown = "finish",
-        entrypoint: str | None = None,
+        self, name: str | None = None, **options: Unpack[DeploymentOptions]
     ) -> RunnerDeployment:
         """This flow as a deployment: checked now, served by ``serve()`` or a ``Runner``."""
-        from pydantic import ValidationError
+        # Imported here, not at the top: ``import headrace`` and every run's child
+        # process load this module, and need neither deployments nor pydantic.
+        from headrace.deployments import RunnerDeployment
 
-        from headrace.deployments import RunnerDeployment, describe_invalid
-        from headrace.exceptions import InvalidDeployment
-        from headrace.schedules import construct_schedule
-
-        all_schedules = list(schedules or [])
-        try:
-            keyword = construct_schedule(
-                cron=cron, interval=interval, rrule=rrule, timezone=timezone
-            )
-        except ValidationError as exc:
-            raise InvalidDeployment(f"Invalid schedule: {describe_invalid(exc)}") from None
-        except ValueError as exc:
-            raise InvalidDeployment(f"Invalid schedule: {exc}") from None
-        if keyword is not None:
-            all_schedules.append(keyword)
-        return RunnerDeployment(
-            flow=self,
-            name=name or self.name,
-            entrypoint=entrypoint,
-            parameters=dict(parameters or {}),
-            schedules=all_schedules,
-            tags=list(tags or []),
-            description=description,
-            version=version,
-            enforce_parameter_schema=enforce_parameter_schema,
-            paused=paused,
-            catchup=catchup,
-            concurrency_limit=concurrency_limit,
-            on_shutdown=on_shutdown,
-        )
+        return RunnerDeployment(self, name, **options)
 
     def serve(
         self,
         name: str | None = None,
         *,
-        cron: str | None = None,
-        interval: float | timedelta | None = None,
-        rrule: str | None = None,
-        parameters: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        version: str | None = None,
         limit: int | None = None,
         webserver: bool = False,
-        enforce_parameter_schema: bool = True,
-        paused: bool = False,
-        timezone: str | None = None,
-        schedules: list[DeploymentSchedule] | None = None,
-        catchup: bool = False,
-        concurrency_limit: int | None = None,
-        on_shutdown: OnShutdown = "finish",
-        entrypoint: str | None = None,
+        **options: Unpack[DeploymentOptions],
     ) -> None:
         """Serve this flow as one deployment until Ctrl-C or SIGTERM (blocks).
 
         The deployment keywords are ``to_deployment``'s; ``limit`` and
         ``webserver`` configure the runner that serves it.
         """
+        # Imported here, not at the top, to keep ``import headrace`` and run
+        # processes light: the runner brings the store and the web stack.
         from headrace.runner import serve
 
-        deployment = self.to_deployment(
-            name,
-            cron=cron,
-            interval=interval,
-            rrule=rrule,
-            timezone=timezone,
-            schedules=schedules,
-            parameters=parameters,
-            tags=tags,
-            description=description,
-            version=version,
-            enforce_parameter_schema=enforce_parameter_schema,
-            paused=paused,
-            catchup=catchup,
-            concurrency_limit=concurrency_limit,
-            on_shutdown=on_shutdown,
-            entrypoint=entrypoint,
-        )
-        serve(deployment, limit=limit, webserver=webserver)
+        serve(self.to_deployment(name, **options), limit=limit, webserver=webserver)
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

@@ -14,8 +14,8 @@ from headrace.deployments import Deployment
 from headrace.exceptions import ParameterValidationError
 from headrace.flow_runs import NewFlowRun
 from headrace.jsonvalues import find_unstorable
-from headrace.schedules import PlannedRun
-from headrace.validation import validate_with_schema
+from headrace.parameters import validate_with_schema
+from headrace.planning import PlannedRun
 
 if TYPE_CHECKING:
     from uuid import UUID

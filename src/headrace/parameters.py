@@ -5,11 +5,16 @@ that the schema the webserver publishes and the coercion applied before a call
 come from the same source. Fields are named ``p0``, ``p1``... and carry the
 parameter's name as their alias, so parameters called ``json``, ``copy`` or
 ``model_x`` cannot collide with pydantic's own attributes.
+
+When the flow object is not at hand (a client in another process, a runner
+built from records), parameters are checked against the deployment's stored
+JSON schema instead, with jsonschema (``validate_with_schema``).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 import typing
 import weakref
@@ -188,26 +193,69 @@ def compile_parameters(fn: Callable[..., Any]) -> ParameterModel:
         return compiled
 
 
-def _compiled(fn_or_compiled: Callable[..., Any] | ParameterModel) -> ParameterModel:
-    if isinstance(fn_or_compiled, ParameterModel):
-        return fn_or_compiled
-    return compile_parameters(fn_or_compiled)
+_validators: dict[str, Any] = {}
+VALIDATOR_CACHE_SIZE = 1024
+VALUE_SHOWN_CHARS = 80
 
 
-def parameter_schema(fn: Callable[..., Any]) -> ParameterSchema:
-    """The JSON schema a webserver publishes for fn's parameters."""
-    return compile_parameters(fn).schema
+def prepare_validator(schema: dict[str, Any]) -> None:
+    """Compile (and import jsonschema for) ``schema`` ahead of its first use."""
+    _validator(schema)
 
 
-def validate_parameters(
-    fn_or_compiled: Callable[..., Any] | ParameterModel, params: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Coerce parameters for a call; raises ParameterValidationError naming each bad one."""
-    return _compiled(fn_or_compiled).validate(params)
+def _validator(schema: dict[str, Any]) -> Any:
+    """A compiled validator per distinct schema: building one costs far more than using it."""
+    # Imported on first use: jsonschema is slow to import, and ``import headrace``,
+    # the CLI and every run's child process would otherwise pay for it.
+    import jsonschema
+
+    key = json.dumps(schema, sort_keys=True)
+    validator = _validators.get(key)
+    if validator is None:
+        if len(_validators) >= VALIDATOR_CACHE_SIZE:
+            _validators.clear()
+        validator = _validators[key] = jsonschema.Draft202012Validator(
+            {**schema, "$defs": schema.get("definitions", {})},
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
+    return validator
 
 
-def validate_json_parameters(
-    fn_or_compiled: Callable[..., Any] | ParameterModel, params: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Check parameters without calling; returns them JSON-encoded for storage."""
-    return _compiled(fn_or_compiled).validate_json(params)
+def validate_with_schema(schema: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Raise ``ParameterValidationError`` naming every parameter that breaks ``schema``."""
+    # ``properties`` present but empty is a flow without parameters: nothing may be given.
+    properties = schema.get("properties")
+    errors = [
+        {"parameter": name, "message": "Unknown parameter"}
+        for name in parameters
+        if properties is not None and name not in properties
+    ]
+    validator = _validator(schema)
+    for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.path)):
+        errors.append({"parameter": _parameter_of(error), "message": _as_json(error)})
+    if errors:
+        raise ParameterValidationError(errors)
+
+
+def _as_json(error: Any) -> str:
+    """jsonschema's message with the value as the user wrote it (``true``, not ``True``), short."""
+    message: str = error.message
+    shown = repr(error.instance)
+    if not message.startswith(shown):
+        return message
+    try:
+        written = json.dumps(error.instance, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return message
+    if len(written) > VALUE_SHOWN_CHARS:
+        written = written[:VALUE_SHOWN_CHARS] + "..."
+    return written + message[len(shown) :]
+
+
+def _parameter_of(error: Any) -> str:
+    if error.path:
+        return ".".join(str(part) for part in error.path)
+    if error.validator == "required":
+        # "'x' is a required property": name the missing parameter itself.
+        return str(error.message.split("'")[1]) if "'" in error.message else "parameters"
+    return "parameters"

@@ -1,9 +1,9 @@
-"""Deployment schedules and the pure planning of their runs.
+"""Deployment schedules and when they fire.
 
 A schedule is stored in a database JSON column, so every model here is frozen and
 round-trips through ``model_dump(mode="json")``. Nothing in this module reads the
-clock or touches I/O: the caller passes ``now`` and persists what ``plan_runs``
-returns, deduplicating on ``PlannedRun.idempotency_key``.
+clock or touches I/O: ``next_times`` is told when "now" is. Which runs a
+deployment's schedules call for is decided in ``planning``.
 
 Time zones and daylight saving time (the choices, in one place):
 
@@ -33,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,10 +58,6 @@ DEFAULT_ANCHOR = datetime(2020, 1, 1)
 MAX_TIMES = 1000
 """Hard cap on the times one `next_times` call returns."""
 
-MAX_CATCHUP_RUNS = 100
-"""With catchup, at most this many (the most recent) missed runs per schedule are planned."""
-
-_FIRST_LOOKBACK = timedelta(hours=1)
 _KEY_LENGTH = 16
 _DAY = timedelta(days=1)
 
@@ -213,9 +207,9 @@ def next_times(
     """
     if until is None and count is None:
         raise ValueError("next_times needs until or count")
-    _require_aware("after", after)
+    require_aware("after", after)
     if until is not None:
-        _require_aware("until", until)
+        require_aware("until", until)
     if isinstance(schedule, DeploymentSchedule):
         schedule = schedule.schedule
     limit = MAX_TIMES if count is None else min(count, MAX_TIMES)
@@ -228,7 +222,8 @@ def next_times(
     return times
 
 
-def _require_aware(name: str, value: datetime) -> None:
+def require_aware(name: str, value: datetime) -> None:
+    """Refuse a naive datetime: which instant it means would depend on the machine."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
 
@@ -331,96 +326,3 @@ def construct_schedule(
             {"interval": interval, "anchor_date": anchor_date, "timezone": tz}
         )
     return DeploymentSchedule(schedule=schedule)
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A run `plan_runs` asks the caller to create (idempotently, by key)."""
-
-    scheduled_time: datetime
-    schedule_key: str
-    parameters: dict[str, Any]
-    idempotency_key: str
-    late: bool
-
-
-def plan_runs(
-    schedules: Sequence[DeploymentSchedule],
-    *,
-    now: datetime,
-    last_planned: Mapping[str, datetime] | None,
-    horizon: timedelta = timedelta(hours=1),
-    max_runs: int = 3,
-    catchup: bool = False,
-    paused: bool = False,
-) -> list[PlannedRun]:
-    """Decide which scheduled runs should exist now; the caller persists them.
-
-    Per active schedule: the next few runs or the next `horizon`, whichever is
-    fewer, plus runs missed since `last_planned[schedule_key]` (the latest
-    scheduled time already created for it): only the most recent one, or with
-    `catchup` up to `MAX_CATCHUP_RUNS` of the most recent. A schedule with no
-    entry is new and has missed nothing. Missed runs (times in
-    (last_planned, now]) are marked `late`.
-    """
-    _require_aware("now", now)
-    if paused:
-        return []
-    planned: dict[str, PlannedRun] = {}
-    for deployment_schedule in schedules:
-        if not deployment_schedule.active:
-            continue
-        key = schedule_key(deployment_schedule)
-        since = (last_planned or {}).get(key)
-        missed = [] if since is None else _missed_times(deployment_schedule, since, now, catchup)
-        upcoming = next_times(
-            deployment_schedule, after=now, until=now + horizon, count=max(max_runs, 0)
-        )
-        for time in missed + upcoming:
-            run = _planned_run(deployment_schedule, key, time, late=time <= now)
-            planned[run.idempotency_key] = run
-    return sorted(planned.values(), key=lambda run: (run.scheduled_time, run.schedule_key))
-
-
-def _planned_run(
-    schedule: DeploymentSchedule, key: str, time: datetime, *, late: bool
-) -> PlannedRun:
-    return PlannedRun(
-        scheduled_time=time,
-        schedule_key=key,
-        parameters=dict(schedule.parameters),
-        idempotency_key=f"scheduled:{key}:{time.isoformat()}",
-        late=late,
-    )
-
-
-def _missed_times(
-    schedule: DeploymentSchedule, since: datetime, now: datetime, catchup: bool
-) -> list[datetime]:
-    """The most recent fire times in (since, now], widening the look-back until found.
-
-    Scanning from `since` forward would be slow (and hit the cap) after a long
-    outage of a frequent schedule; the newest times are the ones wanted.
-    """
-    _require_aware("last_planned", since)
-    keep = MAX_CATCHUP_RUNS if catchup else 1
-    lookback = _FIRST_LOOKBACK
-    while True:
-        start = since if now - since <= lookback else now - lookback
-        times = _times_between(schedule, start, now, keep)
-        if len(times) >= keep or start == since:
-            return times
-        lookback *= 2
-
-
-def _times_between(
-    schedule: DeploymentSchedule, start: datetime, end: datetime, keep: int
-) -> list[datetime]:
-    """The last `keep` fire times in (start, end], reading in capped batches."""
-    recent: deque[datetime] = deque(maxlen=keep)
-    while True:
-        batch = next_times(schedule, after=start, until=end, count=MAX_TIMES)
-        recent.extend(batch)
-        if len(batch) < MAX_TIMES:
-            return list(recent)
-        start = batch[-1]

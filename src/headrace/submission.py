@@ -212,9 +212,8 @@ def _for_item(error: ParameterValidationError, index: int) -> ParameterValidatio
 
 
 def _entrypoint(flow: Flow[Any, Any]) -> str:
-    # Lazily: deployments loads the schedule libraries (croniter, dateutil), which a
-    # submission by entrypoint string never needs.
-    from headrace.deployments import entrypoint_of
+    # Lazily: a submission by entrypoint string never needs it.
+    from headrace.entrypoints import entrypoint_of
 
     if not isinstance(flow, Flow):
         raise TypeError(f"submit_to_runner needs a flow (decorated with @flow), got {flow!r}")

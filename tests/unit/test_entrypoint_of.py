@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headrace.deployments import entrypoint_of
-from headrace.entrypoints import load_flow_from_entrypoint
+from headrace.entrypoints import entrypoint_of, load_flow_from_entrypoint
 
 SCRIPT = """
 from headrace import flow

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from headrace.entrypoints import (
+    absolute_entrypoint,
     flows_in_module,
     is_file_entrypoint,
     load_flow_from_entrypoint,
     load_script_as_module,
     module_of_entrypoint,
+    resolve_script,
     split_entrypoint,
 )
 from headrace.exceptions import (
@@ -294,3 +296,20 @@ def test_is_file_entrypoint(entrypoint: str, expected: bool) -> None:
 
 def test_split_entrypoint_uses_the_last_colon() -> None:
     assert split_entrypoint("C:\\flows\\x.py:f") == ("C:\\flows\\x.py", "f")
+
+
+def test_absolute_entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "flows.py", FLOW_SCRIPT)
+    assert absolute_entrypoint("flows.py:hello") == f"{tmp_path.resolve() / 'flows.py'}:hello"
+    assert absolute_entrypoint("package.module:f") == "package.module:f"
+    with pytest.raises(EntrypointFileNotFound, match=r"'gone\.py' \(resolved to "):
+        absolute_entrypoint("gone.py:f")
+
+
+def test_resolve_script_refuses_other_files_before_looking_at_them(tmp_path: Path) -> None:
+    with pytest.raises(InvalidEntrypoint, match=r"is not a Python file \(\.py\)"):
+        resolve_script(tmp_path / "absent.txt")
+    (tmp_path / "dir.py").mkdir()
+    with pytest.raises(InvalidEntrypoint, match="is not a file"):
+        resolve_script(tmp_path / "dir.py")

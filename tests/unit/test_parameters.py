@@ -12,14 +12,8 @@ import pydantic
 import pytest
 
 from headrace.exceptions import FlowDefinitionError, ParameterValidationError
-from headrace.parameters import (
-    ParameterSchema,
-    check_signature,
-    compile_parameters,
-    parameter_schema,
-    validate_json_parameters,
-    validate_parameters,
-)
+from headrace.parameters import ParameterSchema, compile_parameters
+from headrace.signatures import check_signature
 
 
 class Color(enum.Enum):
@@ -59,7 +53,7 @@ def report(
 
 
 def schema_of(fn: Any) -> dict[str, Any]:
-    return parameter_schema(fn).model_dump()
+    return compile_parameters(fn).schema.model_dump()
 
 
 def test_schema_golden_with_definitions_and_refs() -> None:
@@ -119,7 +113,7 @@ def test_schema_is_a_parameter_schema_and_empty_for_no_parameters() -> None:
     def nothing() -> None:
         pass
 
-    schema = parameter_schema(nothing)
+    schema = compile_parameters(nothing).schema
     assert isinstance(schema, ParameterSchema)
     assert schema.model_dump() == {
         "title": "Parameters",
@@ -187,7 +181,7 @@ def test_annotated_field_description_and_constraints() -> None:
         "position": 0,
     }
     with pytest.raises(ParameterValidationError) as info:
-        validate_parameters(fn, {"n": 0})
+        compile_parameters(fn).validate({"n": 0})
     assert info.value.parameter_names == ["n"]
 
 
@@ -196,7 +190,7 @@ def test_names_that_shadow_pydantic_attributes_work() -> None:
         pass
 
     assert list(schema_of(fn)["properties"]) == ["json", "copy", "model_config", "schema"]
-    assert validate_parameters(fn, {"json": "1", "model_config": "2"}) == {
+    assert compile_parameters(fn).validate({"json": "1", "model_config": "2"}) == {
         "json": 1,
         "model_config": 2,
     }
@@ -223,8 +217,7 @@ def test_coercion_of_rich_types() -> None:
     ) -> None:
         pass
 
-    values = validate_parameters(
-        fn,
+    values = compile_parameters(fn).validate(
         {
             "day": "2026-01-31",
             "run_id": "00000000-0000-0000-0000-000000000002",
@@ -254,12 +247,11 @@ def test_defaults_are_not_filled_in() -> None:
     def fn(a: int, b: list[int] | None = None) -> None:
         pass
 
-    assert validate_parameters(fn, {"a": 1}) == {"a": 1}
+    assert compile_parameters(fn).validate({"a": 1}) == {"a": 1}
 
 
 def test_json_validation_returns_json_values() -> None:
-    assert validate_json_parameters(
-        report,
+    assert compile_parameters(report).validate_json(
         {
             "day": datetime.date(2026, 1, 31),
             "window": {"start": "2026-02-01"},
@@ -276,8 +268,7 @@ def test_json_validation_returns_json_values() -> None:
 
 def test_errors_name_every_bad_parameter_with_nested_paths() -> None:
     with pytest.raises(ParameterValidationError) as info:
-        validate_parameters(
-            report,
+        compile_parameters(report).validate(
             {
                 "day": "not a date",
                 "window": {"start": "2026-02-01", "days": "many"},
@@ -298,13 +289,13 @@ def test_errors_name_every_bad_parameter_with_nested_paths() -> None:
 
 def test_json_validation_raises_the_same_errors() -> None:
     with pytest.raises(ParameterValidationError) as info:
-        validate_json_parameters(report, {"extra": 1})
+        compile_parameters(report).validate_json({"extra": 1})
     assert info.value.parameter_names == ["day", "window", "target", "extra"]
 
 
 def test_non_mapping_parameters_are_an_error() -> None:
     with pytest.raises(ParameterValidationError):
-        validate_parameters(report, [1, 2])  # type: ignore[arg-type]
+        compile_parameters(report).validate([1, 2])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -323,7 +314,7 @@ def test_unsupported_parameter_kinds(source: str, name: str, reason: str) -> Non
     assert repr(name) in str(info.value)
     assert reason in str(info.value)
     with pytest.raises(FlowDefinitionError):
-        parameter_schema(namespace["fn"])
+        compile_parameters(namespace["fn"])
 
 
 def test_unresolvable_annotation_is_a_definition_error() -> None:
@@ -331,7 +322,7 @@ def test_unresolvable_annotation_is_a_definition_error() -> None:
         pass
 
     with pytest.raises(FlowDefinitionError, match="DoesNotExist"):
-        parameter_schema(fn)
+        compile_parameters(fn)
 
 
 def test_compiled_model_is_built_once_per_function() -> None:
@@ -341,4 +332,4 @@ def test_compiled_model_is_built_once_per_function() -> None:
     compiled = compile_parameters(fn)
     assert compile_parameters(fn) is compiled
     assert compiled.schema is compiled.schema
-    assert validate_parameters(compiled, {"a": "3"}) == {"a": 3}
+    assert compiled.validate({"a": "3"}) == {"a": 3}

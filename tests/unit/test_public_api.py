@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 import headrace
 from headrace import exceptions
+from headrace.deployments import DeploymentOptions, RunnerDeployment
 from headrace.exceptions import InvalidDeployment
 from headrace.flows import Flow
 from headrace.schedules import construct_schedule
@@ -34,49 +36,66 @@ def assert_has(fn: Any, expected: dict[str, tuple[Any, Any]]) -> None:
         assert found[name].default == default, (name, found[name].default)
 
 
+SPEC_DEPLOYMENT_KEYWORDS: dict[str, Any] = {
+    "cron": "0 9 * * *",
+    "interval": None,
+    "rrule": None,
+    "parameters": {"x": 1},
+    "tags": ["t"],
+    "description": "d",
+    "version": "v1",
+    "enforce_parameter_schema": False,
+    "paused": True,
+}
+
+
 def test_flow_serve_takes_the_spec_keywords() -> None:
     assert_has(
         Flow.serve,
-        {
-            "name": (POSITIONAL, None),
-            "cron": (KEYWORD, None),
-            "interval": (KEYWORD, None),
-            "rrule": (KEYWORD, None),
-            "parameters": (KEYWORD, None),
-            "tags": (KEYWORD, None),
-            "description": (KEYWORD, None),
-            "version": (KEYWORD, None),
-            "limit": (KEYWORD, None),
-            "webserver": (KEYWORD, False),
-            "enforce_parameter_schema": (KEYWORD, True),
-            "paused": (KEYWORD, False),
-        },
+        {"name": (POSITIONAL, None), "limit": (KEYWORD, None), "webserver": (KEYWORD, False)},
     )
-    kinds = {p.kind for p in parameters(Flow.serve).values()}
-    assert inspect.Parameter.VAR_KEYWORD not in kinds, "a typo must be a TypeError"
+    assert parameters(Flow.serve)["options"].kind == inspect.Parameter.VAR_KEYWORD
+    assert set(SPEC_DEPLOYMENT_KEYWORDS) <= set(DeploymentOptions.__annotations__)
+    with pytest.raises(TypeError, match="'crn'"):
+        basic.add.serve("adder", crn="* * * * *")  # type: ignore[call-arg]  # refused before serving
 
 
-def test_to_deployment_and_add_flow_take_the_same_deployment_keywords() -> None:
+def test_to_deployment_takes_the_spec_keywords_with_their_defaults() -> None:
+    given = basic.add.to_deployment("adder", **SPEC_DEPLOYMENT_KEYWORDS)
+    assert (given.name, given.parameters, given.tags) == ("adder", {"x": 1}, ["t"])
+    assert (given.enforce_parameter_schema, given.paused) == (False, True)
+    defaults = basic.add.to_deployment()
+    assert (defaults.name, defaults.schedules, defaults.parameters) == ("add", [], {})
+    assert (defaults.enforce_parameter_schema, defaults.paused, defaults.catchup) == (
+        True,
+        False,
+        False,
+    )
+    assert (defaults.concurrency_limit, defaults.on_shutdown) == (None, "finish")
+    with pytest.raises(TypeError, match="'tagz'"):
+        basic.add.to_deployment("adder", tagz=["t"])  # type: ignore[call-arg]
+
+
+async def test_add_flow_takes_the_spec_keywords(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from headrace.runner import Runner
 
-    deployment_keywords = {
-        name: (KEYWORD, default)
-        for name, default in {
-            "cron": None,
-            "interval": None,
-            "rrule": None,
-            "parameters": None,
-            "tags": None,
-            "description": None,
-            "version": None,
-            "enforce_parameter_schema": True,
-            "paused": False,
-        }.items()
-    }
-    assert_has(Flow.to_deployment, {"name": (POSITIONAL, None), **deployment_keywords})
-    assert_has(Runner.add_flow, {"name": (POSITIONAL, None), **deployment_keywords})
-    serve_options = set(parameters(Flow.serve)) - {"self", "limit", "webserver"}
-    assert serve_options == set(parameters(Flow.to_deployment)) - {"self"}
+    monkeypatch.setenv("HEADRACE_HOME", str(tmp_path))
+    runner = Runner()
+    added: list[RunnerDeployment] = []
+
+    async def add_deployment(deployment: RunnerDeployment) -> UUID:
+        added.append(deployment)
+        return UUID(int=len(added))
+
+    monkeypatch.setattr(runner, "add_deployment", add_deployment)
+    assert await runner.add_flow(basic.add, "adder", **SPEC_DEPLOYMENT_KEYWORDS) == UUID(int=1)
+    assert await runner.add_flow(basic.add) == UUID(int=2)
+    assert [(d.name, d.paused) for d in added] == [("adder", True), ("add", False)]
+    assert [len(d.schedules) for d in added] == [1, 0]
+    with pytest.raises(TypeError, match="'crn'"):
+        await runner.add_flow(basic.add, crn="* * * * *")  # type: ignore[call-arg]
 
 
 def test_runner_and_serve_signatures() -> None:

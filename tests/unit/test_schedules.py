@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from headrace.planning import MAX_CATCHUP_RUNS, plan_runs
 from headrace.schedules import (
-    MAX_CATCHUP_RUNS,
     MAX_TIMES,
     CronSchedule,
     DeploymentSchedule,
@@ -16,7 +16,6 @@ from headrace.schedules import (
     RRuleSchedule,
     construct_schedule,
     next_times,
-    plan_runs,
     schedule_key,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from headrace.exceptions import ParameterValidationError
-from headrace.validation import validate_with_schema
+from headrace.parameters import validate_with_schema
 from tests.flows import basic
 
 

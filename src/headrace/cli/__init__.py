@@ -9,7 +9,7 @@ inside the commands, so ``headrace --help`` stays quick.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,9 @@ from headrace.cli.params import collect_parameters
 from headrace.cli.runs import RUN_EPILOG, run, runs_app
 from headrace.cli.session import command_settings
 from headrace.settings import Settings
+
+if TYPE_CHECKING:
+    from headrace.deployments import DeploymentOptions
 
 app = typer.Typer(
     name="headrace",
@@ -148,8 +151,7 @@ def serve(
         settings = command_settings(
             runner_server_host=host, runner_server_port=port, runner_process_limit=limit
         )
-        options: dict[str, Any] = {
-            "name": name,
+        options: DeploymentOptions = {
             "schedules": schedules_from_options(cron, interval, rrule, timezone),
             "parameters": collect_parameters(params, param),
             "tags": tag,
@@ -159,13 +161,14 @@ def serve(
             "concurrency_limit": concurrency_limit,
             "on_shutdown": on_shutdown.value,
         }
-        _serve(settings, entrypoint, options, webserver=webserver, log_level=log_level)
+        _serve(settings, entrypoint, name, options, webserver=webserver, log_level=log_level)
 
 
 def _serve(
     settings: Settings,
     entrypoint: str,
-    options: dict[str, Any],
+    name: str | None,
+    options: DeploymentOptions,
     *,
     webserver: bool,
     log_level: LogLevel,
@@ -177,7 +180,9 @@ def _serve(
 
     configure_logging(log_level.value)
     run_serving(
-        serve_entrypoint(settings, entrypoint, options, webserver=webserver, console=stdout()),
+        serve_entrypoint(
+            settings, entrypoint, name, options, webserver=webserver, console=stdout()
+        ),
         pin_cpu=settings.runner_pin_cpu,
     )
 
@@ -189,7 +194,7 @@ app.command(epilog=RUN_EPILOG)(run)
 
 
 def _version_text() -> str:
-    from headrace import __version__
+    from headrace._version import __version__
 
     return f"headrace {__version__}"
 

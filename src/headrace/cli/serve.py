@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
@@ -25,7 +25,7 @@ from headrace.settings import Settings
 from headrace.submission import runner_url
 
 if TYPE_CHECKING:
-    from headrace.deployments import Deployment
+    from headrace.deployments import Deployment, DeploymentOptions
     from headrace.runner import Runner
     from headrace.schedules import DeploymentSchedule
 
@@ -58,26 +58,21 @@ def schedules_from_options(
     return [] if schedule is None else [schedule]
 
 
-def absolute_entrypoint(entrypoint: str) -> str:
-    """A file entrypoint with its path made absolute; ``module:func`` as it is."""
-    from headrace.entrypoints import is_file_entrypoint, split_entrypoint
-
-    where, func = split_entrypoint(entrypoint)
-    if not is_file_entrypoint(entrypoint):
-        return entrypoint
-    return f"{Path(where).expanduser().resolve()}:{func}"
-
-
 async def serve_entrypoint(
     settings: Settings,
     entrypoint: str,
-    options: dict[str, Any],
+    name: str | None,
+    options: DeploymentOptions,
     *,
     webserver: bool,
     console: Console,
 ) -> None:
     """Serve the flow ``entrypoint`` names as one deployment until stopped."""
-    from headrace.entrypoints import is_file_entrypoint, load_flow_from_entrypoint
+    from headrace.entrypoints import (
+        absolute_entrypoint,
+        is_file_entrypoint,
+        load_flow_from_entrypoint,
+    )
     from headrace.runner import Runner
 
     absolute = absolute_entrypoint(entrypoint)
@@ -89,7 +84,8 @@ async def serve_entrypoint(
         from headrace.runner.server import check_can_listen
 
         check_can_listen(settings)  # before the deployment is written
-    deployment_id = await runner.add_flow(flow, entrypoint=absolute, **options)
+    registered: DeploymentOptions = {**options, "entrypoint": absolute}
+    deployment_id = await runner.add_flow(flow, name, **registered)
     deployment = runner.deployments[deployment_id]
     await serve_until_stopped(
         runner, webserver, lambda: console.print(banner(runner, deployment, webserver=webserver))

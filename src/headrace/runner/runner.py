@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
+from typing_extensions import Unpack
+
 from headrace.client import add_wakeup, remove_wakeup
-from headrace.deployments import Deployment, OnShutdown, RunnerDeployment
+from headrace.deployments import Deployment, DeploymentOptions, OnShutdown, RunnerDeployment
 from headrace.flow_runs import FlowRun
 from headrace.names import default_runner_name
 from headrace.process.starter import ForkServerStarter, ProcessStarter
@@ -30,7 +32,6 @@ from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
 from headrace.runner.recovery import recover_orphans
 from headrace.runner.serving import settle_heap
-from headrace.schedules import DeploymentSchedule
 from headrace.settings import Settings, load_settings
 from headrace.states import StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord, open_store
@@ -109,46 +110,10 @@ class Runner:
         return set(self.deployments)
 
     async def add_flow(
-        self,
-        flow: Flow[Any, Any],
-        name: str | None = None,
-        *,
-        cron: str | None = None,
-        interval: float | timedelta | None = None,
-        rrule: str | None = None,
-        timezone: str | None = None,
-        schedules: list[DeploymentSchedule] | None = None,
-        parameters: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        version: str | None = None,
-        enforce_parameter_schema: bool = True,
-        paused: bool = False,
-        catchup: bool = False,
-        concurrency_limit: int | None = None,
-        on_shutdown: OnShutdown = "finish",
-        entrypoint: str | None = None,
+        self, flow: Flow[Any, Any], name: str | None = None, **options: Unpack[DeploymentOptions]
     ) -> UUID:
         """Register (create or update) a deployment of ``flow`` served by this runner."""
-        deployment = flow.to_deployment(
-            name or flow.name,
-            cron=cron,
-            interval=interval,
-            rrule=rrule,
-            timezone=timezone,
-            schedules=schedules,
-            parameters=parameters,
-            tags=tags,
-            description=description,
-            version=version,
-            enforce_parameter_schema=enforce_parameter_schema,
-            paused=paused,
-            catchup=catchup,
-            concurrency_limit=concurrency_limit,
-            on_shutdown=on_shutdown,
-            entrypoint=entrypoint,
-        )
-        return await self.add_deployment(deployment)
+        return await self.add_deployment(flow.to_deployment(name, **options))
 
     async def add_deployment(self, deployment: RunnerDeployment) -> UUID:
         """Store a deployment (its id is stable across restarts) and serve it."""

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from headrace.deployments import Deployment
 from headrace.flow_runs import NewFlowRun
 from headrace.new_runs import for_schedule
-from headrace.schedules import plan_runs, schedule_key
+from headrace.planning import plan_runs
+from headrace.schedules import schedule_key
 from headrace.states import utcnow
 from headrace.store import AsyncStore
 

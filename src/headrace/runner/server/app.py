@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headrace import __version__
+from headrace._version import __version__
 from headrace.client import HeadraceClient
 from headrace.exceptions import (
     EntrypointError,

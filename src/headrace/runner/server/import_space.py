@@ -24,20 +24,21 @@ from typing import Any
 
 from headrace.deployments import Deployment
 from headrace.entrypoints import (
+    absolute_entrypoint,
+    flow_attribute,
     flows_in_module,
     is_file_entrypoint,
     load_flow_from_entrypoint,
     load_script_as_module,
     module_of_entrypoint,
+    resolve_script,
     split_entrypoint,
 )
 from headrace.exceptions import (
     EntrypointAttributeNotFound,
     EntrypointError,
-    EntrypointFileNotFound,
     EntrypointModuleNotFound,
     InvalidEntrypoint,
-    NotAFlow,
 )
 from headrace.flows import Flow
 
@@ -90,7 +91,7 @@ class ImportSpace:
             return self._find_in_file(resolve_script(where), name, allow_unmanaged)
         module = sys.modules.get(where)
         if module is not None:
-            return _flow_attribute(module, where, name)
+            return flow_attribute(module, where, name)
         if where not in self.modules and not allow_unmanaged:
             if not _importable(where):
                 raise EntrypointModuleNotFound(f"Module not found: {where!r}")
@@ -122,11 +123,11 @@ class ImportSpace:
     def _find_in_file(self, path: Path, name: str, allow_unmanaged: bool) -> AnyFlow | None:
         known = self.files.get(path)
         if known is not None and known[0] == _mtime_ns(path):
-            return _flow_attribute(known[1], str(path), name)
+            return flow_attribute(known[1], str(path), name)
         if known is None and not allow_unmanaged:
             _check_binds(path, str(path), name)
             return None
-        return _flow_attribute(load_script_as_module(path), str(path), name)
+        return flow_attribute(load_script_as_module(path), str(path), name)
 
 
 def collect_import_space(
@@ -151,31 +152,6 @@ def collect_import_space(
     return space
 
 
-def resolve_script(where: str) -> Path:
-    """The absolute path of a ``.py`` entrypoint file, checked without reading it."""
-    try:
-        candidate = Path(where).expanduser()
-        path = (candidate if candidate.is_absolute() else Path.cwd() / candidate).resolve()
-        exists, is_file = path.exists(), path.is_file()
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InvalidEntrypoint("The entrypoint's path is not usable") from exc
-    if path.suffix != ".py":
-        raise InvalidEntrypoint("Only .py files can be entrypoints")
-    if not exists:
-        raise EntrypointFileNotFound(f"File not found: {where!r}")
-    if not is_file:
-        raise InvalidEntrypoint(f"{where!r} is not a file")
-    return path
-
-
-def absolute_entrypoint(entrypoint: str) -> str:
-    """The entrypoint with a file path made absolute, so a child process finds it anywhere."""
-    if not is_file_entrypoint(entrypoint):
-        return entrypoint
-    where, name = split_entrypoint(entrypoint)
-    return f"{resolve_script(where)}:{name}"
-
-
 def _entrypoint_module(entrypoint: str) -> ModuleType:
     """The module an entrypoint lives in, reusing one already loaded from the same file."""
     where, _ = split_entrypoint(entrypoint)
@@ -188,15 +164,6 @@ def _entrypoint_module(entrypoint: str) -> ModuleType:
         if isinstance(file, str) and file.endswith(path.name) and _module_file(module) == path:
             return module  # e.g. ``__main__``: do not run the user's script a second time
     return load_script_as_module(path)
-
-
-def _flow_attribute(module: ModuleType, where: str, name: str) -> AnyFlow:
-    value = getattr(module, name, None)
-    if value is None and not hasattr(module, name):
-        raise EntrypointAttributeNotFound(f"{where!r} has no attribute {name!r}")
-    if not isinstance(value, Flow):
-        raise NotAFlow(f"{name!r} in {where!r} is not a flow")
-    return value
 
 
 def _check_binds(path: Path, where: str, name: str) -> None:
@@ -235,8 +202,6 @@ def _top_level_names(tree: ast.Module) -> set[str] | None:
 
 
 def _module_origin(module_name: str) -> Path | None:
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec(module_name)
     except (ImportError, ValueError):

@@ -23,6 +23,7 @@ from headrace import new_runs
 from headrace.deployments import Deployment
 from headrace.exceptions import EntrypointError
 from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.parameters import prepare_validator
 from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.import_space import AnyFlow
@@ -34,7 +35,6 @@ from headrace.runner.server.json_io import (
     run_json,
 )
 from headrace.runner.server.watch import MAX_WAIT_SECONDS, wait_for_end
-from headrace.validation import prepare_validator
 
 logger = logging.getLogger(__name__)
 
