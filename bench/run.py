@@ -3,6 +3,8 @@
     python bench/run.py [--database-url URL] [--quick] [--json-out F]
 
 Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
+Floors measured in the same run (floors.py) end the table: each metric's median
+as a multiple of what this host does with nothing of headrace in the way.
 """
 
 from __future__ import annotations
@@ -13,25 +15,22 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from floors import COMMIT, FORK, ROUTE, add_ratios, commit_floor, fork_floor, route_floor
 from rawhttp import Connection, Reply
+from results import Results, percentiles
+from server import FLOW_FILE, Server, tree_memory_mb
 
-HERE = Path(__file__).resolve().parent
-FLOW_FILE = HERE / "flow.py"
-START_TIMEOUT_SECONDS = 60
 PHASE_TIMEOUT_SECONDS = 120
 
 
@@ -46,120 +45,13 @@ class Sizes:
     m7: int = 100
     m8_runs: int = 100_000
     m8_deployments: int = 500
+    floors: int = 200
 
 
 QUICK = Sizes(
-    m1=20, m2_requests=200, m2_clients=8, m3=5, m4=20, m6=50, m7=10, m8_runs=5000, m8_deployments=50
-)
-
-
-@dataclass
-class Results:
-    database: str
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    quiet: bool = False
-
-    def add(self, key: str, **values: Any) -> None:
-        self.metrics[key] = values
-        if self.quiet:
-            return
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
-        print(f"  {key:<28} {shown}", flush=True)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, list):  # a query plan: its lines shortened for the table (JSON has all)
-        return str([line if len(line) <= 120 else line[:117] + "..." for line in map(str, value)])
-    return str(value)
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    if not ordered:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        "max_ms": ordered[-1],
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """`headrace serve` in a child process, with its own HEADRACE_HOME."""
-
-    def __init__(self, home: Path, database_url: str | None, limit: int) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HEADRACE_HOME": str(home), "HEADRACE_RUNNER_BACKLOG_LIMIT": "100000"}
-        env.pop("HEADRACE_API_KEY", None)
-        if database_url:
-            env["HEADRACE_DATABASE_URL"] = database_url
-        command = [sys.executable, "-m", "headrace", "serve", f"{FLOW_FILE}:touch"]
-        command += ["--name", "bench", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--limit", str(limit)]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    async def wait_ready(self, client: httpx.AsyncClient) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"headrace serve exited with {self.process.returncode}")
-            try:
-                if (await client.get(f"{self.url}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError("headrace serve did not become healthy in time")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def tree_memory_mb(pid: int) -> dict[str, float]:
-    """RSS and PSS of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    todo, tree = [pid], []
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    rss = pss = 0
-    for member in tree:
-        try:
-            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-        except OSError:
-            continue
-    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "processes": len(tree)}
+    m1=20, m2_requests=200, m2_clients=8, m3=5, m4=20, m6=50, m7=10,
+    m8_runs=5000, m8_deployments=50, floors=30,
+)  # fmt: skip
 
 
 async def timed(call: Callable[[], Awaitable[Reply]]) -> tuple[float, Reply]:
@@ -300,6 +192,13 @@ class Bench:
                 samples.append(ms)
             results.add(f"M6 GET /{route}", n=len(samples), **percentiles(samples))
 
+    async def floors(self, results: Results, database_url: str) -> None:
+        """The route and commit floors, beside M6 and with the runner idle."""
+        runner_cpus = os.sched_getaffinity(self.server.process.pid)
+        results.add(ROUTE, **await route_floor(self.sizes.m6, runner_cpus))
+        commit = await asyncio.to_thread(commit_floor, database_url, self.sizes.floors)
+        results.add(COMMIT, **commit)
+
     async def m7_flow_run(self, results: Results) -> None:
         samples, codes = [], {}
         for i in range(self.sizes.m7):
@@ -375,6 +274,7 @@ async def _measure(bench: Bench, database_url: str, results: Results) -> None:
     await bench.find_deployment()
     await bench.m5_memory(results)
     await bench.m6_health(results)
+    await bench.floors(results, database_url)
     await bench.m1_trigger_latency(results)
     await bench.m3_start_latency(results)
     await bench.m2_throughput(results)
@@ -405,12 +305,14 @@ def main() -> None:
     print(f"headrace benchmark on {results.database} ({'quick' if args.quick else 'full'})")
     try:
         results.add("import headrace", **import_time())
+        results.add(FORK, **fork_floor(sizes.floors))
         asyncio.run(run_http_metrics(options, results, work))
         from scale import run_scale_metrics
 
         asyncio.run(run_scale_metrics(args.database_url, sizes, results, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    add_ratios(results)
     if args.json_out:
         args.json_out.write_text(json.dumps(results.metrics, indent=2, default=str))
         print(f"wrote {args.json_out}")

@@ -20,7 +20,8 @@ from headrace.store import RunnerRecord, SQLStore
 from headrace.store.tables import deployments, flow_runs
 
 if TYPE_CHECKING:
-    from run import Bench, Results, Sizes
+    from results import Results
+    from run import Bench, Sizes
 
 CHUNK = 5000
 

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_measures_every_metric(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     subprocess.run(

@@ -279,6 +279,7 @@ def live_runner(tmp_path: Path) -> Iterator[str]:
     assert not failure, failure
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: str) -> None:
     import schemathesis
