@@ -1,14 +1,14 @@
 """The orchestration client: read and create deployments and runs, read logs, cancel.
 
 ``get_client()`` talks to the store directly (there is no separate API server
-to run). Runs it creates wake any runner in this process at once, so local
-work never waits for a poll.
+to run). The store tells the runners serving its database of the runs it
+creates and cancels, so local work never waits for a poll.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -21,7 +21,6 @@ from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, SQLStore
-from headrace.store.changes import Wake
 from headrace.validation import validate_with_schema
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 _stores: dict[str, AsyncStore] = {}
 _stores_lock = threading.Lock()
-_wakeups: set[Callable[[Wake], None]] = set()
 
 
 def store_for(settings: Settings) -> AsyncStore:
@@ -40,20 +38,6 @@ def store_for(settings: Settings) -> AsyncStore:
         if store is None:
             store = _stores[url] = AsyncStore(SQLStore(url))
         return store
-
-
-def add_wakeup(callback: Callable[[Wake], None]) -> None:
-    """Call ``callback`` (thread-safely, cheaply) whenever this process creates or cancels a run."""
-    _wakeups.add(callback)
-
-
-def remove_wakeup(callback: Callable[[Wake], None]) -> None:
-    _wakeups.discard(callback)
-
-
-def _wake_runners(why: Wake) -> None:
-    for callback in list(_wakeups):
-        callback(why)
 
 
 class HeadraceClient:
@@ -81,9 +65,7 @@ class HeadraceClient:
         deployment = await self.store.read_deployment(deployment_id)
         _check_storable(parameters)
         new = new_run_for_deployment(deployment, parameters, idempotency_key=idempotency_key)
-        run, created = await self.store.create_flow_run(new)
-        if created:
-            _wake_runners("created")
+        run, _ = await self.store.create_flow_run(new)
         return run
 
     async def create_flow_run(
@@ -116,9 +98,7 @@ class HeadraceClient:
             timeout_seconds=flow.timeout_seconds,
             runner_name=runner_name or default_runner_name(),
         )
-        run, created = await self.store.create_flow_run(new)
-        if created:
-            _wake_runners("created")
+        run, _ = await self.store.create_flow_run(new)
         return run
 
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
@@ -152,9 +132,7 @@ class HeadraceClient:
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
-        run = await self.store.request_cancellation(flow_run_id)
-        _wake_runners("cancelled")
-        return run
+        return await self.store.request_cancellation(flow_run_id)
 
 
 def _check_storable(parameters: dict[str, Any] | None) -> None:

@@ -14,7 +14,7 @@ from headrace.deployments import Deployment, DeploymentSpec
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.settings import Settings
 from headrace.states import State, StateType
-from headrace.store.changes import Wake, watch_changes
+from headrace.store.changes import ChangeFeed
 from headrace.store.checkpoints import Checkpointer
 from headrace.store.group_commit import GroupCommit
 from headrace.store.records import MAX_PAGE, RunnerRecord
@@ -40,6 +40,8 @@ class AsyncStore:
 
     def __init__(self, store: SQLStore) -> None:
         self.sync = store
+        self.changes = ChangeFeed(store.engine)
+        """News of runs queued or cancelled, for the runners serving this database."""
         # SQLite: one thread (one writer), urgent work first. PostgreSQL: a pool for
         # urgent work, and one thread for claims and bookkeeping, so those never hold
         # more than one thread's share of the GIL while a caller waits.
@@ -74,10 +76,6 @@ class AsyncStore:
         """Work nobody is waiting on: it yields the store to urgent work."""
         return await self._at(BACKGROUND, fn, *args, **kwargs)
 
-    async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
-        """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
-        await watch_changes(self.sync.engine, on_change)
-
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True)
@@ -103,7 +101,10 @@ class AsyncStore:
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
         """Store a run; concurrent creations share one transaction."""
-        return await self._creations.submit(new)
+        run, created = await self._creations.submit(new)
+        if created:
+            self.changes.publish("created")
+        return run, created
 
     async def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
         return await self._call(self.sync.read_flow_run_by_key, new)
@@ -218,7 +219,9 @@ class AsyncStore:
         return self._state_changes.enqueue(change)
 
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
-        return await self._call(self.sync.request_cancellation, flow_run_id)
+        run = await self._call(self.sync.request_cancellation, flow_run_id)
+        self.changes.publish("cancelled")
+        return run
 
     async def read_state_history(self, flow_run_id: UUID) -> list[State]:
         return await self._call(self.sync.read_state_history, flow_run_id)
