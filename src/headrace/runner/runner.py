@@ -156,13 +156,8 @@ class Runner:
 
         Thread-safe. Kept apart so a stream of triggers never costs a cancellation check each.
         """
-        loop, session = self._loop, self._session
-        if loop is None or session is None or loop.is_closed():
-            return
-        if _on_loop(loop):
-            session.wake(why)
-        else:
-            loop.call_soon_threadsafe(self.wake, why)
+        if self._session is not None:
+            self._session.wake(why)
 
     async def __aenter__(self) -> Runner:
         if self._entered == 0:
@@ -190,7 +185,7 @@ class Runner:
         session = Session(self.store, self._served, self._starter, options, self._polled)
         self._session = session
         self._starter, self.record = session.starter, session.record
-        await session.open(self.wake)
+        await session.open()
 
     def _polled(self, when: datetime) -> None:
         self.last_polled = when
@@ -253,10 +248,3 @@ class Runner:
         if self._loop is None:
             raise RuntimeError("The runner is not started; use `async with runner:` first")
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop)
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False

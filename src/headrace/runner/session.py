@@ -62,6 +62,7 @@ class Session:
         self._served = served
         self._options = options
         self._unsubscribe: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_polled = on_polled
         self._next_poll_delay = options.poll_seconds
         self.poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
@@ -92,15 +93,22 @@ class Session:
     def pollers(self) -> tuple[Poller, Poller, Poller]:
         return (self.poll, self.dispatcher.poller, self.liveness.poller)
 
-    async def open(self, wake: Callable[[Wake], None]) -> None:
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self._opens_starter and isinstance(self.starter, ForkServerStarter):
             await self.starter.open()
         await self.store.register_runner(self.record)
-        self._unsubscribe = self.store.changes.subscribe(wake)
+        self._unsubscribe = self.store.changes.subscribe(self.wake)
 
     def wake(self, why: Wake) -> None:
-        """On the loop: a run to claim wakes the dispatcher, a cancel the cancellation watch."""
-        (self.dispatcher.poller if why == "created" else self.liveness.poller).wake()
+        """A run to claim wakes the dispatcher, a cancel the cancellation watch (thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop(loop):
+            (self.dispatcher.poller if why == "created" else self.liveness.poller).wake()
+        else:
+            loop.call_soon_threadsafe(self.wake, why)
 
     async def _poll_step(self) -> None:
         await self.liveness.on_poll()
@@ -152,3 +160,10 @@ async def stop_task(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
