@@ -1,14 +1,14 @@
 """The orchestration client: read and create deployments and runs, read logs, cancel.
 
 ``get_client()`` talks to the store directly (there is no separate API server
-to run). Runs it creates wake any runner in this process at once, so local
-work never waits for a poll.
+to run). The store tells the runners serving its database of the runs it
+creates and cancels, so local work never waits for a poll.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -22,26 +22,9 @@ from headrace.names import default_runner_name
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, open_store
-from headrace.store.changes import Wake
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
-
-_wakeups: set[Callable[[Wake], None]] = set()
-
-
-def add_wakeup(callback: Callable[[Wake], None]) -> None:
-    """Call ``callback`` (thread-safely, cheaply) whenever this process creates or cancels a run."""
-    _wakeups.add(callback)
-
-
-def remove_wakeup(callback: Callable[[Wake], None]) -> None:
-    _wakeups.discard(callback)
-
-
-def _wake_runners(why: Wake) -> None:
-    for callback in list(_wakeups):
-        callback(why)
 
 
 class HeadraceClient:
@@ -69,9 +52,7 @@ class HeadraceClient:
         deployment = await self.store.read_deployment(deployment_id)
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
-        run, created = await self.store.create_flow_run(new)
-        if created:
-            _wake_runners("created")
+        run, _ = await self.store.create_flow_run(new)
         return run
 
     async def create_flow_run(
@@ -98,9 +79,7 @@ class HeadraceClient:
             idempotency_key=idempotency_key,
         )
         new_runs.check_storable(new.parameters)
-        run, created = await self.store.create_flow_run(new)
-        if created:
-            _wake_runners("created")
+        run, _ = await self.store.create_flow_run(new)
         return run
 
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
@@ -134,9 +113,7 @@ class HeadraceClient:
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
-        run = await self.store.request_cancellation(flow_run_id)
-        _wake_runners("cancelled")
-        return run
+        return await self.store.request_cancellation(flow_run_id)
 
     async def read_deployment_by_ref(self, ref: str) -> Deployment:
         """A deployment by id, by ``flow/deployment``, or by a name only one deployment has.

@@ -120,7 +120,7 @@ class Flow(Generic[P, R]):
         """
         # Imported here, not at the top, to keep ``import headrace`` and run
         # processes light: the runner brings the store and the web stack.
-        from headrace.runner import serve
+        from headrace.runner.serving import serve
 
         serve(self.to_deployment(name, **options), limit=limit, webserver=webserver)
 

@@ -204,7 +204,7 @@ def test_console_script_module_entry_and_typing_marker() -> None:
 async def test_the_banner_appears_once_the_trigger_url_answers(
     database_url: str, tmp_path: Path
 ) -> None:
-    from headrace.cli.serve import serve_until_stopped
+    from headrace.runner.serving import serve_until_stopped
     from tests.flows import basic
     from tests.helpers import make_runner
 
@@ -227,5 +227,5 @@ async def test_the_banner_appears_once_the_trigger_url_answers(
             seen.append(repr(exc))
         asyncio.get_running_loop().create_task(runner.stop())
 
-    await asyncio.wait_for(serve_until_stopped(runner, True, on_ready), STARTUP_SECONDS)
+    await asyncio.wait_for(serve_until_stopped(runner, on_ready), STARTUP_SECONDS)
     assert seen == ["answered"]

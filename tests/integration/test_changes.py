@@ -7,7 +7,7 @@ import asyncio
 from headrace.flow_runs import NewFlowRun
 from headrace.states import StateType
 from headrace.store import RunnerRecord, SQLStore
-from headrace.store.changes import Wake, watch_changes
+from headrace.store.changes import ChangeFeed, Wake
 
 
 async def test_other_processes_writes_are_seen_and_our_own_are_not_on_postgres(
@@ -15,7 +15,9 @@ async def test_other_processes_writes_are_seen_and_our_own_are_not_on_postgres(
 ) -> None:
     ours, other = SQLStore(database_url), SQLStore(database_url)  # two engines: two "processes"
     seen: asyncio.Queue[Wake] = asyncio.Queue()
-    watch = asyncio.create_task(watch_changes(ours.engine, seen.put_nowait))
+    feed = ChangeFeed(ours.engine)
+    feed.subscribe(seen.put_nowait)
+    watch = asyncio.create_task(feed.watch())
     try:
         if not ours.is_sqlite:  # the listener says "maybe missed something" once connected
             assert await asyncio.wait_for(seen.get(), 10) == "created"
@@ -37,3 +39,38 @@ async def test_other_processes_writes_are_seen_and_our_own_are_not_on_postgres(
         await asyncio.gather(watch, return_exceptions=True)
         ours.close()
         other.close()
+
+
+def test_the_feed_tells_each_subscriber_until_it_unsubscribes(database_url: str) -> None:
+    store = SQLStore(database_url)
+    try:
+        feed = ChangeFeed(store.engine)
+        first: list[Wake] = []
+        second: list[Wake] = []
+        stop_first = feed.subscribe(first.append)
+        feed.subscribe(second.append)
+        feed.publish("created")
+        stop_first()
+        stop_first()  # twice is harmless
+        feed.publish("cancelled")
+        assert first == ["created"]
+        assert second == ["created", "cancelled"]
+    finally:
+        store.close()
+
+
+async def test_the_store_publishes_its_own_creations_and_cancellations(database_url: str) -> None:
+    from headrace.store import AsyncStore
+
+    store = AsyncStore(SQLStore(database_url))
+    try:
+        seen: list[Wake] = []
+        store.changes.subscribe(seen.append)
+        new = NewFlowRun(flow_name="mine", idempotency_key="once")
+        run, _ = await store.create_flow_run(new)
+        await store.create_flow_run(new)  # the same run again: nothing new to claim
+        assert seen == ["created"]
+        await store.request_cancellation(run.id)
+        assert seen == ["created", "cancelled"]
+    finally:
+        store.close()

@@ -216,23 +216,21 @@ async def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-@pytest.fixture
-def polls_only_every_minute(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner's fallback polls wait a minute: only a database notification is quick."""
-    from headrace.runner import runner as runner_module
+SLOW_POLLS: dict[str, object] = {
+    "query_seconds": 60,
+    "dispatch_seconds": 60.0,
+    "cancel_check_seconds": 60.0,
+}
+"""The runner's fallback polls wait a minute: only a database notification is quick."""
 
-    monkeypatch.setattr(runner_module, "DISPATCH_SECONDS", 60.0)
-    monkeypatch.setattr(runner_module, "CANCEL_CHECK_SECONDS", 60.0)
 
-
-@pytest.mark.usefixtures("polls_only_every_minute")
 async def test_runs_queued_by_another_process_start_at_once(
     settings: Settings, database_url: str
 ) -> None:
     from headrace.flow_runs import NewFlowRun
     from headrace.store import SQLStore
 
-    runner = make_runner(settings, query_seconds=60)
+    runner = make_runner(settings, **SLOW_POLLS)
     deployment_id = await runner.add_flow(basic.add)
     async with running(runner), get_client(settings) as client:
         with contextlib.closing(SQLStore(database_url)) as other:  # no in-process wake-up
@@ -245,7 +243,6 @@ async def test_runs_queued_by_another_process_start_at_once(
         assert (done.start_time - run.created).total_seconds() < 5.0
 
 
-@pytest.mark.usefixtures("polls_only_every_minute")
 async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,7 +250,7 @@ async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
     from headrace.store import changes
 
     monkeypatch.setattr(changes, "SQLITE_WATCH_SECONDS", 60.0)  # only in-process wake-ups
-    runner = make_runner(settings, query_seconds=60, limit=4)
+    runner = make_runner(settings, **SLOW_POLLS, limit=4)
     deployment_id = await runner.add_flow(basic.add)
     claims: list[int] = []
     claim_runs = runner.store.claim_runs
@@ -276,13 +273,12 @@ async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
     assert claims == [1] * 5
 
 
-@pytest.mark.usefixtures("polls_only_every_minute")
 async def test_a_cancel_from_another_process_reaches_the_runner_at_once(
     settings: Settings, database_url: str
 ) -> None:
     from headrace.store import SQLStore
 
-    runner = make_runner(settings, query_seconds=60)
+    runner = make_runner(settings, **SLOW_POLLS)
     deployment_id = await runner.add_flow(basic.sleepy)
     async with running(runner), get_client(settings) as client:
         run = await client.create_flow_run_from_deployment(deployment_id, {"seconds": 60})
@@ -444,7 +440,7 @@ async def test_heartbeats_keep_up_with_the_timeout_however_rarely_it_polls(
 
 
 async def _idle(runner: Runner) -> bool:
-    return runner._executing() == set()
+    return runner.running_count == 0
 
 
 async def test_the_fork_server_leaves_sigterm_to_its_runner(settings: Settings) -> None:
@@ -475,7 +471,9 @@ async def test_recovery_never_takes_a_run_claimed_but_not_yet_launched_for_an_or
     async def claim_then_let_recovery_in(**options: Any) -> list[FlowRun]:
         claimed = await claim_runs(**options)
         if claimed and not recoveries:
-            recoveries.append(asyncio.create_task(runner._recover_orphans()))
+            assert runner._session is not None
+            liveness = runner._session.liveness
+            recoveries.append(asyncio.create_task(liveness.recover_orphans()))
             await asyncio.sleep(0.2)  # recovery's turn, between the claim and the launch
         return claimed
 

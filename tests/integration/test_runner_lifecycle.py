@@ -72,9 +72,11 @@ async def test_a_full_runner_waits_for_a_free_slot_without_polling_hard(
     first, second = await trigger(settings, deployment_id, 2, out=str(tmp_path / "m"), sleep=1.5)
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, first, {StateType.RUNNING})
-        steps, started = runner._poll.steps, time.monotonic()
+        assert runner._session is not None
+        poll = runner._session.poll
+        steps, started = poll.steps, time.monotonic()
         await wait_for_state(client.store, first)
-        polls = runner._poll.steps - steps
+        polls = poll.steps - steps
         allowed = (time.monotonic() - started) / runner.query_seconds + 3
         assert polls <= allowed, f"{polls} polls while the only slot was busy"
         done = await wait_for_state(client.store, second)

@@ -264,7 +264,7 @@ async def test_a_running_runner_follows_a_newer_registration_from_another_proces
         assert registered == deployment_id
         registered_at = utcnow()
         (new_schedule,) = (await client.read_deployment(deployment_id)).schedules
-        polls = serving._polls
+        polls = await _polls(serving)
         await eventually(lambda: _polls(serving), lambda n: n >= polls + 5, what="more polls")
         runs = await client.read_flow_runs(deployment_id=deployment_id, limit=1000)
     key = f"scheduled:{schedule_key(new_schedule)}:"
@@ -277,7 +277,8 @@ async def test_a_running_runner_follows_a_newer_registration_from_another_proces
 
 
 async def _polls(runner: Runner) -> int:
-    return runner._polls
+    assert runner._session is not None
+    return runner._session.liveness.polls
 
 
 async def test_a_due_scheduled_run_starts_within_a_second(

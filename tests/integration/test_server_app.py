@@ -75,10 +75,10 @@ async def test_health_goes_503_when_the_poll_loop_stalls(sqlite_settings: Settin
             assert response.status_code == 200
             assert response.json() == {"message": "OK"}
 
-            async def stalled() -> None:
+            async def stalled(*_: object) -> None:
                 await released.wait()
 
-            runner._plan_schedules = stalled  # type: ignore[method-assign]
+            runner._served.refresh = stalled  # type: ignore[method-assign]
             try:
                 unhealthy = await eventually(
                     lambda: c.get("/health"), lambda r: r.status_code == 503, timeout=10

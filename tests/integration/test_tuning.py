@@ -8,11 +8,25 @@ import sys
 import pytest
 
 PROBE = """
-import gc, sys
-from headrace.runner import serving as tuning
+import asyncio, gc, sys
+from headrace.runner import serving
+
+
+class Runner:  # what serve_until_stopped asks of a runner
+    handle_signals = False
+    is_serving = False
+
+    async def start(self):
+        self.is_serving = True
+        await asyncio.sleep(0.2)
+
+    async def stop(self):
+        pass
+
+
 if {serving}:
-    tuning.tune_for_serving()
-tuning.settle_heap()
+    serving.tune_for_serving(pin_cpu=False, migrate_in_child=False)
+asyncio.run(serving.serve_until_stopped(Runner(), freeze_heap={serving}))
 print(gc.get_freeze_count(), sys.getswitchinterval())
 """
 

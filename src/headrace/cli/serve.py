@@ -8,11 +8,7 @@ SIGTERM or Ctrl-C, which drain it gracefully.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +16,6 @@ from rich.console import Console
 from rich.text import Text
 
 from headrace.cli.errors import UsageProblem
-from headrace.exceptions import HeadraceError
 from headrace.settings import Settings
 from headrace.submission import runner_url
 
@@ -28,8 +23,6 @@ if TYPE_CHECKING:
     from headrace.deployments import Deployment, DeploymentOptions
     from headrace.runner import Runner
     from headrace.schedules import DeploymentSchedule
-
-READY_POLL_SECONDS = 0.05
 
 
 def schedules_from_options(
@@ -73,52 +66,21 @@ async def serve_entrypoint(
         is_file_entrypoint,
         load_flow_from_entrypoint,
     )
-    from headrace.runner import Runner
+    from headrace.runner.serving import runner_for_serving, serve_until_stopped
 
     absolute = absolute_entrypoint(entrypoint)
     if not is_file_entrypoint(entrypoint) and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does
     flow = load_flow_from_entrypoint(entrypoint)
-    runner = Runner(settings=settings, webserver=webserver)
-    if runner.webserver:
-        from headrace.runner.server import check_can_listen
-
-        check_can_listen(settings)  # before the deployment is written
+    runner = runner_for_serving(settings=settings, webserver=webserver)
     registered: DeploymentOptions = {**options, "entrypoint": absolute}
     deployment_id = await runner.add_flow(flow, name, **registered)
     deployment = runner.deployments[deployment_id]
-    await serve_until_stopped(
-        runner, webserver, lambda: console.print(banner(runner, deployment, webserver=webserver))
-    )
 
+    def ready() -> None:  # the port is known once it listens
+        console.print(banner(runner, deployment, webserver=runner.webserver))
 
-async def serve_until_stopped(
-    runner: Runner, webserver: bool, on_ready: Callable[[], None]
-) -> None:
-    """Start the runner, call ``on_ready`` once it serves, and return when it has stopped.
-
-    "Serves": it has polled, its webserver (if any) listens and its loops run,
-    so whoever reads the banner can trigger at once.
-
-    A SIGTERM or Ctrl-C that lands before the runner installs its own handlers
-    is remembered and honoured once it is up, so an early signal still drains.
-    """
-    early_stop = asyncio.Event()
-    if runner.handle_signals and threading.current_thread() is threading.main_thread():
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, early_stop.set)
-    task = asyncio.create_task(runner.start(webserver=webserver))
-    try:
-        while not runner.is_serving and not task.done():  # noqa: ASYNC110 (no event)
-            await asyncio.sleep(READY_POLL_SECONDS)
-        if not task.done():
-            on_ready()
-        if early_stop.is_set():
-            await runner.stop()
-        await task
-    except OSError as exc:
-        raise HeadraceError(f"Cannot serve: {exc}") from exc
+    await serve_until_stopped(runner, ready, freeze_heap=True)
 
 
 def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:

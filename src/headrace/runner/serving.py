@@ -1,7 +1,10 @@
-"""Interpreter settings for a process whose main job is serving flows.
+"""Serving: a process whose main job is a runner, from start to drained stop.
 
-Applied only by the entry points that own their process (``headrace serve``,
-``serve()``), never on import:
+``serve()`` (and ``Flow.serve``) and ``headrace serve`` take one path: make
+the runner (checking first that its webserver could listen), register what it
+serves, ``serve_until_stopped``, all under ``run_serving``, which tunes the
+interpreter. The tuning is applied only by the entry points that own their
+process, never on import:
 
 - The runner's event loop and its store thread share the GIL. With Python's
   default 5 ms switch interval, a finished database write can wait that long
@@ -29,28 +32,114 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from headrace.deployments import RunnerDeployment
+from headrace.exceptions import HeadraceError
+from headrace.logconfig import configure_logging
 from headrace.process.protocol import RUN_CPUS_VARIABLE
+from headrace.runner.runner import Runner
+from headrace.runner.signals import on_stop
+from headrace.settings import load_settings
+from headrace.store.migrate import migrate_in_child_process
 
 T = TypeVar("T")
 
 SWITCH_INTERVAL_SECONDS = 0.0002
+READY_POLL_SECONDS = 0.05
 
-_serving = False
+
+def serve(
+    *deployments: RunnerDeployment,
+    limit: int | None = None,
+    webserver: bool = False,
+    **runner_options: Any,
+) -> None:
+    """Serve several deployments from one runner until Ctrl-C or SIGTERM (blocks).
+
+    Logs (and every run's output, prefixed with its name) go to the console
+    unless the application configured logging itself.
+    """
+    configure_logging()
+    settings = runner_options["settings"] = runner_options.get("settings") or load_settings()
+
+    async def main() -> None:
+        runner = runner_for_serving(limit=limit, webserver=webserver, **runner_options)
+        for deployment in deployments:
+            await runner.add_deployment(deployment)
+        await serve_until_stopped(runner, freeze_heap=True)
+
+    run_serving(main(), pin_cpu=settings.runner_pin_cpu)
 
 
-def tune_for_serving(*, pin_cpu: bool = True) -> None:
-    global _serving
-    from headrace.store.migrate import migrate_in_child_process
+def runner_for_serving(**runner_options: Any) -> Runner:
+    """A ``Runner``, once it is sure its webserver (if any) could listen.
 
+    Checked before any deployment is written: a serve that cannot bind must
+    leave the store as it found it (a running runner may serve the same
+    deployment).
+    """
+    runner = Runner(**runner_options)
+    if runner.webserver:
+        from headrace.runner.server import check_can_listen  # the web stack, only when it serves
+
+        check_can_listen(runner.settings)
+    return runner
+
+
+async def serve_until_stopped(
+    runner: Runner, on_ready: Callable[[], None] = lambda: None, *, freeze_heap: bool = False
+) -> None:
+    """Start the runner, call ``on_ready`` once it serves, and return when it has stopped.
+
+    "Serves": it has polled, its webserver (if any) listens and its loops run,
+    so whoever is told it is ready can trigger at once. ``freeze_heap``: then
+    (before ``on_ready``) freeze what start-up made, in a process that serves
+    and does nothing else.
+
+    A SIGTERM or Ctrl-C that lands before the runner handles signals itself is
+    remembered and honoured once it is up, so an early signal still drains.
+    """
+    early: list[signal.Signals] = []
+    with on_stop(early.append, enabled=runner.handle_signals):
+        task = asyncio.create_task(runner.start())
+        try:
+            while not runner.is_serving and not task.done():  # noqa: ASYNC110 (no event)
+                await asyncio.sleep(READY_POLL_SECONDS)
+            if not task.done():
+                if freeze_heap:
+                    gc.collect()
+                    gc.freeze()
+                on_ready()
+            if early:
+                await runner.stop()
+            await task
+        except OSError as exc:
+            raise HeadraceError(f"Cannot serve: {exc}") from exc
+
+
+def run_serving(
+    main: Coroutine[Any, Any, T], *, pin_cpu: bool = True, migrate_in_child: bool = True
+) -> T:
+    """Run a serving process's main coroutine: tuned, on uvloop when it is installed."""
+    tune_for_serving(pin_cpu=pin_cpu, migrate_in_child=migrate_in_child)
+    try:
+        import uvloop  # optional (the ``fast`` extra)
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def tune_for_serving(*, pin_cpu: bool = True, migrate_in_child: bool = True) -> None:
+    """Tune the interpreter for serving (see the module's docstring for why)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     if pin_cpu:
         pin_to_one_cpu()
-    migrate_in_child_process()  # Alembic would stay in memory as long as we serve
-    _serving = True
+    if migrate_in_child:
+        migrate_in_child_process()  # Alembic would stay in memory as long as we serve
 
 
 def pin_to_one_cpu() -> None:
@@ -64,20 +153,3 @@ def pin_to_one_cpu() -> None:
         return
     os.environ[RUN_CPUS_VARIABLE] = json.dumps(allowed)
     os.sched_setaffinity(0, {allowed[-1]})  # the last: the first tends to take the interrupts
-
-
-def settle_heap() -> None:
-    """Called once the runner is up: in a serving process, freeze what start-up made."""
-    if _serving:
-        gc.collect()
-        gc.freeze()
-
-
-def run_serving(main: Coroutine[Any, Any, T], *, pin_cpu: bool = True) -> T:
-    """Run a serving process's main coroutine: tuned, on uvloop when it is installed."""
-    tune_for_serving(pin_cpu=pin_cpu)
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)

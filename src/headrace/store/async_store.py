@@ -18,7 +18,7 @@ from uuid import UUID
 
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.states import State, StateType
-from headrace.store.changes import Wake, watch_changes
+from headrace.store.changes import ChangeFeed
 from headrace.store.checkpoints import Checkpointer
 from headrace.store.group_commit import GroupCommit
 from headrace.store.records import Attempt, StateChange
@@ -60,6 +60,8 @@ class AsyncStore:
 
     def __init__(self, store: SQLStore) -> None:
         self.sync = store
+        self.changes = ChangeFeed(store.engine)
+        """News of runs queued or cancelled, for the runners serving this database."""
         # SQLite: one thread (one writer), urgent work first. PostgreSQL: a pool for
         # urgent work, and one thread for claims and bookkeeping, so those never hold
         # more than one thread's share of the GIL while a caller waits.
@@ -133,11 +135,14 @@ class AsyncStore:
     register_runner = _threaded(URGENT, SQLStore.register_runner)
     heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)
 
-    # -- written by hand: group commit, cancellation, the change feed -------
+    # -- written by hand: group commit, and cancellation (both publish changes) --
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
         """Store a run; concurrent creations share one transaction."""
-        return await self._creations.submit(new)
+        run, created = await self._creations.submit(new)
+        if created:
+            self.changes.publish("created")
+        return run, created
 
     async def set_state(
         self,
@@ -167,8 +172,6 @@ class AsyncStore:
         return self._state_changes.enqueue(change)
 
     async def request_cancellation(self, flow_run_id: UUID) -> FlowRun:
-        return await self._call(self.sync.request_cancellation, flow_run_id)
-
-    async def watch_changes(self, on_change: Callable[[Wake], None]) -> None:
-        """Call ``on_change`` when another process queues or cancels a run (until cancelled)."""
-        await watch_changes(self.sync.engine, on_change)
+        run = await self._call(self.sync.request_cancellation, flow_run_id)
+        self.changes.publish("cancelled")
+        return run

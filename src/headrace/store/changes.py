@@ -1,12 +1,16 @@
-"""News from other processes: a run was queued, or a cancellation requested, elsewhere.
+"""A store's change feed: news that a run was queued, or a cancellation requested.
 
-Runs created in the runner's own process wake it directly; runs queued by the
-CLI, another client or another runner would otherwise wait for the next
-dispatch poll. PostgreSQL says so: the schema's triggers notify
-``headrace_runs`` (migration 0002) and runners LISTEN. SQLite cannot notify,
+Runners subscribe to the feed of the store they serve, so they start a run the
+moment it is queued instead of at their next poll. Writes of this process are
+published by the store itself as they are made (``publish``). Writes of other
+processes (the CLI, another client, another runner) are published by
+``watch``: PostgreSQL says so, since the schema's triggers notify
+``headrace_runs`` (migration 0002) and the feed LISTENs. SQLite cannot notify,
 but ``PRAGMA data_version`` changes whenever another connection commits, and
-reading it costs microseconds, so runners read it every
+reading it costs microseconds, so the feed reads it every
 ``SQLITE_WATCH_SECONDS``.
+
+A runner is woken only by writes to its own database.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -26,23 +31,58 @@ logger = logging.getLogger(__name__)
 Wake = Literal["created", "cancelled"]
 """Why a runner is woken: a run to claim, or a cancellation to carry out."""
 
+Subscriber = Callable[[Wake], None]
+
 CHANNEL = "headrace_runs"
 SQLITE_WATCH_SECONDS = 0.05
 MAX_RECONNECT_SECONDS = 30.0
 
 
-async def watch_changes(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
-    """Call ``on_change`` whenever another process may have queued or cancelled a run.
+class ChangeFeed:
+    """Calls its subscribers whenever a run of its database may have been queued or cancelled.
 
-    Runs until cancelled. Spurious calls are harmless: the callee re-reads the store.
+    Spurious calls are harmless: a subscriber re-reads the store.
     """
-    if engine.dialect.name == "sqlite":
-        await _watch_data_version(engine, on_change)
-    else:
-        await _listen(engine, on_change)
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` (from any thread: it must be thread-safe and cheap) on news.
+
+        Returns the function that ends the subscription.
+        """
+        with self._lock:
+            self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                remaining = list(self._subscribers)
+                if callback in remaining:
+                    remaining.remove(callback)
+                self._subscribers = tuple(remaining)
+
+        return unsubscribe
+
+    def publish(self, why: Wake) -> None:
+        """Tell every subscriber; thread-safe, and on a trigger's path, so it takes no lock."""
+        for callback in self._subscribers:
+            try:
+                callback(why)
+            except Exception:
+                logger.exception("A subscriber to the store's changes failed")
+
+    async def watch(self) -> None:
+        """Publish what other processes write, until cancelled."""
+        if self._engine.dialect.name == "sqlite":
+            await _watch_data_version(self._engine, self.publish)
+        else:
+            await _listen(self._engine, self.publish)
 
 
-async def _watch_data_version(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
+async def _watch_data_version(engine: sa.Engine, on_change: Subscriber) -> None:
     # A connection of its own, out of the pool: the version moves with the commits of
     # every other connection, and this one never waits for a lock (it runs on the loop).
     connection = detached_connection(engine)
@@ -70,8 +110,8 @@ def _data_version(cursor: Any) -> int | None:
     return int(cursor.fetchone()[0])
 
 
-async def _listen(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
-    import psycopg
+async def _listen(engine: sa.Engine, on_change: Subscriber) -> None:
+    import psycopg  # here: a SQLite-only process never loads the PostgreSQL driver
 
     url = engine.url.set(drivername="postgresql")
     conninfo = url.render_as_string(hide_password=False)
@@ -84,7 +124,7 @@ async def _listen(engine: sa.Engine, on_change: Callable[[Wake], None]) -> None:
                 on_change("created")  # whatever was queued while we were not listening
                 async for notify in conn.notifies():
                     if notify.pid in own_backend_pids(engine):
-                        continue  # this process's own write: it has woken itself already
+                        continue  # this process's own write: the store published it already
                     on_change("cancelled" if notify.payload == "CANCELLING" else "created")
         except psycopg.OperationalError as exc:
             failures += 1

@@ -1,0 +1,113 @@
+"""The dispatcher: claims due runs into the runner's free slots and launches them.
+
+It claims at every poll, the moment local work is queued (the store's change
+feed wakes it) and when a finished run frees a slot that a queued run waits
+for. Claims take turns: two overlapping claims could each see the same free
+slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+from headrace.flow_runs import FlowRun
+from headrace.process.starter import ProcessStarter
+from headrace.runner.executor import Executor, RunHandle
+from headrace.runner.logsink import LogSink
+from headrace.runner.poller import Poller
+from headrace.runner.served import ServedDeployments
+from headrace.states import StateType, utcnow
+from headrace.store import AsyncStore, RunnerRecord
+
+DISPATCH_SECONDS = 1.0
+"""Runs queued by other processes (the CLI, other clients) start within this long."""
+
+
+class Dispatcher:
+    """Fills free slots with due runs of the served deployments; owns the executor."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        served: ServedDeployments,
+        record: RunnerRecord,
+        *,
+        starter: ProcessStarter,
+        logs: LogSink,
+        limit: int,
+        kill_grace_seconds: float,
+        interval_seconds: float,
+        replan: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._served = served
+        self._record = record
+        self._limit = limit
+        self._replan = replan
+        self.executor = Executor(
+            store,
+            starter,
+            logs,
+            kill_grace_seconds=kill_grace_seconds,
+            on_finished=self.on_run_finished,
+        )
+        self.claim_lock = asyncio.Lock()
+        """Held from a claim to its launch: recovery must not take a claimed run for lost."""
+        self._runs_left_queued = True
+        """Whether the last claim may have left due runs behind (a finished run then claims)."""
+        self.poller = Poller("dispatch", self.claim_and_launch, lambda: interval_seconds)
+
+    async def claim_and_launch(self) -> None:
+        async with self.claim_lock:
+            if self.poller.stopping:
+                return
+            free = self._limit - len(self.executor.active)
+            if free <= 0:
+                self._runs_left_queued = True  # woken for a run there is no slot for
+                return
+            limits = self._served.concurrency_limits()
+            claimed = await self._store.claim_runs(
+                deployment_ids=self._served.ids,
+                runner=self._record,
+                limit=free,
+                concurrency_limits=limits,
+            )
+            # Fewer runs than free slots: nothing else was due, and whatever is queued
+            # from now on wakes the dispatcher itself. A deployment's limit may hold
+            # runs back, so with limits a finished run always claims.
+            self._runs_left_queued = len(claimed) == free or bool(limits)
+            for run in claimed:
+                self.executor.launch(run, self._served.entrypoint_for(run))
+
+    async def claim_one(self, flow_run_id: UUID, entrypoint: str | None) -> RunHandle:
+        """Claim and launch one given run, whatever its deployment."""
+        async with self.claim_lock:
+            run = await self._store.claim_flow_run(flow_run_id, self._record)
+            return self.executor.launch(run, entrypoint)
+
+    async def delay_until_next_due(self, after: datetime, poll_seconds: float) -> float:
+        """Sleep until the next poll, or until a queued run falls due, whichever is sooner.
+
+        Runs that were already due at the claim (``after``) and are still queued
+        wait for a free slot: a finished run wakes the dispatcher for them.
+        Counting them here would poll without pause while every slot is busy.
+        """
+        due = await self._store.next_due_time(self._served.ids, self._record.name, after)
+        if due is None:
+            return poll_seconds
+        return max(0.0, min(poll_seconds, (due - utcnow()).total_seconds()))
+
+    def on_run_finished(self, run: FlowRun | None) -> None:
+        if self._runs_left_queued:
+            self.poller.wake()
+        if run is not None and run.state.type == StateType.SCHEDULED:
+            self._replan()  # a retry or requeue: plan the next poll around its due time
+
+    async def wait_for_active(self) -> None:
+        """Until every run launched so far has ended."""
+        tasks = [h.task for h in self.executor.active.values() if h.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

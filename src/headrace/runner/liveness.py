@@ -1,0 +1,111 @@
+"""Liveness: the runner shows it is alive, and acts on what others decided about its runs.
+
+- A heartbeat, so that runners on other hosts do not take it for dead.
+- Every few polls, recovery of the runs of runners that are dead (``recovery.py``).
+- Runs another runner took over are stopped here: one attempt runs at a time.
+- Runs asked to cancel are killed; the cancellation watch checks for them
+  often, and at once when the store's change feed says a cancel was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from headrace.runner.executor import Executor
+from headrace.runner.outcomes import KillReason
+from headrace.runner.poller import Poller
+from headrace.runner.recovery import recover_orphans
+from headrace.runner.served import ServedDeployments
+from headrace.store import AsyncStore, RunnerRecord
+
+logger = logging.getLogger(__name__)
+
+CANCEL_CHECK_SECONDS = 0.5
+RECOVERY_EVERY_POLLS = 6
+
+
+class Liveness:
+    """Heartbeats, recovery cadence, lost runs and cancellations, for one open runner."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        record: RunnerRecord,
+        served: ServedDeployments,
+        executor: Executor,
+        claim_lock: asyncio.Lock,
+        *,
+        heartbeat_timeout_seconds: float,
+        poll_seconds: float,
+        cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
+        recovery_every_polls: int = RECOVERY_EVERY_POLLS,
+    ) -> None:
+        self._store = store
+        self._record = record
+        self._served = served
+        self._executor = executor
+        self._claim_lock = claim_lock
+        self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_seconds)
+        # A third of the timeout (and at least every poll): two heartbeats may go missing.
+        self._heartbeat_seconds = min(poll_seconds, heartbeat_timeout_seconds / 3)
+        self._recovery_every_polls = recovery_every_polls
+        self._last_heartbeat = 0.0
+        self.polls = 0
+        self.poller = Poller("cancel watch", self.cancel_step, lambda: cancel_check_seconds)
+
+    async def on_poll(self) -> None:
+        """The poll's first share: a heartbeat, and every few polls a recovery."""
+        await self.heartbeat()
+        if self.polls % self._recovery_every_polls == 0:
+            await self.recover_orphans()
+        self.polls += 1
+
+    async def check_runs(self) -> None:
+        """The poll's last share: carry out cancellations and stop runs taken over."""
+        await self.check_cancellations()
+        await self.stop_lost_runs()
+
+    async def cancel_step(self) -> None:
+        if time.monotonic() - self._last_heartbeat >= self._heartbeat_seconds:
+            await self.heartbeat()  # whatever the poll interval: others must not think us dead
+        await self.check_cancellations()
+
+    async def heartbeat(self) -> None:
+        self._last_heartbeat = time.monotonic()
+        await self._store.heartbeat(self._record.id)
+
+    async def recover_orphans(self) -> None:
+        # Not during a claim: a run claimed but not yet launched would look orphaned.
+        async with self._claim_lock:
+            await recover_orphans(
+                self._store,
+                self._record,
+                self._served.ids,
+                heartbeat_timeout=self._heartbeat_timeout,
+                active=lambda: set(self._executor.active),
+            )
+
+    async def check_cancellations(self) -> None:
+        executor = self._executor
+        if not executor.active:
+            return
+        for run_id in await self._store.cancelling_among(list(executor.active)):
+            handle = executor.active.get(run_id)
+            if handle is not None and executor.kill(run_id, KillReason.CANCEL) is not None:
+                logger.info("Cancelling flow run %s", handle.run.name)
+
+    async def stop_lost_runs(self) -> None:
+        """Kill the processes of runs another runner took over: one attempt runs at a time."""
+        executor = self._executor
+        if not executor.active:
+            return
+        for run_id in await self._store.taken_among(list(executor.active), self._record.id):
+            handle = executor.active.get(run_id)
+            if handle is not None and executor.kill(run_id, KillReason.LOST) is not None:
+                logger.warning(
+                    "Flow run %s was taken over by another runner; stopping it here",
+                    handle.run.name,
+                )

@@ -1,0 +1,169 @@
+"""A runner's session: the parts that exist from ``async with runner`` to its end.
+
+Opening registers the runner, starts its process starter and log sink, builds
+the dispatcher (over the executor) and liveness, and subscribes to the store's
+change feed. Three loops then drive them: the poll, the dispatcher and the
+cancellation watch. Closing drains the runs in flight, then takes it all down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from headrace.process.starter import ForkServerStarter, ProcessStarter
+from headrace.runner.dispatch import Dispatcher
+from headrace.runner.drain import drain
+from headrace.runner.liveness import Liveness
+from headrace.runner.logsink import LogSink
+from headrace.runner.poller import Poller
+from headrace.runner.scheduling import plan_scheduled_runs
+from headrace.runner.served import ServedDeployments
+from headrace.settings import Settings
+from headrace.states import utcnow
+from headrace.store import AsyncStore, RunnerRecord
+from headrace.store.changes import Wake
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What an open runner is called, how much it runs at once and how often it does what."""
+
+    name: str
+    limit: int
+    poll_seconds: float
+    dispatch_seconds: float
+    cancel_check_seconds: float
+    kill_grace_seconds: float
+    settings: Settings
+
+
+class Session:
+    """An open runner's parts and loops: poll, dispatch, cancellation watch; then its drain."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        served: ServedDeployments,
+        starter: ProcessStarter | None,
+        options: SessionOptions,
+        on_polled: Callable[[datetime], None],
+    ) -> None:
+        self.store = store
+        self.record = RunnerRecord(name=options.name)
+        self.starter = starter or ForkServerStarter(served.entrypoints())
+        self._opens_starter = starter is None
+        self._served = served
+        self._options = options
+        self._unsubscribe: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_polled = on_polled
+        self._next_poll_delay = options.poll_seconds
+        self.poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
+        self.logs = LogSink(store)
+        self.dispatcher = Dispatcher(
+            store,
+            served,
+            self.record,
+            starter=self.starter,
+            logs=self.logs,
+            limit=options.limit,
+            kill_grace_seconds=options.kill_grace_seconds,
+            interval_seconds=options.dispatch_seconds,
+            replan=self.poll.wake,
+        )
+        self.liveness = Liveness(
+            store,
+            self.record,
+            served,
+            self.dispatcher.executor,
+            self.dispatcher.claim_lock,
+            heartbeat_timeout_seconds=options.settings.runner_heartbeat_timeout_seconds,
+            poll_seconds=options.poll_seconds,
+            cancel_check_seconds=options.cancel_check_seconds,
+        )
+
+    @property
+    def pollers(self) -> tuple[Poller, Poller, Poller]:
+        return (self.poll, self.dispatcher.poller, self.liveness.poller)
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._opens_starter and isinstance(self.starter, ForkServerStarter):
+            await self.starter.open()
+        await self.store.register_runner(self.record)
+        self._unsubscribe = self.store.changes.subscribe(self.wake)
+
+    def wake(self, why: Wake) -> None:
+        """A run to claim wakes the dispatcher, a cancel the cancellation watch (thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop(loop):
+            (self.dispatcher.poller if why == "created" else self.liveness.poller).wake()
+        else:
+            loop.call_soon_threadsafe(self.wake, why)
+
+    async def _poll_step(self) -> None:
+        await self.liveness.on_poll()
+        await self._served.refresh(self.store)
+        await plan_scheduled_runs(self.store, list(self._served.deployments.values()))
+        claimed_at = utcnow()
+        await self.dispatcher.claim_and_launch()
+        await self.liveness.check_runs()
+        self._on_polled(utcnow())
+        delay = self.dispatcher.delay_until_next_due(claimed_at, self._options.poll_seconds)
+        self._next_poll_delay = await delay
+
+    async def run_loops(self) -> None:
+        """The poll, the dispatcher and the cancellation watch, until each is stopped."""
+        watch = asyncio.create_task(self._watch_changes())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for poller in self.pollers:
+                    group.create_task(poller.run())
+        finally:
+            await stop_task(watch)
+
+    async def _watch_changes(self) -> None:
+        """Wake at once for runs queued or cancelled by other processes (else: the polls)."""
+        try:
+            await self.store.changes.watch()
+        except Exception:
+            logger.exception("Watching the database for other processes' runs failed")
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+
+    async def close(self, hurry: asyncio.Event) -> None:
+        """Drain the runs in flight, then stop the log sink and the process starter."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.stop()
+        executor = self.dispatcher.executor
+        grace = self._options.settings.runner_shutdown_grace_seconds
+        await drain(executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry)
+        await self.logs.close()
+        with contextlib.suppress(Exception):
+            await self.store.heartbeat(self.record.id, stopped=True)
+        await self.starter.close()
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
