@@ -21,8 +21,9 @@ The interface, by what it holds (both classes have each method):
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
 - runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)
-- changes: runs queued and cancellations requested by other processes,
-  ``AsyncStore.watch_changes`` (``changes.py``)
+- changes: ``AsyncStore.changes``, a ``ChangeFeed`` that tells subscribers (the
+  runners of this database) of runs queued and cancellations requested, by this
+  process or by others (``changes.py``)
 """
 
 from __future__ import annotations

@@ -117,8 +117,7 @@ async def cancel_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
 
     409 when the run has already ended.
     """
-    run = await ctx.client.cancel_flow_run(flow_run_id)
-    ctx.runner.wake("cancelled")
+    run = await ctx.client.cancel_flow_run(flow_run_id)  # the store's change feed wakes runners
     return json_response(run_json(run), 202)
 
 

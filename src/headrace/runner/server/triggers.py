@@ -174,8 +174,7 @@ async def queue_run(
         )
     if created:
         backlog.queued()
-        depth += 1
-        ctx.runner.wake()
+        depth += 1  # the store's change feed has woken the runners of this database
     headers = {QUEUE_DEPTH_HEADER: str(depth)}
     if wait is not None:
         return await _waited(ctx, run, wait, headers, id_only=id_only)
