@@ -9,6 +9,7 @@ answer, the runner woken so the run starts at once, and ``?wait=SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -21,13 +22,14 @@ from starlette.responses import Response
 
 from headrace import new_runs
 from headrace.deployments import Deployment
-from headrace.exceptions import EntrypointError
+from headrace.exceptions import EntrypointError, ParameterValidationError
 from headrace.flow_runs import FlowRun, NewFlowRun
-from headrace.parameters import prepare_validator
+from headrace.parameters import non_finite_errors, prepare_validator
 from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.import_space import AnyFlow
 from headrace.runner.server.json_io import (
+    BadRequestBody,
     json_response,
     message,
     raw_json_response,
@@ -89,7 +91,7 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     async def run_deployment(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        parameters = await read_json_object(request, empty={})
+        parameters = await read_parameters(request, empty={})
         new = new_runs.for_deployment(
             deployment, parameters, flow=flow, idempotency_key=idempotency_key
         )
@@ -104,7 +106,7 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
     async def run_flow(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        body = await read_json_object(request)
+        body = await read_parameters(request, inside="parameters")
         try:
             wanted = FlowRunRequest.model_validate(body)
         except ValidationError as exc:
@@ -134,6 +136,28 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
         return await queue_run(ctx, new, wait)
 
     return run_flow
+
+
+async def read_parameters(
+    request: Request, *, inside: str | None = None, empty: dict[str, Any] | None = None
+) -> Any:
+    """The body as a JSON object, or a 400 naming the parameter that holds NaN or Infinity.
+
+    Strict parsing refuses them without saying where; only then is the body
+    read again, leniently, to name the parameter (under the ``inside`` key, if
+    given) as every other entry point names it.
+    """
+    try:
+        return await read_json_object(request, empty=empty)
+    except BadRequestBody:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            body = None
+        parameters = body.get(inside) if isinstance(body, dict) and inside else body
+        if isinstance(parameters, dict) and (errors := non_finite_errors(parameters)):
+            raise ParameterValidationError(errors) from None
+        raise
 
 
 def _check_managed(ctx: ServerContext, flow: AnyFlow | None, entrypoint: str) -> Response | None:
