@@ -19,6 +19,7 @@ from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import ObjectNotFound
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name
+from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType
 from headrace.store import AsyncStore, open_store
@@ -48,7 +49,12 @@ class HeadraceClient:
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> FlowRun:
-        """Queue a run of a deployment: parameters merged over its defaults and checked."""
+        """Queue a run of a deployment: parameters merged over its defaults and checked.
+
+        Values are taken as pydantic's JSON mode encodes them (a model, a date,
+        an enum, a UUID); NaN and infinities are refused, naming the parameter.
+        """
+        parameters = jsonable_parameters(parameters)
         deployment = await self.store.read_deployment(deployment_id)
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
@@ -69,10 +75,11 @@ class HeadraceClient:
 
         By default that is this host's default runner name, which a ``Runner()``
         created without a name has: a local runner picks the run up at once.
+        Values are taken as ``create_flow_run_from_deployment`` takes them.
         """
         new = new_runs.for_flow(
             flow,
-            parameters,
+            jsonable_parameters(parameters),
             entrypoint=entrypoint or entrypoint_of(flow),
             runner_name=runner_name or default_runner_name(),
             parent_task_run_id=parent_task_run_id,

@@ -3,9 +3,11 @@
 An entrypoint is ``path/to/file.py:function`` (relative to the working
 directory, or absolute) or ``package.module:function``. Each way it can fail is
 its own exception so that the CLI and the webserver can say exactly what is
-wrong. Scripts are executed once per content version: loading the same file
-again returns the module already built, so a runner that resolves an
-entrypoint for every run does not re-run the script's top-level code.
+wrong; a script that raises is shown with the innermost frames of its
+traceback, so the message says in which file and line. Scripts are executed
+once per content version: loading the same file again returns the module
+already built, so a runner that resolves an entrypoint for every run does not
+re-run the script's top-level code.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from headrace.exceptions import (
 from headrace.flows import Flow
 
 SCRIPT_MODULE_PREFIX = "__headrace_script__"
+SHOWN_FRAMES = 3
+"""How many frames of an import error's traceback its message shows: enough to find the line."""
+_MACHINERY = ("<frozen ", str(Path(importlib.__file__).parent), str(Path(__file__).parent))
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
@@ -157,11 +162,23 @@ def _a(noun: str) -> str:
 
 
 def _script_error(where: str, exc: BaseException) -> EntrypointScriptError:
-    error = EntrypointScriptError(
-        f"{where} raised {type(exc).__name__} while it was imported: {exc}"
-    )
+    """The error, with the innermost frames of its traceback: where in the user's code it was."""
+    text = f"{where} raised {type(exc).__name__} while it was imported: {exc}"
+    frames = last_frames(exc)
+    error = EntrypointScriptError(f"{text}\n{frames}" if frames else text)
     error.traceback_text = "".join(traceback.format_exception(exc))
     return error
+
+
+def last_frames(exc: BaseException, count: int = SHOWN_FRAMES) -> str:
+    """The innermost ``count`` frames of ``exc``'s traceback, as Python prints them (file,
+    line, function, code), leaving out the import machinery's and headrace's own."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(_MACHINERY)
+    ]
+    return "".join(traceback.StackSummary.from_list(frames[-count:]).format()).rstrip()
 
 
 def _import_module(module_name: str) -> ModuleType:

@@ -9,12 +9,17 @@ parameter's name as their alias, so parameters called ``json``, ``copy`` or
 When the flow object is not at hand (a client in another process, a runner
 built from records), parameters are checked against the deployment's stored
 JSON schema instead, with jsonschema (``validate_with_schema``).
+
+Values given from Python (a pydantic model, a date, an enum, a UUID) become
+JSON values as pydantic's JSON mode makes them (``jsonable_parameters``), so
+every entry point sends and stores what an HTTP body could have held.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import threading
 import typing
 import weakref
@@ -22,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
+import pydantic_core
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -29,6 +35,8 @@ from headrace.exceptions import FlowDefinitionError, ParameterValidationError
 from headrace.signatures import check_signature, fn_name
 
 REF_TEMPLATE = "#/definitions/{model}"
+NON_FINITE = "JSON numbers must be finite: NaN, Infinity and numbers beyond 1.8e308 are refused"
+NOT_AN_OBJECT = "Parameters must be a JSON object"
 
 
 class ParameterSchema(pydantic.BaseModel):
@@ -110,9 +118,7 @@ class ParameterModel:
         self, params: Mapping[str, Any], *, partial: bool = False
     ) -> pydantic.BaseModel | None:
         if not isinstance(params, Mapping):
-            raise ParameterValidationError(
-                [{"parameter": "", "message": "Parameters must be a JSON object"}]
-            )
+            raise ParameterValidationError([{"parameter": "", "message": NOT_AN_OBJECT}])
         errors = [
             {"parameter": str(name), "message": "Unknown parameter"}
             for name in params
@@ -259,3 +265,45 @@ def _parameter_of(error: Any) -> str:
         # "'x' is a required property": name the missing parameter itself.
         return str(error.message.split("'")[1]) if "'" in error.message else "parameters"
     return "parameters"
+
+
+def jsonable_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``parameters`` as JSON values, as pydantic's JSON mode encodes them.
+
+    Models, dates, enums, UUIDs and the like become what a flow's parameter
+    validation accepts back. Raises ``ParameterValidationError`` naming each
+    parameter that holds NaN or an infinity (no store keeps them, and HTTP
+    refuses them) or a value with no JSON form.
+    """
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, Mapping):
+        raise ParameterValidationError([{"parameter": "", "message": NOT_AN_OBJECT}])
+    converted: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for name, value in parameters.items():
+        try:
+            converted[str(name)] = pydantic_core.to_jsonable_python(value, inf_nan_mode="constants")
+        except pydantic_core.PydanticSerializationError as exc:
+            errors.append({"parameter": str(name), "message": f"Not encodable as JSON: {exc}"})
+    errors.extend(non_finite_errors(converted))
+    if errors:
+        raise ParameterValidationError(errors)
+    return converted
+
+
+def non_finite_errors(parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One error per parameter holding NaN or an infinity, at its path (``a.b``, ``xs[1]``)."""
+    errors: list[dict[str, Any]] = []
+    stack: list[tuple[Any, str]] = [(value, str(name)) for name, value in parameters.items()]
+    stack.reverse()
+    while stack:  # iteratively: the value may be hostile
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            errors.append({"parameter": path, "message": NON_FINITE})
+        elif isinstance(item, dict):
+            children = [(child, f"{path}.{key}") for key, child in item.items()]
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(child, f"{path}[{i}]") for i, child in enumerate(item)]))
+    return errors

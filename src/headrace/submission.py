@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, overload
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from headrace.exceptions import (
 )
 from headrace.flow_runs import FlowRun
 from headrace.flows import Flow
+from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -77,20 +78,23 @@ def submit_to_runner(
 ) -> FlowRun | list[FlowRun]:
     """Run ``flow`` on the local runner's webserver: one run per parameter dict.
 
-    ``flow`` is a flow object, or an entrypoint string. A list of parameter
-    dicts gives a list of runs: with a flow object every dict is checked before
-    any is sent, and an error names the bad dict (``Parameters #1: ...``). A full
-    backlog (429) or an unavailable store
-    (503) is retried after ``Retry-After`` for up to ``max_retry_seconds``
+    ``flow`` is a flow object, or an entrypoint string. Values are sent as
+    pydantic's JSON mode encodes them (a model, a date, an enum, a UUID), so
+    the run gets them back as the flow's types; NaN and infinities are refused.
+    A list of parameter dicts gives a list of runs: every dict is checked
+    (with a flow object, also against its signature) before any is sent, and
+    an error names the bad dict (``Parameters #1: ...``). A full backlog (429)
+    or an unavailable store (503) is retried after ``Retry-After`` for up to ``max_retry_seconds``
     unless ``retry_failed_submissions`` is false. Raises
     ``ParameterValidationError`` for invalid parameters, ``RunnerUnreachable``
     when no webserver answers, ``SubmissionError`` when it refuses.
     ``transport`` replaces the network (an ``httpx`` transport, for tests).
     """
     entrypoint = flow if isinstance(flow, str) else _entrypoint(flow)
-    batch = parameters if isinstance(parameters, list) else [parameters or {}]
+    listed = isinstance(parameters, list)
+    batch = _as_json(parameters if isinstance(parameters, list) else [parameters], listed=listed)
     if not isinstance(flow, str):
-        _check_all(flow, batch, listed=isinstance(parameters, list))  # all or none are sent
+        _check_all(flow, batch, listed=listed)  # all or none are sent
     settings = settings or load_settings()
     budget = max_retry_seconds if retry_failed_submissions else 0.0
     runs: list[FlowRun] = []
@@ -195,6 +199,17 @@ def _http_client(settings: Settings, transport: httpx.BaseTransport | None) -> h
         timeout=REQUEST_TIMEOUT_SECONDS,
         transport=transport,
     )
+
+
+def _as_json(batch: Sequence[dict[str, Any] | None], *, listed: bool) -> list[dict[str, Any]]:
+    """Each parameter dict as the JSON the webserver receives (models, dates, enums...)."""
+    encoded = []
+    for index, params in enumerate(batch):
+        try:
+            encoded.append(jsonable_parameters(params))
+        except ParameterValidationError as exc:
+            raise _for_item(exc, index) if listed else exc from None
+    return encoded
 
 
 def _check_all(flow: Flow[Any, Any], batch: list[dict[str, Any]], *, listed: bool) -> None:

@@ -13,6 +13,8 @@ from headrace.cli.params import (
     parse_params_json,
     parse_value,
 )
+from headrace.exceptions import ParameterValidationError
+from headrace.parameters import NON_FINITE
 
 
 @pytest.mark.parametrize(
@@ -62,8 +64,23 @@ def test_params_json_must_be_an_object() -> None:
         parse_params_json("[1, 2]")
     with pytest.raises(ParameterSyntaxError, match="not valid JSON"):
         parse_params_json("{x: 1}")
-    with pytest.raises(ParameterSyntaxError, match="not valid JSON"):
-        parse_params_json('{"x": NaN}')
+
+
+@pytest.mark.parametrize(
+    ("params", "pairs", "where"),
+    [
+        (None, ["delay=1e999"], "delay"),
+        (None, ["delay=-1e999"], "delay"),
+        ('{"delay": NaN}', [], "delay"),
+        ('{"a": {"b": [1, Infinity]}}', [], "a.b[1]"),
+    ],
+)
+def test_non_finite_numbers_are_refused_as_the_webserver_refuses_them(
+    params: str | None, pairs: list[str], where: str
+) -> None:
+    with pytest.raises(ParameterValidationError) as info:
+        collect_parameters(params, pairs)
+    assert info.value.errors == [{"parameter": where, "message": NON_FINITE}]
 
 
 def test_params_are_overlaid_by_each_param_in_order() -> None:

@@ -12,7 +12,12 @@ import pydantic
 import pytest
 
 from headrace.exceptions import FlowDefinitionError, ParameterValidationError
-from headrace.parameters import ParameterSchema, compile_parameters
+from headrace.parameters import (
+    NON_FINITE,
+    ParameterSchema,
+    compile_parameters,
+    jsonable_parameters,
+)
 from headrace.signatures import check_signature
 
 
@@ -333,3 +338,33 @@ def test_compiled_model_is_built_once_per_function() -> None:
     assert compile_parameters(fn) is compiled
     assert compiled.schema is compiled.schema
     assert compiled.validate({"a": "3"}) == {"a": 3}
+
+
+def test_python_values_become_the_json_pydantic_gives_them() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    class Window(pydantic.BaseModel):
+        start: datetime.date
+
+    ident = uuid.UUID(int=7)
+    window = Window(start=datetime.date(2026, 1, 31))
+    given = {"w": window, "c": Colour.RED, "u": ident, "t": (1, 2)}
+    assert jsonable_parameters(given) == {
+        "w": {"start": "2026-01-31"},
+        "c": "red",
+        "u": str(ident),
+        "t": [1, 2],
+    }
+    assert jsonable_parameters(None) == {}
+
+
+def test_values_without_a_json_form_are_refused_naming_each_parameter() -> None:
+    with pytest.raises(ParameterValidationError) as info:
+        jsonable_parameters({"ok": 1, "o": object(), "x": [1.0, float("nan")], "y": float("-inf")})
+    assert info.value.errors[0]["parameter"] == "o"
+    assert "Not encodable as JSON" in info.value.errors[0]["message"]
+    assert info.value.errors[1:] == [
+        {"parameter": "x[1]", "message": NON_FINITE},
+        {"parameter": "y", "message": NON_FINITE},
+    ]

@@ -1,7 +1,8 @@
 """How a command ends: its exit codes, and user errors as one red line instead of a traceback.
 
 User errors (an unknown deployment, a bad parameter or setting, an unreachable
-database: any ``HeadraceError``) exit 1; malformed options exit 2.
+database: any ``HeadraceError``) exit 1; malformed options exit 2. A script
+that raises while it is imported is followed by the frames that say where.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from rich.text import Text
 
 from headrace.cli.consoles import stderr
-from headrace.exceptions import HeadraceError, ParameterValidationError
+from headrace.exceptions import EntrypointScriptError, HeadraceError, ParameterValidationError
 
 EXIT_FAILED = 1
 """A user error, or a watched run that did not complete."""
@@ -31,10 +32,13 @@ class UsageProblem(ValueError):
     """An option's value is malformed, or options do not fit together (the CLI exits 2)."""
 
 
-def fail(message: object, code: int = EXIT_FAILED) -> NoReturn:
-    """Print one red line on stderr and exit with ``code``."""
+def fail(message: object, code: int = EXIT_FAILED, *, detail: str = "") -> NoReturn:
+    """Print one red line on stderr (then ``detail`` as it is) and exit with ``code``."""
     line = " ".join(str(message).split()) or "failed"
-    stderr().print(Text.assemble(("Error: ", "bold red"), (line, "red")), soft_wrap=True)
+    text = Text.assemble(("Error: ", "bold red"), (line, "red"))
+    if detail:
+        text.append(f"\n{detail}")
+    stderr().print(text, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -48,5 +52,8 @@ def reported_errors() -> Iterator[None]:
     except ParameterValidationError as exc:
         wanted_text = any("of type 'string'" in str(e.get("message")) for e in exc.errors)
         fail(f"{exc}{STRING_PARAM_HINT if wanted_text else ''}", EXIT_FAILED)
+    except EntrypointScriptError as exc:  # the line, then where in the script it was raised
+        line, _, frames = str(exc).partition("\n")
+        fail(line, EXIT_FAILED, detail=frames)
     except HeadraceError as exc:
         fail(exc, EXIT_FAILED)

@@ -4,7 +4,10 @@ A ``--param`` value is read as JSON when it parses (``3``, ``true``, ``[1, 2]``,
 ``{"a": 1}``, ``null``, ``"3"``) and kept as the literal string otherwise
 (``hello``, ``2026-01-31``). ``NaN`` and ``Infinity`` stay strings: they are
 not JSON. ``--params`` must be a JSON object; ``--param`` values are laid over
-it, and a later ``--param`` for the same name wins. Pure: no I/O.
+it, and a later ``--param`` for the same name wins. A number too large for a
+float (``1e999``) is refused naming its parameter, with the message the
+webserver gives for it, as are ``NaN`` and ``Infinity`` inside ``--params``.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def parse_params_json(text: str) -> dict[str, Any]:
     """The ``--params`` value: a JSON object of parameter names to values."""
-    try:
-        value = json.loads(text, parse_constant=reject_constant)
+    try:  # NaN and Infinity are parsed, to be refused as the webserver refuses them
+        value = json.loads(text)
     except ValueError as exc:
         raise ParameterSyntaxError(f"--params is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -54,9 +57,14 @@ def parse_params_json(text: str) -> dict[str, Any]:
 
 
 def collect_parameters(params_json: str | None, pairs: Iterable[str] | None) -> dict[str, Any]:
-    """``--params`` overlaid with every ``--param``, in order."""
+    """``--params`` overlaid with every ``--param``, in order.
+
+    Raises ``ParameterValidationError`` naming a parameter that holds NaN or an infinity.
+    """
+    from headrace.parameters import jsonable_parameters  # pydantic: only once options are read
+
     parameters = parse_params_json(params_json) if params_json is not None else {}
     for pair in pairs or ():
         name, value = parse_param(pair)
         parameters[name] = value
-    return parameters
+    return jsonable_parameters(parameters)

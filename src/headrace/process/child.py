@@ -166,8 +166,9 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
-        detail = getattr(exc, "traceback_text", "") or traceback.format_exc()
-        message = f"Could not load the flow from {job.entrypoint!r}: {exc}\n{detail}"
+        # A script's error already ends with the frames that say where it was raised.
+        detail = "" if getattr(exc, "traceback_text", "") else f"\n{traceback.format_exc()}"
+        message = f"Could not load the flow from {job.entrypoint!r}: {exc}{detail}"
         return Crashed(storable(message))
     try:
         parameters = flow.validate_parameters(job.parameters)

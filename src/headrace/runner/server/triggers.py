@@ -9,6 +9,7 @@ answer, the runner woken so the run starts at once, and ``?wait=SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -21,19 +22,22 @@ from starlette.responses import Response
 
 from headrace import new_runs
 from headrace.deployments import Deployment
-from headrace.exceptions import EntrypointError
+from headrace.exceptions import EntrypointError, ParameterValidationError
 from headrace.flow_runs import FlowRun, NewFlowRun
-from headrace.parameters import prepare_validator
+from headrace.parameters import non_finite_errors, prepare_validator
+from headrace.runner.served import FlowFile
 from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.import_space import AnyFlow
 from headrace.runner.server.json_io import (
+    BadRequestBody,
     json_response,
     message,
     raw_json_response,
     read_json_object,
     run_json,
 )
+from headrace.runner.server.runs import run_path
 from headrace.runner.server.watch import MAX_WAIT_SECONDS, wait_for_end
 
 logger = logging.getLogger(__name__)
@@ -85,17 +89,35 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     flow = ctx.runner.flows.get(deployment.id)
     if flow is None and deployment.enforce_parameter_schema and deployment.parameter_schema:
         prepare_validator(deployment.parameter_schema)  # compiled now, not on the first trigger
+    source = FlowFile.of(deployment, flow)
+    path = run_path(deployment.id)
 
     async def run_deployment(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        parameters = await read_json_object(request, empty={})
+        parameters = await read_parameters(request, empty={})
+        checked = flow if source is None else await _followed(source, request, path)
         new = new_runs.for_deployment(
-            deployment, parameters, flow=flow, idempotency_key=idempotency_key
+            deployment, parameters, flow=checked, idempotency_key=idempotency_key
         )
         return await queue_run(ctx, new, wait, id_only=True)
 
     return run_deployment
+
+
+async def _followed(source: FlowFile, request: Request, path: str) -> AnyFlow:
+    """The flow as its file now defines it: the run will load the file as it is.
+
+    When its parameters changed, the route's OpenAPI body follows, and a warning
+    says to restart (the stored deployment keeps the schema it was registered with).
+    """
+    flow, changed = await source.current()
+    if changed:
+        logger.warning("%s: %s", source.path, SCHEMA_CHANGED)
+        app = request.app
+        app.request_bodies[path] = flow.parameters.model_dump()
+        app.openapi_schema = None
+    return flow
 
 
 def flow_endpoint(ctx: ServerContext) -> Endpoint:
@@ -104,7 +126,7 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
     async def run_flow(
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
-        body = await read_json_object(request)
+        body = await read_parameters(request, inside="parameters")
         try:
             wanted = FlowRunRequest.model_validate(body)
         except ValidationError as exc:
@@ -134,6 +156,28 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
         return await queue_run(ctx, new, wait)
 
     return run_flow
+
+
+async def read_parameters(
+    request: Request, *, inside: str | None = None, empty: dict[str, Any] | None = None
+) -> Any:
+    """The body as a JSON object, or a 400 naming the parameter that holds NaN or Infinity.
+
+    Strict parsing refuses them without saying where; only then is the body
+    read again, leniently, to name the parameter (under the ``inside`` key, if
+    given) as every other entry point names it.
+    """
+    try:
+        return await read_json_object(request, empty=empty)
+    except BadRequestBody:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            body = None
+        parameters = body.get(inside) if isinstance(body, dict) and inside else body
+        if isinstance(parameters, dict) and (errors := non_finite_errors(parameters)):
+            raise ParameterValidationError(errors) from None
+        raise
 
 
 def _check_managed(ctx: ServerContext, flow: AnyFlow | None, entrypoint: str) -> Response | None:
