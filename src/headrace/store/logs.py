@@ -59,7 +59,7 @@ class LogLines(SQLBase):
                         conn.execute(logs.insert(), row)
                 except sa.exc.OperationalError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - reported, and only this line is lost
+                except Exception as exc:  # reported; only this line is lost
                     refused += 1
                     reason = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
                     run = str(record.flow_run_id)

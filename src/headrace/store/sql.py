@@ -2,8 +2,8 @@
 
 ``SQLStore`` is the one narrow interface: deployments, runs and runners
 here; claims in ``claims.py``; logs in ``logs.py``; state changes in
-``transitions.py``; engine and transactions in ``connection.py``. Rows leave as frozen value objects, and
-driver errors as ``StoreError``/``StoreUnavailable``.
+``transitions.py``; engine and transactions in ``connection.py``. Rows leave
+as frozen value objects, and driver errors as ``StoreError``/``StoreUnavailable``.
 """
 
 from __future__ import annotations
