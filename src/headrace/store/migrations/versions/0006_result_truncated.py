@@ -27,5 +27,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("flow_runs") as batch:
-        batch.drop_column("result_truncated")
+    # Not a batch (copy-and-move) on SQLite: that would drop the table's triggers (0002, 0003).
+    op.drop_column("flow_runs", "result_truncated")
