@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from headrace.states import State, StateType
 
 RESULT_SIZE_LIMIT = 64 * 1024
-"""Bytes of a run's JSON result kept in the store; larger results are kept as a truncated repr."""
+"""Bytes of a run's JSON result kept in the store; a larger result is not stored, and its run
+says so (``result_truncated``)."""
 
 
 class FlowRun(BaseModel):
@@ -41,6 +42,8 @@ class FlowRun(BaseModel):
     runner_id: UUID | None = None
     pid: int | None = None
     result: Any = None
+    result_truncated: bool = False
+    """The run returned a result too large to keep: ``result`` is null, not the value."""
 
     @property
     def state_type(self) -> StateType:

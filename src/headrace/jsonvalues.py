@@ -8,7 +8,9 @@ the stack of whoever walks it.
 Text every store can keep has no NUL characters and no unpaired surrogates.
 PostgreSQL refuses both in text and JSON, and no UTF-8 text can hold an
 unpaired surrogate, yet Python strings (and JSON's ``\\ud800`` escapes) can.
-What comes from a run is repaired; what comes from a request is refused.
+What comes from a request is refused. Everything else is repaired at the store
+boundary with ``storable`` (each such character becomes U+FFFD), the same way on
+every store, so one bad character never fails a write that holds other rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any
 
 MAX_NESTING = 64
 """Deepest nesting of arrays and objects a value from outside may have."""
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+"""In ``json.dumps`` output (ASCII): an escape that may stand for an unstorable character."""
 _MAY_HOLD_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
 """In JSON text: an escape of NUL or of a surrogate, or a surrogate's own UTF-8 bytes (which
 ``json.loads`` lets through). Only a text with one is searched for unstorable strings."""
@@ -76,8 +81,33 @@ def _children(value: dict[Any, Any] | list[Any]) -> list[Any]:
 
 
 def storable(text: str) -> str:
-    """``text`` with unpaired surrogates replaced by U+FFFD."""
-    return _UNPAIRED_SURROGATE.sub("\ufffd", text) if _UNPAIRED_SURROGATE.search(text) else text
+    """``text`` with NUL characters and unpaired surrogates replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def storable_value(value: Any) -> Any:
+    """A JSON value with ``storable`` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {
+            storable(k) if isinstance(k, str) else k: storable_value(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [storable_value(item) for item in value]
+    return value
+
+
+def storable_dumps(value: Any) -> str:
+    """``json.dumps`` for the store: strings holding what no store can keep are repaired.
+
+    ASCII output escapes every such character, so the common case is one scan of
+    the text; only a text with such an escape (or an astral character's pair) is redone.
+    """
+    text = json.dumps(value)
+    if _ESCAPED_UNSTORABLE.search(text) is None:
+        return text
+    return json.dumps(storable_value(value))
 
 
 def unstorable_reason(text: str) -> str | None:

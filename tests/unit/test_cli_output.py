@@ -121,3 +121,12 @@ def test_a_requeued_run_waiting_again_shows_no_duration_and_honest_attempts() ->
     assert "2 (1 allowed, more after a runner's shutdown requeued it)" in shown
     retrying = make_run(StateType.RUNNING, start_time=started, run_count=2, max_retries=2)
     assert "2 of 3" in render(run_detail(retrying, [], {}))
+
+
+def test_a_result_too_large_to_keep_is_shown_as_not_stored_never_as_null() -> None:
+    note = "The result was not stored: its JSON is 100,002 bytes, over the 65,536 bytes a run keeps"
+    done = make_run(StateType.COMPLETED, result=None, result_truncated=True, message=note)
+    shown = render(run_detail(done, [], {}))
+    (result,) = [line for line in shown.splitlines() if line.startswith("Result")]
+    assert "not stored: too large to keep" in result
+    assert final_line(done).plain.endswith(f": {note}")

@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import functools
 import inspect
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from headrace.jsonvalues import storable
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
+
+from headrace.flow_runs import RESULT_SIZE_LIMIT
+from headrace.jsonvalues import storable, storable_value
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -37,9 +39,6 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
-
-RESULT_SIZE_LIMIT = 64 * 1024
-"""Characters of a result kept in the store; larger results are kept as a truncated repr."""
 
 PR_SET_PDEATHSIG = 1
 
@@ -79,29 +78,36 @@ class _PipeHandler(logging.Handler):
         self.reporter.log(record.levelno, self.format(record))
 
 
-def encode_result(result: Any) -> Any:
-    """The result as JSON when it serialises and fits, else its (truncated) repr.
+def encode_result(result: Any) -> Completed:
+    """The result as JSON, in pydantic's encoding, or a note of why it is not kept.
 
-    Every store keeps it the same way: NaN and infinities become null, as in
-    every response, and unpaired surrogates (which no UTF-8 text can hold)
-    become U+FFFD.
+    Datetimes, decimals, UUIDs, enums, pydantic models and dataclasses become
+    their JSON forms; NaN and infinities become null. A value pydantic cannot
+    encode, or one larger than ``RESULT_SIZE_LIMIT``, is not stored (null), and
+    the state message says why: nothing is stored in a form posing as the value.
     """
     try:
-        text = json.dumps(result, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
-        return _truncate(storable(repr(result)))
-    if len(text) > RESULT_SIZE_LIMIT:
-        return _truncate(storable(text))
-    clean = storable(text)
-    if clean is not text or "NaN" in text or "Infinity" in text:
-        return json.loads(clean, parse_constant=lambda _: None)
-    return result
+        value = to_jsonable_python(result, inf_nan_mode="null")
+        size = _json_size(value)
+    except Exception as exc:  # pydantic's errors, a model's own serializer raising, too deep
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        kind = type(result).__qualname__
+        return Completed(None, storable(f"The result ({kind}) is not JSON-encodable: {why}"))
+    if size > RESULT_SIZE_LIMIT:
+        note = (
+            f"The result was not stored: its JSON is {size:,} bytes, "
+            f"over the {RESULT_SIZE_LIMIT:,} bytes a run keeps"
+        )
+        return Completed(None, note, result_truncated=True)
+    return Completed(value)
 
 
-def _truncate(text: str) -> str:
-    if len(text) <= RESULT_SIZE_LIMIT:
-        return text
-    return text[:RESULT_SIZE_LIMIT] + f"... [truncated {len(text) - RESULT_SIZE_LIMIT} chars]"
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as UTF-8 JSON (an unpaired surrogate counts as one U+FFFD)."""
+    try:
+        return len(to_json(value))
+    except PydanticSerializationError:  # an unpaired surrogate: no UTF-8 text holds one
+        return len(to_json(storable_value(value)))
 
 
 @functools.cache
@@ -185,7 +191,7 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
         text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
         return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
-    return Completed(encode_result(result))
+    return encode_result(result)
 
 
 async def _await(awaitable: Any) -> Any:

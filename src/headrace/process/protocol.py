@@ -44,9 +44,12 @@ class Log(NamedTuple):
 
 
 class Completed(NamedTuple):
-    """The body returned: its result, already made storable (JSON, or a truncated repr)."""
+    """The body returned: its result as a JSON value, or null and a message saying why not."""
 
     result: Any
+    message: str | None = None
+    result_truncated: bool = False
+    """The result was too large to keep."""
 
 
 class Failed(NamedTuple):

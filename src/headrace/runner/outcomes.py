@@ -50,12 +50,14 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
     """The state a run ends its attempt in, from the facts of its process."""
     now = now or utcnow()
     match report.final_event, report.kill_reason:
-        case Completed(result), reason:
+        case Completed(result, note, truncated), reason:
             # The body returned before the kill took effect: it is done, whatever we meant to
             # do. Requeued, it would run again; cancelled, its result would be lost.
             cancelled = reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
             late = "The cancellation came after it had finished" if cancelled else None
-            return Decision(State(type=StateType.COMPLETED, message=late), {"result": result})
+            message = "; ".join(filter(None, (late, note))) or None
+            fields = {"result": result, "result_truncated": truncated}
+            return Decision(State(type=StateType.COMPLETED, message=message), fields)
         case _, KillReason.CANCEL:
             return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
         case _, KillReason.SHUTDOWN:

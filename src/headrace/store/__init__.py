@@ -17,7 +17,8 @@ The interface, by what it holds (both classes have each method):
   ``taken_among``, ``read_state_history`` (``transitions.py``)
 - claims: ``claim_runs``, ``claim_flow_run``, ``next_due_time``,
   ``count_queued_runs``, ``count_active_runs`` (``claims.py``)
-- logs: ``write_logs``, ``read_logs`` (``sql.py``)
+- logs: ``write_logs`` (one bad line spares the rest of its batch), ``read_logs``
+  (``logs.py``)
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
 - runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)

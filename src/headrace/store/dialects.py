@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from headrace.exceptions import ConfigurationError
+from headrace.jsonvalues import storable_dumps
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -55,7 +56,9 @@ def own_backend_pids(engine: sa.Engine) -> frozenset[int]:
 
 
 def _postgres_engine(url: sa.URL) -> sa.Engine:
-    engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = sa.create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=storable_dumps
+    )
     backends = _own_backends[engine] = set()
 
     @event.listens_for(engine, "connect")
@@ -81,7 +84,11 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
                 "check HEADRACE_HOME, or set HEADRACE_DATABASE_URL"
             ) from None
     engine = sa.create_engine(
-        url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8
+        url,
+        connect_args={"check_same_thread": False},
+        pool_size=8,
+        max_overflow=8,
+        json_serializer=storable_dumps,
     )
 
     @event.listens_for(engine, "connect")

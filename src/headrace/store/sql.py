@@ -1,9 +1,9 @@
 """The SQL store: every database read and write headrace makes, on SQLite or PostgreSQL.
 
-``SQLStore`` is the one narrow interface: deployments, runs, logs and runners
-here; claims in ``claims.py``; state changes in ``transitions.py``; engine and
-transactions in ``connection.py``. Rows leave as frozen value objects, and
-driver errors as ``StoreError``/``StoreUnavailable``.
+``SQLStore`` is the one narrow interface: deployments, runs and runners
+here; claims in ``claims.py``; logs in ``logs.py``; state changes in
+``transitions.py``; engine and transactions in ``connection.py``. Rows leave
+as frozen value objects, and driver errors as ``StoreError``/``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
-from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
+from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.schedules import schedule_key
 from headrace.states import ACTIVE_STATES, StateType, utcnow
 from headrace.store.claims import Claims
+from headrace.store.logs import LogLines
 from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import (
     flow_run_from_row,
@@ -32,7 +33,7 @@ from headrace.store.rows import (
     owned_by,
     run_with_runner_from_row,
 )
-from headrace.store.tables import deployments, flow_runs, logs, runners
+from headrace.store.tables import deployments, flow_runs, runners
 from headrace.store.transitions import StateChanges
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges):
+class SQLStore(Claims, StateChanges, LogLines):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -335,38 +336,6 @@ class SQLStore(Claims, StateChanges):
         query = query.limit(min(max(limit, 0), MAX_PAGE)).offset(max(offset, 0))
         with self._read() as conn:
             return [flow_run_from_row(row._asdict()) for row in conn.execute(query)]
-
-    # -- logs ---------------------------------------------------------------
-
-    def write_logs(self, records: Sequence[LogRecord]) -> None:
-        if not records:
-            return
-        with self._write() as conn:
-            conn.execute(
-                logs.insert(),
-                [
-                    {
-                        "flow_run_id": r.flow_run_id,
-                        "level": r.level,
-                        "message": r.message,
-                        "timestamp": r.timestamp,
-                    }
-                    for r in records
-                ],
-            )
-
-    def read_logs(
-        self, flow_run_id: UUID, *, after_id: int = 0, limit: int = MAX_PAGE
-    ) -> list[LogRecord]:
-        """A run's log lines in the order they were written, after the line ``after_id``."""
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(logs)
-                .where((logs.c.flow_run_id == flow_run_id) & (logs.c.id > after_id))
-                .order_by(logs.c.id)
-                .limit(min(limit, MAX_PAGE))
-            ).all()
-        return [LogRecord.model_validate(row._asdict()) for row in rows]
 
     # -- runners ------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from headrace.jsonvalues import storable
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -38,8 +40,31 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class StorableString(sa.TypeDecorator[str]):
+    """Text as every store can keep it: NUL and unpaired surrogates become U+FFFD.
+
+    PostgreSQL refuses NUL in text, and no UTF-8 text holds an unpaired surrogate:
+    one such character would fail the whole transaction that writes it (a batch of
+    other runs' log lines, say). Repaired here, it is repaired alike on every store.
+    """
+
+    impl = sa.String()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else storable(value)
+
+
+class StorableText(StorableString):
+    """``StorableString`` for long text (messages, log lines)."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+
 JSON: sa.types.TypeEngine[Any] = sa.JSON()
-"""Plain json on PostgreSQL too (migration 0005): values read back as they were written."""
+"""Plain json on PostgreSQL too (migration 0005): values read back as they were written.
+Its strings are repaired as ``StorableString`` repairs text (the engine's JSON serializer)."""
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 ACTIVE = "('PENDING', 'RUNNING', 'CANCELLING')"
@@ -48,20 +73,20 @@ deployments = sa.Table(
     "deployments",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("name", sa.String(), nullable=False),
-    sa.Column("flow_name", sa.String(), nullable=False),
-    sa.Column("entrypoint", sa.String()),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("flow_name", StorableString(), nullable=False),
+    sa.Column("entrypoint", StorableString()),
     sa.Column("parameter_schema", JSON, nullable=False),
     sa.Column("parameters", JSON, nullable=False),
     sa.Column("enforce_parameter_schema", sa.Boolean(), nullable=False),
     sa.Column("schedules", JSON, nullable=False),
     sa.Column("tags", JSON, nullable=False),
-    sa.Column("description", sa.Text()),
-    sa.Column("version", sa.String()),
+    sa.Column("description", StorableText()),
+    sa.Column("version", StorableString()),
     sa.Column("paused", sa.Boolean(), nullable=False),
     sa.Column("catchup", sa.Boolean(), nullable=False),
     sa.Column("concurrency_limit", sa.Integer()),
-    sa.Column("on_shutdown", sa.String(), nullable=False),
+    sa.Column("on_shutdown", StorableString(), nullable=False),
     sa.Column("retries", sa.Integer(), nullable=False),
     sa.Column("retry_delay_seconds", sa.Float(), nullable=False),
     sa.Column("timeout_seconds", sa.Float()),
@@ -75,17 +100,17 @@ flow_runs = sa.Table(
     "flow_runs",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("name", sa.String(), nullable=False),
-    sa.Column("flow_name", sa.String(), nullable=False),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("flow_name", StorableString(), nullable=False),
     sa.Column("deployment_id", sa.Uuid(), sa.ForeignKey("deployments.id", ondelete="SET NULL")),
-    sa.Column("entrypoint", sa.String()),
+    sa.Column("entrypoint", StorableString()),
     sa.Column("parameters", JSON, nullable=False),
     sa.Column("parent_task_run_id", sa.Uuid()),
-    sa.Column("idempotency_scope", sa.String(), nullable=False),
-    sa.Column("idempotency_key", sa.String()),
+    sa.Column("idempotency_scope", StorableString(), nullable=False),
+    sa.Column("idempotency_key", StorableString()),
     sa.Column("state_type", sa.String(16), nullable=False),
-    sa.Column("state_name", sa.String(), nullable=False),
-    sa.Column("state_message", sa.Text()),
+    sa.Column("state_name", StorableString(), nullable=False),
+    sa.Column("state_message", StorableText()),
     sa.Column("state_timestamp", UTCDateTime(), nullable=False),
     sa.Column("expected_start_time", UTCDateTime()),
     sa.Column("start_time", UTCDateTime()),
@@ -94,10 +119,11 @@ flow_runs = sa.Table(
     sa.Column("max_retries", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("retry_delay_seconds", sa.Float(), nullable=False, server_default="0"),
     sa.Column("timeout_seconds", sa.Float()),
-    sa.Column("runner_name", sa.String()),
+    sa.Column("runner_name", StorableString()),
     sa.Column("runner_id", sa.Uuid()),
     sa.Column("pid", sa.Integer()),
     sa.Column("result", JSON),
+    sa.Column("result_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
@@ -129,8 +155,8 @@ flow_run_states = sa.Table(
         nullable=False,
     ),
     sa.Column("type", sa.String(16), nullable=False),
-    sa.Column("name", sa.String(), nullable=False),
-    sa.Column("message", sa.Text()),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("message", StorableText()),
     sa.Column("timestamp", UTCDateTime(), nullable=False),
     sa.Index("ix_flow_run_states_flow_run_id_id", "flow_run_id", "id"),
 )
@@ -146,7 +172,7 @@ logs = sa.Table(
         nullable=False,
     ),
     sa.Column("level", sa.Integer(), nullable=False),
-    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("message", StorableText(), nullable=False),
     sa.Column("timestamp", UTCDateTime(), nullable=False),
     sa.Index("ix_logs_flow_run_id_timestamp", "flow_run_id", "timestamp"),
 )
@@ -155,8 +181,8 @@ runners = sa.Table(
     "runners",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("name", sa.String(), nullable=False),
-    sa.Column("host", sa.String(), nullable=False),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("host", StorableString(), nullable=False),
     sa.Column("pid", sa.Integer(), nullable=False),
     sa.Column("started", UTCDateTime(), nullable=False),
     sa.Column("heartbeat", UTCDateTime(), nullable=False),

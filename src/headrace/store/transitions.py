@@ -25,7 +25,16 @@ from headrace.store.rows import flow_run_from_row, state_names, state_values
 from headrace.store.tables import flow_run_states, flow_runs
 
 RUN_FIELDS = frozenset(
-    {"start_time", "end_time", "result", "pid", "expected_start_time", "runner_id", "runner_name"}
+    {
+        "start_time",
+        "end_time",
+        "result",
+        "result_truncated",
+        "pid",
+        "expected_start_time",
+        "runner_id",
+        "runner_name",
+    }
 )
 """Columns a state change may set beside the state itself."""
 
