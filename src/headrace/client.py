@@ -48,7 +48,11 @@ class HeadraceClient:
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> FlowRun:
-        """Queue a run of a deployment: parameters merged over its defaults and checked."""
+        """Queue a run of a deployment: parameters merged over its defaults and checked.
+
+        A known ``idempotency_key`` gives back its run; ``IdempotencyKeyReused`` when
+        that run was created with other (merged) parameters.
+        """
         deployment = await self.store.read_deployment(deployment_id)
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)

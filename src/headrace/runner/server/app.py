@@ -24,6 +24,7 @@ from headrace._version import __version__
 from headrace.client import HeadraceClient
 from headrace.exceptions import (
     EntrypointError,
+    IdempotencyKeyReused,
     InvalidStateTransition,
     ObjectNotFound,
     ParameterValidationError,
@@ -183,6 +184,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     handlers: dict[type[Exception], Handler] = {
         ObjectNotFound: _status(404),
         InvalidStateTransition: _status(409),
+        IdempotencyKeyReused: _status(422),
         BadRequestBody: _status(400),
         EntrypointError: _flow_not_found,
         ParameterValidationError: _invalid_parameters,
