@@ -53,6 +53,8 @@ class HeadraceClient:
 
         Values are taken as pydantic's JSON mode encodes them (a model, a date,
         an enum, a UUID); NaN and infinities are refused, naming the parameter.
+        A known ``idempotency_key`` gives back its run; ``IdempotencyKeyReused`` when
+        that run was created with other (merged) parameters.
         """
         parameters = jsonable_parameters(parameters)
         deployment = await self.store.read_deployment(deployment_id)

@@ -16,6 +16,7 @@
     │   └── EntrypointScriptError     the file raised while it was imported
     ├── ObjectNotFound                no flow run / deployment with that id
     ├── InvalidStateTransition        a run may not move to that state
+    ├── IdempotencyKeyReused          a known idempotency key with other parameters
     ├── StoreError                    the database failed (driver error chained)
     │   └── StoreUnavailable          the database cannot be reached
     └── SubmissionError               a runner webserver refused or did not answer
@@ -104,6 +105,10 @@ class ObjectNotFound(HeadraceError):
 
 class InvalidStateTransition(HeadraceError):
     """A flow run may not move to that state."""
+
+
+class IdempotencyKeyReused(HeadraceError):
+    """This idempotency key was already used with different parameters."""
 
 
 class StoreError(HeadraceError):

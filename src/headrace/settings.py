@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     runner_server_log_level: LogLevel = "error"
     runner_server_missed_polls_tolerance: int = Field(default=2, ge=1)
     runner_server_allow_unmanaged_flows: bool = False
+    runner_server_allowed_hosts: str | None = None
+    """Comma-separated ``Host`` names the webserver answers (``*``: any); unset, the
+    default of its bind: loopback names on a loopback bind, any host otherwise."""
+    runner_server_allowed_origins: str = ""
+    """Comma-separated origins (``https://ops.example.com``) besides its own that may POST."""
 
     runner_poll_frequency: float = Field(default=10, gt=0)
     runner_process_limit: int = Field(default=5, ge=1)

@@ -30,7 +30,7 @@ async def client(app: FastAPI, **headers: str) -> AsyncIterator[httpx.AsyncClien
     """An HTTP client calling ``app`` in-process, sending ``headers`` with every request."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://runner", headers=headers
+        transport=transport, base_url="http://localhost", headers=headers
     ) as c:
         yield c
 

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from headrace.client import get_client
-from headrace.exceptions import ObjectNotFound, ParameterValidationError
+from headrace.exceptions import IdempotencyKeyReused, ObjectNotFound, ParameterValidationError
 from headrace.runner import Runner
 from headrace.settings import Settings
 from headrace.states import StateType
@@ -94,8 +94,10 @@ async def test_runs_from_deployments_merge_defaults_validate_and_are_idempotent(
         assert nested_bad.value.parameter_names == ["shape.points.0.x"]
 
         first = await client.create_flow_run_from_deployment(adder, {"x": 5}, "key-1")
-        again = await client.create_flow_run_from_deployment(adder, {"x": 6}, "key-1")
+        again = await client.create_flow_run_from_deployment(adder, {"x": 5, "y": 10}, "key-1")
         assert again.id == first.id and again.parameters == {"x": 5, "y": 10}
+        with pytest.raises(IdempotencyKeyReused, match="'key-1'"):
+            await client.create_flow_run_from_deployment(adder, {"x": 6}, "key-1")
         other = await client.create_flow_run_from_deployment(adder, {"x": 5}, "key-2")
         assert other.id != first.id
 

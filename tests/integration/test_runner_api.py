@@ -339,7 +339,7 @@ async def _value(value: Any) -> Any:
 
 
 def _asgi(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runner")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 async def test_a_flow_loaded_from_a_script_runs_in_a_child_process(

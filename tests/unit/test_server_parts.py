@@ -12,8 +12,8 @@ from starlette.requests import Request
 
 from headrace.runner.server import backlog as backlog_module
 from headrace.runner.server.backlog import Backlog
+from headrace.runner.server.hosts import is_loopback
 from headrace.runner.server.json_io import BadRequestBody, read_json_object
-from headrace.runner.server.listen import _is_loopback
 
 
 def _request(body: bytes) -> Request:
@@ -138,7 +138,7 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
+from headrace.exceptions import IdempotencyKeyReused
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.names import generate_run_name
 from headrace.states import State, StateType
@@ -47,6 +49,52 @@ def lock_key(deployment_id: UUID) -> int:
 def idempotency_scope(new: NewFlowRun) -> str:
     """Idempotency keys are unique per deployment (per flow for runs without one)."""
     return str(new.deployment_id) if new.deployment_id else f"flow:{new.flow_name}"
+
+
+def known_run(conn: sa.Connection, new: NewFlowRun) -> FlowRun | None:
+    """The run of ``new``'s idempotency key, if any, checked to have its parameters."""
+    key = new.idempotency_key
+    if key is None:
+        return None
+    scope = idempotency_scope(new)
+    row = conn.execute(
+        flow_runs.select().where(
+            (flow_runs.c.idempotency_scope == scope) & (flow_runs.c.idempotency_key == key)
+        )
+    ).first()
+    return None if row is None else same_request(flow_run_from_row(row._asdict()), new)
+
+
+def same_request(existing: FlowRun, new: NewFlowRun) -> FlowRun:
+    """``existing``, the run stored under ``new``'s idempotency key, if ``new`` asks for the
+    same parameters; else ``IdempotencyKeyReused``, naming the key.
+
+    Parameters are compared as runs store them: after the deployment's defaults are
+    merged and the flow's validation has coerced them, key order aside.
+    """
+    if _canonical(existing.parameters) != _canonical(new.parameters):
+        raise IdempotencyKeyReused(
+            f"Idempotency key {new.idempotency_key!r} was already used with different "
+            f"parameters (flow run {existing.id}); use a new key to start another run"
+        )
+    return existing
+
+
+def checked_creation(
+    result: tuple[FlowRun, bool], new: NewFlowRun
+) -> tuple[FlowRun, bool] | IdempotencyKeyReused:
+    """A batch's ``(run, created)`` for ``new``; the error when its key's run differs."""
+    run, created = result
+    if created or new.idempotency_key is None:
+        return result
+    try:
+        return same_request(run, new), False
+    except IdempotencyKeyReused as error:
+        return error
+
+
+def _canonical(parameters: Mapping[str, Any]) -> str:
+    return json.dumps(parameters, sort_keys=True, default=str)
 
 
 def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]:

@@ -27,8 +27,10 @@ from headrace.store.claims import Claims
 from headrace.store.logs import LogLines
 from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import (
+    checked_creation,
     flow_run_from_row,
     idempotency_scope,
+    known_run,
     new_run_values,
     owned_by,
     run_with_runner_from_row,
@@ -157,38 +159,39 @@ class SQLStore(Claims, StateChanges, LogLines):
     def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
         """Store a new SCHEDULED run; with a known idempotency key, return the existing one.
 
-        Returns the run and whether it was created now.
+        Returns the run and whether it was created now; ``IdempotencyKeyReused``
+        when the key's run has other parameters.
         """
         scope = idempotency_scope(new)
         try:
             with self._write() as conn:
-                if new.idempotency_key is not None:
-                    existing = self._run_by_key(conn, scope, new.idempotency_key)
-                    if existing is not None:
-                        return existing, False
+                if (existing := known_run(conn, new)) is not None:
+                    return existing, False
                 return self._insert_run(conn, new, scope), True
         except StoreError as exc:
             if not isinstance(exc.__cause__, sa.exc.IntegrityError) or not new.idempotency_key:
                 raise
         with self._read() as conn:  # lost a race for the same key: the winner's run is the one
-            existing = self._run_by_key(conn, scope, new.idempotency_key)
+            existing = known_run(conn, new)
         if existing is None:  # pragma: no cover
             raise StoreError("Idempotency conflict without an existing run")
         return existing, False
 
     def read_flow_run_by_key(self, new: NewFlowRun) -> FlowRun | None:
-        """The run already stored under ``new``'s idempotency key, if there is one."""
+        """The run stored under ``new``'s key, if any (``IdempotencyKeyReused``, as above)."""
         if new.idempotency_key is None:
             return None
         with self._read() as conn:
-            return self._run_by_key(conn, idempotency_scope(new), new.idempotency_key)
+            return known_run(conn, new)
 
     def create_flow_runs_each(
         self, runs: Sequence[NewFlowRun]
     ) -> list[tuple[FlowRun, bool] | HeadraceError]:
-        """Many creations in one transaction; on a conflict, each on its own."""
+        """Many creations in one transaction; on a conflict, each on its own (a key
+        reused with other parameters: that creation's ``IdempotencyKeyReused``)."""
         try:
-            return list(self.create_flow_runs(runs))
+            created = zip(self.create_flow_runs(runs), runs, strict=True)
+            return [checked_creation(result, new) for result, new in created]
         except StoreError as exc:
             if not isinstance(exc.__cause__, sa.exc.IntegrityError):
                 raise
@@ -270,14 +273,6 @@ class SQLStore(Claims, StateChanges, LogLines):
         values = new_run_values(new, scope, utcnow())
         conn.execute(flow_runs.insert(), values)
         return flow_run_from_row(values)
-
-    def _run_by_key(self, conn: sa.Connection, scope: str, key: str) -> FlowRun | None:
-        row = conn.execute(
-            flow_runs.select().where(
-                (flow_runs.c.idempotency_scope == scope) & (flow_runs.c.idempotency_key == key)
-            )
-        ).first()
-        return None if row is None else flow_run_from_row(row._asdict())
 
     def last_planned_times(
         self, deployment_id: UUID, schedule_keys: Collection[str]

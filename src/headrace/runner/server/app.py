@@ -24,6 +24,7 @@ from headrace._version import __version__
 from headrace.client import HeadraceClient
 from headrace.exceptions import (
     EntrypointError,
+    IdempotencyKeyReused,
     InvalidStateTransition,
     ObjectNotFound,
     ParameterValidationError,
@@ -32,10 +33,11 @@ from headrace.exceptions import (
 )
 from headrace.runner.server.backlog import Backlog
 from headrace.runner.server.context import ServerContext
+from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
 from headrace.runner.server.middleware import Guard
-from headrace.runner.server.openapi import RunnerApp
+from headrace.runner.server.openapi import RunnerApp, add_docs
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -77,15 +79,23 @@ async def build_server(runner: Runner) -> FastAPI:
         title="headrace runner",
         version=__version__,
         description=f"The webserver of runner {runner.name!r}.",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.headrace = ctx
     app.request_bodies = {}
+    app.key_required = bool(settings.api_key)
+    add_docs(app)
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
     _add_error_handlers(app)
-    app.add_middleware(Guard, api_key=settings.api_key)
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        allowed_hosts=allowed_hosts(settings),
+        allowed_origins=allowed_origins(settings),
+    )
     return app
 
 
@@ -174,6 +184,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     handlers: dict[type[Exception], Handler] = {
         ObjectNotFound: _status(404),
         InvalidStateTransition: _status(409),
+        IdempotencyKeyReused: _status(422),
         BadRequestBody: _status(400),
         EntrypointError: _flow_not_found,
         ParameterValidationError: _invalid_parameters,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import time
@@ -24,6 +23,7 @@ from fastapi import FastAPI
 from headrace.exceptions import ConfigurationError
 from headrace.runner.server.app import build_server
 from headrace.runner.server.context import ServerContext
+from headrace.runner.server.hosts import is_loopback
 
 if TYPE_CHECKING:
     from headrace.runner.runner import Runner
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 STARTUP_TIMEOUT_SECONDS = 30.0
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -167,22 +166,13 @@ async def _serve_standalone(runner: Runner, log_level: str | None) -> None:
 
 def _warn_if_exposed(runner: Runner) -> None:
     host = runner.settings.runner_server_host
-    if runner.settings.api_key or _is_loopback(host):
+    if runner.settings.api_key or is_loopback(host):
         return
     logger.warning(
         "The runner webserver listens on %r without an API key: anyone who can reach it "
         "can run flows. Set HEADRACE_API_KEY, or bind localhost.",
         host,
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _address(server: uvicorn.Server) -> str:

@@ -1,6 +1,9 @@
-"""The webserver's gate: the API key and the request size limit, before any route runs.
+"""The webserver's gate: Host, Origin, the API key and the size limit, before any route runs.
 
 A plain ASGI middleware (no per-request task or body copy on the common path).
+A ``Host`` outside ``allowed_hosts`` gets 400 (DNS rebinding); a POST whose
+``Origin`` is neither the server's own nor in ``allowed_origins`` gets 403 (a
+web page on this machine posting a form): see ``headrace.runner.server.hosts``.
 With ``HEADRACE_API_KEY`` set, every path but ``/health`` needs
 ``Authorization: Bearer <key>``, compared in constant time; unknown paths are
 refused the same way, so the key also hides which routes exist. Bodies larger
@@ -13,44 +16,61 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from headrace.runner.server.hosts import host_name, same_origin
 from headrace.runner.server.json_io import message
 
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health"})
 """Paths anyone may call, key or not (load balancers probe them)."""
 UNAUTHORIZED = "Missing or invalid API key: send `Authorization: Bearer <HEADRACE_API_KEY>`"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: no Origin check (a page cannot read the answer)."""
+SHOWN_LENGTH = 200
 
 
 class Guard:
-    """Refuse unauthenticated and oversized requests before they reach a route."""
+    """Refuse foreign, cross-origin, unauthenticated and oversized requests before a route.
+
+    ``allowed_hosts`` and ``allowed_origins`` are lowercase bytes as
+    ``headrace.runner.server.hosts`` builds them; None allows any.
+    """
 
     def __init__(
-        self, app: ASGIApp, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES
+        self,
+        app: ASGIApp,
+        api_key: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        allowed_hosts: frozenset[bytes] | None = None,
+        allowed_origins: frozenset[bytes] | None = frozenset(),
     ) -> None:
         self.app = app
         self._expected = f"bearer {api_key}".encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        self.allowed_hosts = allowed_hosts
+        self.allowed_origins = allowed_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
-        authorization = b""
+        authorization = host = b""
         length: bytes | None = None
+        origin: bytes | None = None
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
             elif name == b"content-length":
                 length = value
-        if (
-            self._expected is not None
-            and scope["path"] not in OPEN_PATHS
-            and not self._authorized(authorization)
-        ):
-            refusal = message(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
+            elif name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
+        refusal = self._refusal(scope, host, origin, authorization)
+        if refusal is not None:
             await refusal(scope, receive, send)
             return
         if length is not None:
@@ -60,6 +80,28 @@ class Guard:
             await self.app(scope, receive, send)
             return
         await self._buffered(scope, receive, send)
+
+    def _refusal(
+        self, scope: Scope, host: bytes, origin: bytes | None, authorization: bytes
+    ) -> Response | None:
+        """400 for a Host not allowed, 403 for a foreign Origin, 401 without the key."""
+        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
+            return message(_bad_host(host), 400)
+        if (
+            origin is not None
+            and self.allowed_origins is not None
+            and scope["method"] not in SAFE_METHODS
+            and origin.lower() not in self.allowed_origins
+            and not same_origin(origin, host)
+        ):
+            return message(_foreign_origin(origin), 403)
+        if (
+            self._expected is not None
+            and scope["path"] not in OPEN_PATHS
+            and not self._authorized(authorization)
+        ):
+            return message(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
+        return None
 
     def _authorized(self, authorization: bytes) -> bool:
         expected = self._expected
@@ -101,3 +143,21 @@ class Guard:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _bad_host(host: bytes) -> str:
+    if not host:
+        return "The request has no Host header"
+    shown = host.decode("latin-1")[:SHOWN_LENGTH]
+    return (
+        f"Host {shown!r} is not allowed: this webserver answers only its own names; "
+        "set HEADRACE_RUNNER_SERVER_ALLOWED_HOSTS to allow others"
+    )
+
+
+def _foreign_origin(origin: bytes) -> str:
+    shown = origin.decode("latin-1")[:SHOWN_LENGTH]
+    return (
+        f"Cross-origin request refused: Origin {shown!r} is not this server's; "
+        "set HEADRACE_RUNNER_SERVER_ALLOWED_ORIGINS to allow it"
+    )

@@ -6,6 +6,11 @@ A deployment's parameter schema keeps nested models under ``definitions`` with
 request body of ``POST /deployment/{id}/run`` is the schema and resolves. Two
 deployments may each define a model of the same name with different fields;
 the second is renamed rather than silently merged.
+
+The document declares the API key as an HTTP bearer scheme, so ``/docs`` has an
+Authorize button; with a key set every operation but ``/health`` requires it.
+``/docs`` serves Swagger UI from an installed package (fastapi-offline), never
+from a CDN, so it works on a machine without internet access.
 """
 
 from __future__ import annotations
@@ -15,14 +20,31 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from headrace.runner.server.middleware import OPEN_PATHS
 
 REF_PREFIXES = ("#/definitions/", "#/$defs/")
 COMPONENTS_PREFIX = "#/components/schemas/"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+BEARER = "HTTPBearer"
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The runner's `HEADRACE_API_KEY`, sent as `Authorization: Bearer <key>`.",
+}
+DOCS_PATH = "/docs"
+DOCS_ASSETS_PATH = "/docs/assets"
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "persistAuthorization": True}
+"""No online validator badge (it would call out); the key survives a reload."""
 
 
 class RunnerApp(FastAPI):
@@ -30,6 +52,8 @@ class RunnerApp(FastAPI):
 
     request_bodies: dict[str, dict[str, Any]]
     """Path of a POST route -> the JSON schema of its body, ``definitions`` included."""
+    key_required: bool = False
+    """Whether every operation but ``OPEN_PATHS`` needs the bearer key (one is set)."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -40,10 +64,42 @@ class RunnerApp(FastAPI):
                 description=self.description,
                 routes=self.routes,
             )
-            self.openapi_schema = inject_request_bodies(
-                document, getattr(self, "request_bodies", {})
-            )
+            document = inject_request_bodies(document, getattr(self, "request_bodies", {}))
+            self.openapi_schema = declare_bearer(document, required=self.key_required)
         return self.openapi_schema
+
+
+def declare_bearer(document: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    """Declare the API key's bearer scheme; when ``required``, on every operation but
+    ``OPEN_PATHS``, which say they need none."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[BEARER] = dict(BEARER_SCHEME)
+    if required:
+        document["security"] = [{BEARER: []}]
+        for path in OPEN_PATHS:
+            for operation in document.get("paths", {}).get(path, {}).values():
+                operation["security"] = []
+    return document
+
+
+def add_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, its script and style served by this app."""
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=str(assets)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon.png",
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+        )
+
+    app.add_api_route(DOCS_PATH, swagger_ui, methods=["GET"], include_in_schema=False)
 
 
 def inject_request_bodies(

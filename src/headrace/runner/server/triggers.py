@@ -2,7 +2,8 @@
 
 Both share one path to the queue: backpressure (429 with ``Retry-After`` once
 the backlog is full), idempotency (an ``Idempotency-Key`` the store has seen
-gives back its run with 200, never a second run), the run committed before the
+gives back its run with 200, never a second run, and 422 when the key's run has
+other parameters), the run committed before the
 answer, the runner woken so the run starts at once, and ``?wait=SECONDS``.
 """
 
@@ -61,7 +62,8 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         pattern=IDEMPOTENCY_KEY_PATTERN,
-        description="Repeat a request safely: the same key returns the same run (200).",
+        description="Repeat a request safely: the same key with the same parameters returns "
+        "the same run (200); with other parameters, 422.",
     ),
 ]
 Endpoint = Callable[..., Awaitable[Response]]
@@ -70,6 +72,7 @@ TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The run of a known Idempotency-Key, or (with ?wait) the ended run"},
     202: {"description": "With ?wait: the run has not ended yet; poll its Location"},
     400: {"description": "Invalid body or parameters; `errors` names each parameter"},
+    422: {"description": "The Idempotency-Key was used with other parameters, or a bad query"},
     429: {"description": "The backlog is full: retry after `Retry-After` seconds"},
 }
 
