@@ -20,7 +20,9 @@ The interface, by what it holds (both classes have each method):
 - logs: ``write_logs``, ``read_logs`` (``sql.py``)
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
-- runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)
+- runners: ``register_runner``, ``heartbeat`` (which also records the
+  deployments a runner serves), ``read_serving_runners`` (``runners.py``;
+  ``RunnerRecord``)
 - changes: runs queued and cancellations requested by other processes,
   ``AsyncStore.watch_changes`` (``changes.py``)
 """

@@ -1,9 +1,9 @@
 """The SQL store: every database read and write headrace makes, on SQLite or PostgreSQL.
 
-``SQLStore`` is the one narrow interface: deployments, runs, logs and runners
-here; claims in ``claims.py``; state changes in ``transitions.py``; engine and
-transactions in ``connection.py``. Rows leave as frozen value objects, and
-driver errors as ``StoreError``/``StoreUnavailable``.
+``SQLStore`` is the one narrow interface: deployments, runs and logs here;
+claims in ``claims.py``; state changes in ``transitions.py``; runners in
+``runners.py``; engine and transactions in ``connection.py``. Rows leave as
+frozen value objects, and driver errors as ``StoreError``/``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from headrace.store.rows import (
     owned_by,
     run_with_runner_from_row,
 )
+from headrace.store.runners import Runners
 from headrace.store.tables import deployments, flow_runs, logs, runners
 from headrace.store.transitions import StateChanges
 
@@ -55,7 +56,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges):
+class SQLStore(Claims, StateChanges, Runners):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -368,19 +369,7 @@ class SQLStore(Claims, StateChanges):
             ).all()
         return [LogRecord.model_validate(row._asdict()) for row in rows]
 
-    # -- runners ------------------------------------------------------------
-
-    def register_runner(self, runner: RunnerRecord) -> None:
-        with self._write() as conn:
-            conn.execute(runners.insert().values(**runner.model_dump()))
-
-    def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {"heartbeat": now}
-        if stopped:
-            values["stopped"] = now
-        with self._write() as conn:
-            conn.execute(runners.update().where(runners.c.id == runner_id).values(**values))
+    # -- runners (and ``runners.py``) ----------------------------------------
 
     def read_active_runs(
         self, deployment_ids: Collection[UUID], runner_name: str | None
