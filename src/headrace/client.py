@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
 
 from headrace import new_runs
 from headrace.deployments import Deployment
@@ -21,18 +24,55 @@ from headrace.flow_runs import FlowRun, LogRecord
 from headrace.names import default_runner_name
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
-from headrace.states import State, StateType
+from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore, open_store
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
 
 
-class HeadraceClient:
-    """Reads and writes deployments and flow runs through the store."""
+class ServingRunner(BaseModel):
+    """A runner serving a deployment, and whether it is alive by its last heartbeat."""
 
-    def __init__(self, store: AsyncStore) -> None:
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    name: str
+    host: str
+    pid: int
+    started: datetime
+    heartbeat: datetime
+    alive: bool
+
+
+class HeadraceClient:
+    """Reads and writes deployments and flow runs through the store.
+
+    Runs are returned as readers see them: an overdue SCHEDULED run is named
+    Late (``HEADRACE_LATE_RUNS_AFTER_SECONDS``).
+    """
+
+    def __init__(self, store: AsyncStore, settings: Settings | None = None) -> None:
         self.store = store
+        self.settings = settings or load_settings()
+
+    def _seen(self, run: FlowRun) -> FlowRun:
+        return run.as_seen(utcnow(), self.settings.late_runs_after_seconds)
+
+    async def read_serving_runners(
+        self, deployment_ids: Collection[UUID] | None = None
+    ) -> dict[UUID, list[ServingRunner]]:
+        """The runners serving each of these deployments (or each deployment), most recent
+        heartbeat first; alive by the heartbeat timeout runners go by before taking over
+        another's runs. A deployment nobody serves is left out."""
+        timeout = timedelta(seconds=self.settings.runner_heartbeat_timeout_seconds)
+        now = utcnow()
+        found: dict[UUID, list[ServingRunner]] = {}
+        for deployment_id, record in await self.store.read_serving_runners(deployment_ids):
+            alive = record.presumed_alive(now, timeout)
+            runner = ServingRunner(**record.model_dump(exclude={"stopped"}), alive=alive)
+            found.setdefault(deployment_id, []).append(runner)
+        return found
 
     async def read_deployment(self, deployment_id: UUID) -> Deployment:
         return await self.store.read_deployment(deployment_id)
@@ -61,7 +101,7 @@ class HeadraceClient:
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         run, _ = await self.store.create_flow_run(new)
-        return run
+        return self._seen(run)
 
     async def create_flow_run(
         self,
@@ -89,10 +129,10 @@ class HeadraceClient:
         )
         new_runs.check_storable(new.parameters)
         run, _ = await self.store.create_flow_run(new)
-        return run
+        return self._seen(run)
 
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
-        return await self.store.read_flow_run(flow_run_id)
+        return self._seen(await self.store.read_flow_run(flow_run_id))
 
     async def read_flow_runs(
         self,
@@ -104,13 +144,14 @@ class HeadraceClient:
         offset: int = 0,
     ) -> list[FlowRun]:
         """Runs matching every given filter, newest first."""
-        return await self.store.read_flow_runs(
+        runs = await self.store.read_flow_runs(
             deployment_id=deployment_id,
             flow_name=flow_name,
             states=None if states is None else [StateType(s) for s in states],
             limit=limit,
             offset=offset,
         )
+        return [self._seen(run) for run in runs]
 
     async def read_state_history(self, flow_run_id: UUID) -> list[State]:
         await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound
@@ -122,7 +163,7 @@ class HeadraceClient:
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
-        return await self.store.request_cancellation(flow_run_id)
+        return self._seen(await self.store.request_cancellation(flow_run_id))
 
     async def read_deployment_by_ref(self, ref: str) -> Deployment:
         """A deployment by id, by ``flow/deployment``, or by a name only one deployment has.
@@ -157,4 +198,5 @@ class HeadraceClient:
 @asynccontextmanager
 async def get_client(settings: Settings | None = None) -> AsyncIterator[HeadraceClient]:
     """The orchestration client for the configured database (``HEADRACE_DATABASE_URL``)."""
-    yield HeadraceClient(open_store(settings or load_settings()))
+    settings = settings or load_settings()
+    yield HeadraceClient(open_store(settings), settings)

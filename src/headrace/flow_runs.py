@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from headrace.states import State, StateType
+from headrace.states import State, StateType, shown_late
 
 RESULT_SIZE_LIMIT = 64 * 1024
 """Bytes of a run's JSON result kept in the store; a larger result is not stored, and its run
@@ -52,6 +52,12 @@ class FlowRun(BaseModel):
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_retries + 1 - self.run_count)
+
+    def as_seen(self, now: datetime, late_after_seconds: float) -> FlowRun:
+        """The run as readers see it at ``now``: named Late when overdue (``shown_late``)."""
+        late_after = timedelta(seconds=late_after_seconds)
+        state = shown_late(self.state, self.expected_start_time, now, late_after)
+        return self if state is self.state else self.model_copy(update={"state": state})
 
 
 class NewFlowRun(BaseModel):

@@ -18,6 +18,12 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 ENV_PREFIX = "HEADRACE_"
 
+LATE_RUNS_AFTER_SECONDS = 60.0
+"""A healthy runner starts a due run within a poll (10 s by default; at once when it is
+woken), and its webserver counts it unresponsive after two missed polls: a minute past
+due means the run is not being started (no runner alive, or all its slots busy), while
+the ordinary wait for a poll never makes a run look late."""
+
 
 class Settings(BaseSettings):
     """Every knob headrace has; field ``x`` is the variable ``HEADRACE_X``."""
@@ -45,6 +51,8 @@ class Settings(BaseSettings):
     runner_backlog_limit: int = Field(default=1000, ge=1)
     runner_shutdown_grace_seconds: float = Field(default=30, ge=0)
     runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
+    late_runs_after_seconds: float = Field(default=LATE_RUNS_AFTER_SECONDS, ge=0)
+    """A SCHEDULED run overdue by more than this reads as ``Late``."""
     runner_pin_cpu: bool = True
     """A serving process keeps its own threads on one CPU (its runs use them all)."""
 

@@ -9,12 +9,14 @@
     PENDING | RUNNING -> SCHEDULED       (requeued on drain, or awaiting a retry)
 
 Terminal states are final: a retry is a new attempt recorded on the way out of
-RUNNING (back to SCHEDULED), never a move out of FAILED. Pure: no I/O here.
+RUNNING (back to SCHEDULED), never a move out of FAILED. A SCHEDULED run
+overdue by more than a threshold reads as named ``Late`` (``shown_late``).
+Pure: no I/O here.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,6 +110,19 @@ class State(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.type.is_terminal
+
+
+LATE = "Late"
+"""The name a SCHEDULED run is shown with once it is overdue (its type stays SCHEDULED)."""
+
+
+def shown_late(state: State, due: datetime | None, now: datetime, late_after: timedelta) -> State:
+    """``state`` as readers see it: a SCHEDULED run due more than ``late_after`` ago is
+    named Late, as nobody started it. Decided on each read, never written: whenever a
+    runner does claim it, the run moves on as any other."""
+    if state.type != StateType.SCHEDULED or due is None or now - due <= late_after:
+        return state
+    return state if state.name == LATE else state.model_copy(update={"name": LATE})
 
 
 def scheduled(message: str | None = None, name: str = "Scheduled") -> State:

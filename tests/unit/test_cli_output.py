@@ -130,3 +130,31 @@ def test_a_result_too_large_to_keep_is_shown_as_not_stored_never_as_null() -> No
     (result,) = [line for line in shown.splitlines() if line.startswith("Result")]
     assert "not stored: too large to keep" in result
     assert final_line(done).plain.endswith(f": {note}")
+
+
+def test_runners_and_late_runs_render_for_a_reader() -> None:
+    from datetime import timedelta
+    from uuid import uuid4
+
+    from rich.console import Console
+
+    from headrace.cli.output import runners_summary, serving_runners_table, state_text
+    from headrace.client import ServingRunner
+    from headrace.states import LATE, State, StateType, utcnow
+
+    now = utcnow()
+
+    def runner(alive: bool) -> ServingRunner:
+        beat = now - timedelta(seconds=5 if alive else 300)
+        return ServingRunner(
+            id=uuid4(), name="r", host="h", pid=42, started=beat, heartbeat=beat, alive=alive
+        )
+
+    assert str(runners_summary([runner(True), runner(True), runner(False)])) == "2 alive"
+    assert str(runners_summary([runner(False)])) == "none alive"
+    console = Console(width=100, record=True)
+    console.print(serving_runners_table([runner(False)]))
+    text = console.export_text()
+    assert "5m 00s ago" in text and "presumed dead" in text
+    assert str(state_text(State(type=StateType.SCHEDULED, name=LATE))) == "LATE"
+    assert str(state_text(State(type=StateType.SCHEDULED))) == "SCHEDULED"

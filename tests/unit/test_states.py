@@ -53,3 +53,18 @@ def test_cancellation_targets() -> None:
     assert cancellation_target(StateType.RUNNING) == StateType.CANCELLING
     assert cancellation_target(StateType.PENDING) == StateType.CANCELLING
     assert cancellation_target(StateType.COMPLETED) is None
+
+
+def test_an_overdue_scheduled_run_is_named_late_and_keeps_its_type() -> None:
+    from datetime import timedelta
+
+    from headrace.states import LATE, shown_late, utcnow
+
+    now, minute = utcnow(), timedelta(minutes=1)
+    queued = State(type=StateType.SCHEDULED, message="waiting")
+    late = shown_late(queued, now - 2 * minute, now, minute)
+    assert (late.type, late.name, late.message) == (StateType.SCHEDULED, LATE, "waiting")
+    assert shown_late(queued, now - minute, now, minute) is queued  # exactly on the threshold
+    assert shown_late(queued, None, now, minute) is queued
+    running = State(type=StateType.RUNNING)
+    assert shown_late(running, now - 60 * minute, now, minute) is running

@@ -6,7 +6,7 @@ The client and the renderers are imported inside the commands, so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,9 +15,14 @@ from headrace.cli.errors import reported_errors
 from headrace.cli.session import command_settings, with_client
 
 if TYPE_CHECKING:
-    from headrace.client import HeadraceClient
+    from uuid import UUID
+
+    from headrace.client import HeadraceClient, ServingRunner
     from headrace.deployments import Deployment
     from headrace.flow_runs import FlowRun
+
+Serving = dict["UUID", list["ServingRunner"]]
+"""The runners serving each deployment, by its id."""
 
 RECENT_RUNS = 5
 """How many of a deployment's newest runs ``deployments inspect`` shows."""
@@ -34,16 +39,19 @@ def deployments_ls(
     """List deployments, by flow and name."""
     from headrace.cli.output import deployments_table
 
+    async def read(client: HeadraceClient) -> tuple[list[Deployment], Serving]:
+        return await client.read_deployments(), await client.read_serving_runners()
+
     with reported_errors():
         settings = command_settings()
-        deployments = with_client(settings, lambda client: client.read_deployments())
+        deployments, runners = with_client(settings, read)
     if as_json:
-        echo_json([d.model_dump(mode="json") for d in deployments])
+        echo_json([_with_runners(d, runners.get(d.id, [])) for d in deployments])
     elif not deployments:
         stderr().print("No deployments yet: start one with `headrace serve PATH:FUNC`.")
     else:
         out = stdout()
-        out.print(deployments_table(deployments, width=out.width))
+        out.print(deployments_table(deployments, runners, width=out.width))
 
 
 @deployments_app.command("inspect", epilog="Example: headrace deployments inspect hello/daily")
@@ -51,18 +59,29 @@ def deployments_inspect(
     deployment: Annotated[str, typer.Argument(metavar="NAME_OR_ID", help="flow/deployment or id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a deployment: schedules, parameters and recent runs."""
+    """Show a deployment: schedules, parameters, the runners serving it and recent runs."""
     from headrace.cli.output import deployment_detail
 
-    async def read(client: HeadraceClient) -> tuple[Deployment, list[FlowRun]]:
+    async def read(
+        client: HeadraceClient,
+    ) -> tuple[Deployment, list[FlowRun], list[ServingRunner]]:
         found = await client.read_deployment_by_ref(deployment)
-        return found, await client.read_flow_runs(deployment_id=found.id, limit=RECENT_RUNS)
+        runs = await client.read_flow_runs(deployment_id=found.id, limit=RECENT_RUNS)
+        runners = await client.read_serving_runners([found.id])
+        return found, runs, runners.get(found.id, [])
 
     with reported_errors():
         settings = command_settings()
-        found, runs = with_client(settings, read)
+        found, runs, runners = with_client(settings, read)
     if as_json:
-        echo_json(found.model_dump(mode="json"))
+        echo_json(_with_runners(found, runners))
     else:
         out = stdout()
-        out.print(deployment_detail(found, runs, width=out.width))
+        out.print(deployment_detail(found, runs, runners, width=out.width))
+
+
+def _with_runners(deployment: Deployment, runners: list[ServingRunner]) -> dict[str, Any]:
+    """The deployment as JSON, with the runners serving it."""
+    data = deployment.model_dump(mode="json")
+    data["runners"] = [runner.model_dump(mode="json") for runner in runners]
+    return data

@@ -17,10 +17,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from headrace.client import ServingRunner
 from headrace.deployments import Deployment
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.schedules import CronSchedule, DeploymentSchedule, IntervalSchedule
-from headrace.states import State, StateType, utcnow
+from headrace.states import LATE, State, StateType, utcnow
 
 STATE_STYLES: dict[StateType, str] = {
     StateType.SCHEDULED: "dim",
@@ -52,7 +53,10 @@ RESULT_PREVIEW_CHARS = 200
 
 
 def state_text(state: State | StateType) -> Text:
+    """The state's type in its colour; an overdue SCHEDULED run shows as LATE."""
     kind = state.type if isinstance(state, State) else state
+    if isinstance(state, State) and kind == StateType.SCHEDULED and state.name == LATE:
+        return Text(LATE.upper(), style="bold yellow")
     return Text(kind.value, style=STATE_STYLES.get(kind, ""))
 
 
@@ -61,6 +65,12 @@ def format_time(value: datetime | None, *, short: bool = False) -> str:
     if value is None:
         return "—"
     return value.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def format_age(since: datetime, now: datetime | None = None) -> str:
+    """``12s ago``, ``3m 04s ago``: how long ago, to the second."""
+    seconds = max(0, int(((now or utcnow()) - since).total_seconds()))
+    return f"{format_duration(seconds) if seconds >= 60 else f'{seconds}s'} ago"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -206,8 +216,17 @@ def _grid() -> Table:
     return grid
 
 
+def runners_summary(runners: Iterable[ServingRunner]) -> Text:
+    """``2 alive``, or ``none alive`` in red: then the deployment's runs wait."""
+    alive = sum(1 for runner in runners if runner.alive)
+    return Text(f"{alive} alive") if alive else Text("none alive", style="bold red")
+
+
 def deployments_table(
-    deployments: Iterable[Deployment], *, width: int = COMPACT_BELOW_WIDTH
+    deployments: Iterable[Deployment],
+    runners: Mapping[UUID, list[ServingRunner]] | None = None,
+    *,
+    width: int = COMPACT_BELOW_WIDTH,
 ) -> Table:
     compact = width < COMPACT_BELOW_WIDTH
     table = _table("Deployments")
@@ -215,6 +234,7 @@ def deployments_table(
     table.add_column("ID", no_wrap=True, min_width=36)
     table.add_column("Schedule", overflow="fold", min_width=10)
     table.add_column("Limit", justify="right")
+    table.add_column("Runners", no_wrap=True)
     table.add_column("Updated", no_wrap=True)
     for deployment in deployments:
         table.add_row(
@@ -222,8 +242,22 @@ def deployments_table(
             str(deployment.id),
             describe_schedules(deployment),
             str(deployment.concurrency_limit) if deployment.concurrency_limit else "—",
+            runners_summary((runners or {}).get(deployment.id, [])),
             format_time(deployment.updated, short=compact),
         )
+    return table
+
+
+def serving_runners_table(runners: Iterable[ServingRunner]) -> Table:
+    """Each runner serving a deployment: where it runs and whether it still beats."""
+    now = utcnow()
+    table = _table("Runners")
+    for column in ("Name", "Host", "PID", "Last heartbeat", "Status"):
+        table.add_column(column, overflow="fold", justify="right" if column == "PID" else "left")
+    for runner in runners:
+        status = Text("alive", style="green") if runner.alive else Text("presumed dead", "red")
+        row = (runner.name, runner.host, str(runner.pid), format_age(runner.heartbeat, now))
+        table.add_row(*row, status)
     return table
 
 
@@ -258,7 +292,11 @@ def _type_of(prop: Mapping[str, Any]) -> str:
 
 
 def deployment_detail(
-    deployment: Deployment, recent_runs: list[FlowRun], *, width: int = COMPACT_BELOW_WIDTH
+    deployment: Deployment,
+    recent_runs: list[FlowRun],
+    runners: list[ServingRunner] | None = None,
+    *,
+    width: int = COMPACT_BELOW_WIDTH,
 ) -> RenderableType:
     grid = _grid()
     grid.add_row("Deployment", deployment_label(deployment))
@@ -275,7 +313,13 @@ def deployment_detail(
     grid.add_row("Timeout", format_duration(deployment.timeout_seconds))
     grid.add_row("Schema enforced", "yes" if deployment.enforce_parameter_schema else "no")
     grid.add_row("Updated", format_time(deployment.updated))
+    summary = runners_summary(runners or [])
+    if not any(runner.alive for runner in runners or []):
+        summary.append(": its runs wait until a runner serving it starts")
+    grid.add_row("Runners", summary)
     parts: list[RenderableType] = [grid, Text(), parameters_table(deployment)]
+    if runners:
+        parts += [Text(), serving_runners_table(runners)]
     if recent_runs:
         names = {deployment.id: deployment_label(deployment)}
         parts += [Text(), runs_table(recent_runs, names, title="Recent runs", width=width)]

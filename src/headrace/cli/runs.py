@@ -28,6 +28,7 @@ from headrace.exceptions import ObjectNotFound
 if TYPE_CHECKING:
     from headrace.cli.watch import Follow
     from headrace.client import HeadraceClient
+    from headrace.deployments import Deployment
     from headrace.flow_runs import FlowRun
     from headrace.states import State
 
@@ -101,11 +102,29 @@ def _trigger(
         if follow is None:
             note += f" Follow it with: headrace runs logs {created.id} --follow"
         stderr().print(note, soft_wrap=True)
+        await _warn_unless_served(client, deployment)
         if follow is None:
             return 0
         return await _watch(client, created.id, follow)
 
     return trigger
+
+
+async def _warn_unless_served(client: HeadraceClient, deployment: Deployment) -> None:
+    """Say so when no live runner serves the deployment: else the run just sits there."""
+    from headrace.cli.output import deployment_label
+
+    runners = (await client.read_serving_runners([deployment.id])).get(deployment.id, [])
+    if any(runner.alive for runner in runners):
+        return
+    serve = f"headrace serve {deployment.entrypoint or 'PATH:FUNC'} --name {deployment.name}"
+    stderr().print(
+        f"No runner serving {deployment_label(deployment)} is alive: the run waits until "
+        f"one starts ({serve}, or the program that serves it).",
+        style="yellow",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 async def _watch(client: HeadraceClient, flow_run_id: UUID, follow: Follow) -> int:

@@ -1,6 +1,7 @@
 """Liveness: the runner shows it is alive, and acts on what others decided about its runs.
 
-- A heartbeat, so that runners on other hosts do not take it for dead.
+- A heartbeat, so that runners on other hosts do not take it for dead, with the
+  deployments it serves, so that readers see who will run their runs.
 - Every few polls, recovery of the runs of runners that are dead (``recovery.py``).
 - Runs another runner took over are stopped here: one attempt runs at a time.
 - Runs asked to cancel are killed; the cancellation watch checks for them
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
+from uuid import UUID
 
 from headrace.runner.executor import Executor
 from headrace.runner.outcomes import KillReason
@@ -53,6 +55,7 @@ class Liveness:
         self._heartbeat_seconds = min(poll_seconds, heartbeat_timeout_seconds / 3)
         self._recovery_every_polls = recovery_every_polls
         self._last_heartbeat = 0.0
+        self._serving_recorded: set[UUID] | None = None
         self.polls = 0
         self.poller = Poller("cancel watch", self.cancel_step, lambda: cancel_check_seconds)
 
@@ -74,8 +77,14 @@ class Liveness:
         await self.check_cancellations()
 
     async def heartbeat(self) -> None:
+        """Show this runner alive, and record what it serves when that changed: readers
+        tell from these whether anybody will run a deployment's runs."""
         self._last_heartbeat = time.monotonic()
-        await self._store.heartbeat(self._record.id)
+        serving = self._served.ids
+        changed = serving != self._serving_recorded
+        await self._store.heartbeat(self._record.id, serving=serving if changed else None)
+        if changed:
+            self._serving_recorded = serving
 
     async def recover_orphans(self) -> None:
         # Not during a claim: a run claimed but not yet launched would look orphaned.

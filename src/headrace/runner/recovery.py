@@ -74,7 +74,7 @@ def why_dead(
         # be running, so taking them over could run a run twice. Only another host,
         # which cannot look, goes by heartbeats.
         return None
-    if now - owner.heartbeat > heartbeat_timeout:
+    if not owner.presumed_alive(now, heartbeat_timeout):
         return f"{where} stopped sending heartbeats"
     return None
 

@@ -21,7 +21,9 @@ The interface, by what it holds (both classes have each method):
   (``logs.py``)
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
-- runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)
+- runners: ``register_runner``, ``heartbeat`` (which also records the
+  deployments a runner serves), ``read_serving_runners`` (``runners.py``;
+  ``RunnerRecord``)
 - changes: ``AsyncStore.changes``, a ``ChangeFeed`` that tells subscribers (the
   runners of this database) of runs queued and cancellations requested, by this
   process or by others (``changes.py``)

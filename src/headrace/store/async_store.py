@@ -134,6 +134,7 @@ class AsyncStore:
     # -- runners ------------------------------------------------------------
     register_runner = _threaded(URGENT, SQLStore.register_runner)
     heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)
+    read_serving_runners = _threaded(URGENT, SQLStore.read_serving_runners)
 
     # -- written by hand: group commit, and cancellation (both publish changes) --
 

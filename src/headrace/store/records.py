@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -26,6 +26,11 @@ class RunnerRecord(BaseModel):
     started: datetime = Field(default_factory=utcnow)
     heartbeat: datetime = Field(default_factory=utcnow)
     stopped: datetime | None = None
+
+    def presumed_alive(self, now: datetime, heartbeat_timeout: timedelta) -> bool:
+        """Not stopped, and a heartbeat within the timeout: what runners on other hosts
+        go by before taking over its runs, and what readers show as alive."""
+        return self.stopped is None and now - self.heartbeat <= heartbeat_timeout
 
 
 MAX_PAGE = 1000

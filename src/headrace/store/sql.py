@@ -1,9 +1,10 @@
 """The SQL store: every database read and write headrace makes, on SQLite or PostgreSQL.
 
-``SQLStore`` is the one narrow interface: deployments, runs and runners
-here; claims in ``claims.py``; logs in ``logs.py``; state changes in
-``transitions.py``; engine and transactions in ``connection.py``. Rows leave
-as frozen value objects, and driver errors as ``StoreError``/``StoreUnavailable``.
+``SQLStore`` is the one narrow interface: deployments and runs here;
+claims in ``claims.py``; logs in ``logs.py``; state changes in
+``transitions.py``; runners in ``runners.py``; engine and transactions in
+``connection.py``. Rows leave as frozen value objects, and driver errors as
+``StoreError``/``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from headrace.store.rows import (
     owned_by,
     run_with_runner_from_row,
 )
+from headrace.store.runners import Runners
 from headrace.store.tables import deployments, flow_runs, runners
 from headrace.store.transitions import StateChanges
 
@@ -58,7 +60,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines):
+class SQLStore(Claims, StateChanges, LogLines, Runners):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -332,19 +334,7 @@ class SQLStore(Claims, StateChanges, LogLines):
         with self._read() as conn:
             return [flow_run_from_row(row._asdict()) for row in conn.execute(query)]
 
-    # -- runners ------------------------------------------------------------
-
-    def register_runner(self, runner: RunnerRecord) -> None:
-        with self._write() as conn:
-            conn.execute(runners.insert().values(**runner.model_dump()))
-
-    def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {"heartbeat": now}
-        if stopped:
-            values["stopped"] = now
-        with self._write() as conn:
-            conn.execute(runners.update().where(runners.c.id == runner_id).values(**values))
+    # -- runners (and ``runners.py``) ----------------------------------------
 
     def read_active_runs(
         self, deployment_ids: Collection[UUID], runner_name: str | None

@@ -188,3 +188,22 @@ runners = sa.Table(
     sa.Column("heartbeat", UTCDateTime(), nullable=False),
     sa.Column("stopped", UTCDateTime()),
 )
+
+runner_deployments = sa.Table(
+    "runner_deployments",
+    metadata,
+    sa.Column(
+        "runner_id",
+        sa.Uuid(),
+        sa.ForeignKey("runners.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "deployment_id",
+        sa.Uuid(),
+        sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Index("ix_runner_deployments_deployment_id", "deployment_id"),
+)
+"""Which runner serves which deployment: what "is anybody going to run this?" reads."""

@@ -68,7 +68,7 @@ async def build_server(runner: Runner) -> FastAPI:
     settings = runner.settings
     ctx = ServerContext(
         runner=runner,
-        client=HeadraceClient(runner.store),
+        client=HeadraceClient(runner.store, settings),
         store=runner.store,
         settings=settings,
         backlog=Backlog(runner, settings.runner_backlog_limit),
