@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     runner_backlog_limit: int = Field(default=1000, ge=1)
     runner_shutdown_grace_seconds: float = Field(default=30, ge=0)
     runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
-    runner_pin_cpu: bool = True
-    """A serving process keeps its own threads on one CPU (its runs use them all)."""
+    runner_pin_cpu: bool = False
+    """A serving process keeps its own threads on one CPU (its runs use them all). Off by
+    default: every serving process would take the same CPU."""
 
     @field_validator("home", mode="after")
     @classmethod
