@@ -10,10 +10,11 @@ process, never on import:
   default 5 ms switch interval, a finished database write can wait that long
   to hand its result back to the loop; 0.2 ms keeps a trigger's answer quick
   at the cost of a little throughput.
-- With ``HEADRACE_RUNNER_PIN_CPU=true``, both threads stay on one CPU. Python runs one of them at a time anyway, and
-  when the kernel spreads them over two CPUs every hand-off between them is a
-  wake-up across CPUs: on 2 cores, six benchmark runs gave a median trigger
-  under load of 1.6-3.4 ms spread and 0.9-2.7 ms held together. Runs are not
+- With ``HEADRACE_RUNNER_PIN_CPU=true``, both threads stay on one CPU. Python
+  runs one of them at a time anyway, and when the kernel spreads them over two
+  CPUs every hand-off between them is a wake-up across CPUs: on 2 cores, six
+  benchmark runs gave a median trigger under load of 1.6-3.4 ms spread and
+  0.9-2.7 ms held together. Runs are not
   held to that CPU: the fork server takes back every CPU the process was
   allowed (``RUN_CPUS_VARIABLE``). It is off by default: every serving
   process would pick the same CPU, and several on one host would share it.

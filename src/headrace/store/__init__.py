@@ -11,7 +11,7 @@ The interface, by what it holds (both classes have each method):
 - runs: ``create_flow_run`` (idempotent on its key; group commit in
   ``AsyncStore``), ``create_flow_runs``, ``create_planned_runs``,
   ``last_planned_times``, ``read_flow_run``, ``read_flow_run_by_key``,
-  ``read_flow_runs``, ``read_active_runs`` (``sql.py``)
+  ``read_flow_runs`` (``sql.py``)
 - states: ``set_state`` (a compare-and-set; ``AsyncStore.queue_state`` queues
   one without waiting), ``request_cancellation``, ``cancelling_among``,
   ``taken_among``, ``read_state_history`` (``transitions.py``)
@@ -20,7 +20,9 @@ The interface, by what it holds (both classes have each method):
 - logs: ``write_logs``, ``read_logs`` (``sql.py``)
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
-- runners: ``register_runner``, ``heartbeat`` (``sql.py``; ``RunnerRecord``)
+- runners: ``register_runner``, ``heartbeat``, ``read_live_runner``,
+  ``read_active_runs``, ``read_addressed_runs``, ``readdress_flow_run``
+  (``runners.py``; ``RunnerRecord``)
 - changes: runs queued and cancellations requested by other processes,
   ``AsyncStore.watch_changes`` (``changes.py``)
 """

@@ -1,7 +1,8 @@
 """The SQL store: every database read and write headrace makes, on SQLite or PostgreSQL.
 
-``SQLStore`` is the one narrow interface: deployments, runs, logs and runners
-here; claims in ``claims.py``; state changes in ``transitions.py``; engine and
+``SQLStore`` is the one narrow interface: deployments, runs and logs here;
+claims in ``claims.py``; state changes in ``transitions.py``; runners in
+``runners.py``; engine and
 transactions in ``connection.py``. Rows leave as frozen value objects, and
 driver errors as ``StoreError``/``StoreUnavailable``.
 """
@@ -22,17 +23,16 @@ from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.schedules import schedule_key
-from headrace.states import ACTIVE_STATES, StateType, utcnow
+from headrace.states import StateType, utcnow
 from headrace.store.claims import Claims
-from headrace.store.records import MAX_PAGE, RunnerRecord
+from headrace.store.records import MAX_PAGE
 from headrace.store.rows import (
     flow_run_from_row,
     idempotency_scope,
     new_run_values,
-    owned_by,
-    run_with_runner_from_row,
 )
-from headrace.store.tables import deployments, flow_runs, logs, runners
+from headrace.store.runners import Runners
+from headrace.store.tables import deployments, flow_runs, logs
 from headrace.store.transitions import StateChanges
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges):
+class SQLStore(Claims, StateChanges, Runners):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -367,33 +367,3 @@ class SQLStore(Claims, StateChanges):
                 .limit(min(limit, MAX_PAGE))
             ).all()
         return [LogRecord.model_validate(row._asdict()) for row in rows]
-
-    # -- runners ------------------------------------------------------------
-
-    def register_runner(self, runner: RunnerRecord) -> None:
-        with self._write() as conn:
-            conn.execute(runners.insert().values(**runner.model_dump()))
-
-    def heartbeat(self, runner_id: UUID, *, stopped: bool = False) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {"heartbeat": now}
-        if stopped:
-            values["stopped"] = now
-        with self._write() as conn:
-            conn.execute(runners.update().where(runners.c.id == runner_id).values(**values))
-
-    def read_active_runs(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
-    ) -> list[tuple[FlowRun, RunnerRecord | None]]:
-        """Runs owned by a runner (PENDING/RUNNING/CANCELLING), each with that runner's record."""
-        query = (
-            sa.select(flow_runs, *[c.label(f"runner__{c.name}") for c in runners.c])
-            .select_from(flow_runs.outerjoin(runners, runners.c.id == flow_runs.c.runner_id))
-            .where(
-                flow_runs.c.state_type.in_([s.value for s in ACTIVE_STATES])
-                & owned_by(deployment_ids, runner_name)
-            )
-        )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        return [run_with_runner_from_row(row._asdict()) for row in rows]
