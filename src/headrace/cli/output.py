@@ -176,8 +176,7 @@ def final_line(run: FlowRun) -> Text:
         "Flow run ", (run.name, "bold"), " ", state_text(run.state), " after ",
         format_duration(run_seconds(run)),
     )  # fmt: skip
-    kept = run.result is not None or not run.state.message  # else the message says why not
-    if run.state.type == StateType.COMPLETED and kept:
+    if run.state.type == StateType.COMPLETED:
         text.append(f"; result: {preview(run.result)}")
     elif run.state.message and run.state.message.strip():
         text.append(f": {run.state.message.strip().splitlines()[0]}")
@@ -331,9 +330,7 @@ def run_detail(
     grid.add_row("Runner", f"{run.runner_name or '—'}" + (f" (pid {run.pid})" if run.pid else ""))
     grid.add_row("Entrypoint", run.entrypoint or "—")
     grid.add_row("Parameters", Text(to_json(run.parameters, indent=2)))
-    if run.result_truncated:
-        grid.add_row("Result", Text("not stored: too large to keep (result_truncated)"))
-    elif run.state.type == StateType.COMPLETED:
+    if run.state.type == StateType.COMPLETED:
         grid.add_row("Result", Text(to_json(run.result, indent=2)))
     parts: list[RenderableType] = [grid, Text(), history_table(history)]
     if run.state.message and "\n" in run.state.message.strip():
