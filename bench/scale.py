@@ -91,7 +91,7 @@ def poll_query(store: SQLStore, deployment_ids: list[uuid.UUID], repeats: int) -
         claimed = store.claim_runs(deployment_ids=deployment_ids, runner=runner, limit=8)
         samples.append((time.perf_counter() - start) * 1000)
         assert claimed == []
-    plan = store.explain_queue_query(deployment_ids, "bench")
+    plan = store.explain_queue_query(deployment_ids, runner.id)
     return {"p50_ms": statistics.median(samples), "max_ms": max(samples), "plan": plan}
 
 

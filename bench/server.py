@@ -32,6 +32,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HEADRACE_HOME": str(home), "HEADRACE_RUNNER_BACKLOG_LIMIT": "100000"}
+        env["HEADRACE_RUNNER_PIN_CPU"] = "true"  # as measured: the client shares the runner's CPU
         env.pop("HEADRACE_API_KEY", None)
         if database_url:
             env["HEADRACE_DATABASE_URL"] = database_url

@@ -21,7 +21,6 @@ from headrace.deployments import Deployment
 from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import ObjectNotFound
 from headrace.flow_runs import FlowRun, LogRecord
-from headrace.names import default_runner_name
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType, utcnow
@@ -113,17 +112,24 @@ class HeadraceClient:
         runner_name: str | None = None,
         idempotency_key: str | None = None,
     ) -> FlowRun:
-        """Queue an ad-hoc run of ``flow`` (no deployment) for the runner named ``runner_name``.
+        """Queue an ad-hoc run of ``flow`` (no deployment).
 
-        By default that is this host's default runner name, which a ``Runner()``
-        created without a name has: a local runner picks the run up at once.
+        By default no runner claims it: ``runner.execute_flow_run(run.id)`` runs
+        it, in whichever process calls it. With ``runner_name``, the live runner
+        of that name claims it (``ObjectNotFound`` when there is none).
         Values are taken as ``create_flow_run_from_deployment`` takes them.
         """
+        runner = None
+        if runner_name is not None:
+            runner = await self.store.read_live_runner(runner_name)
+            if runner is None:
+                raise ObjectNotFound(f"No runner named {runner_name!r} is running")
         new = new_runs.for_flow(
             flow,
             jsonable_parameters(parameters),
             entrypoint=entrypoint or entrypoint_of(flow),
-            runner_name=runner_name or default_runner_name(),
+            runner_id=runner.id if runner else None,
+            runner_name=runner_name,
             parent_task_run_id=parent_task_run_id,
             idempotency_key=idempotency_key,
         )

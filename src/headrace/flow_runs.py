@@ -76,6 +76,9 @@ class NewFlowRun(BaseModel):
     max_retries: int = 0
     retry_delay_seconds: float = 0
     timeout_seconds: float | None = None
+    runner_id: UUID | None = None
+    """For a run of no deployment: the one runner that may claim it (None: only
+    ``Runner.execute_flow_run`` does)."""
     runner_name: str | None = None
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import secrets
 import socket
 
 ADJECTIVES = (
@@ -31,5 +33,6 @@ def generate_run_name() -> str:
 
 
 def default_runner_name() -> str:
-    """A runner's name unless given: runners on one host share it, and so share ad-hoc runs."""
-    return f"runner-{socket.gethostname()}"
+    """A runner's name unless given: its host and process, and a random part, so that no two
+    runners share one (the pid alone repeats across restarts and containers)."""
+    return f"runner-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -75,11 +75,14 @@ def for_flow(
     parameters: dict[str, Any] | None,
     *,
     entrypoint: str,
-    runner_name: str,
+    runner_id: UUID | None = None,
+    runner_name: str | None = None,
     parent_task_run_id: UUID | None = None,
     idempotency_key: str | None = None,
 ) -> NewFlowRun:
-    """An ad-hoc run of ``flow`` (no deployment) for the runner named ``runner_name``.
+    """An ad-hoc run of ``flow`` (no deployment) for the runner ``runner_id`` (named
+    ``runner_name``), the only one that claims it; with none, only
+    ``Runner.execute_flow_run`` does.
 
     The flow is loaded, so pydantic checks the parameters; raises
     ``ParameterValidationError`` when they are invalid.
@@ -90,6 +93,7 @@ def for_flow(
         parameters=flow.validate_json_parameters(parameters or {}),
         parent_task_run_id=parent_task_run_id,
         idempotency_key=idempotency_key,
+        runner_id=runner_id,
         runner_name=runner_name,
         **_policy(flow),
     )

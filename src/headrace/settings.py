@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
     late_runs_after_seconds: float = Field(default=LATE_RUNS_AFTER_SECONDS, ge=0)
     """A SCHEDULED run overdue by more than this reads as ``Late``."""
-    runner_pin_cpu: bool = True
-    """A serving process keeps its own threads on one CPU (its runs use them all)."""
+    runner_pin_cpu: bool = False
+    """A serving process keeps its own threads on one CPU (its runs use them all). Off by
+    default: every serving process would take the same CPU."""
 
     @field_validator("home", mode="after")
     @classmethod

@@ -6,6 +6,7 @@
                      \\          \\-> CANCELLING -> CANCELLED
                       \\-> CANCELLING / CRASHED
     SCHEDULED -> CANCELLED               (a cancelled scheduled run never starts)
+    SCHEDULED -> CRASHED                 (sent to a runner that is gone, and none can run it)
     PENDING | RUNNING -> SCHEDULED       (requeued on drain, or awaiting a retry)
 
 Terminal states are final: a retry is a new attempt recorded on the way out of
@@ -54,7 +55,7 @@ ACTIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCE
 _ENDINGS = TERMINAL_STATES - {StateType.CANCELLED}
 
 ALLOWED_TRANSITIONS: dict[StateType, frozenset[StateType]] = {
-    StateType.SCHEDULED: frozenset({StateType.PENDING, StateType.CANCELLED}),
+    StateType.SCHEDULED: frozenset({StateType.PENDING, StateType.CANCELLED, StateType.CRASHED}),
     StateType.PENDING: frozenset(
         {StateType.RUNNING, StateType.SCHEDULED, StateType.CANCELLING, StateType.CANCELLED}
         | _ENDINGS

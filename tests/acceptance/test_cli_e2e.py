@@ -202,11 +202,13 @@ def test_ctrl_c_stops_watching_and_leaves_the_run_alone(
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell them apart")
-@pytest.mark.parametrize("pin", [True, False])
+@pytest.mark.parametrize("pin", [True, False, None])
 def test_a_served_runner_keeps_to_one_cpu_and_its_runs_use_them_all(
-    cli_env: dict[str, str], tmp_path: Path, pin: bool
+    cli_env: dict[str, str], tmp_path: Path, pin: bool | None
 ) -> None:
-    cli_env["HEADRACE_RUNNER_PIN_CPU"] = str(pin).lower()
+    """Pinning is opt-in (``None``: the setting unset): every serve would take the same CPU."""
+    if pin is not None:
+        cli_env["HEADRACE_RUNNER_PIN_CPU"] = str(pin).lower()
     allowed = sorted(os.sched_getaffinity(0))
     with serving(cli_env, tmp_path, "tests/flows/basic.py:cpus") as (process, banner):
         trigger = re.search(r"POST (http://\S+/run)", banner)

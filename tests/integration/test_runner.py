@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from headrace.client import HeadraceClient, get_client
+from headrace.exceptions import ObjectNotFound
 from headrace.flow_runs import FlowRun
 from headrace.runner import Runner
 from headrace.settings import Settings
@@ -290,14 +291,24 @@ async def test_a_cancel_from_another_process_reaches_the_runner_at_once(
         assert done.state.type == StateType.CANCELLED
 
 
-async def test_client_created_ad_hoc_runs_reach_a_default_runner(settings: Settings) -> None:
+async def test_client_created_ad_hoc_runs_reach_the_named_runner_or_wait_to_be_executed(
+    settings: Settings,
+) -> None:
     runner = Runner(settings=settings, query_seconds=30, handle_signals=False)
-    await runner.add_flow(basic.fail)  # a deployment to serve; the ad-hoc run is of another flow
+    await runner.add_flow(basic.fail)  # a deployment to serve; the ad-hoc runs are of another flow
     async with running(runner), get_client(settings) as client:
-        run = await client.create_flow_run(basic.add, {"x": 2})
-        done = await wait_for_state(client.store, run.id, timeout=10)
+        waiting = await client.create_flow_run(basic.add, {"x": 5})
+        named = await client.create_flow_run(basic.add, {"x": 2}, runner_name=runner.name)
+        done = await wait_for_state(client.store, named.id, timeout=10)
         assert done.state.type == StateType.COMPLETED
         assert done.result == 3 and done.deployment_id is None
+        # The serving runner claimed the later run, never the one addressed to nobody.
+        assert (await client.read_flow_run(waiting.id)).state.type == StateType.SCHEDULED
+        other = Runner(settings=settings, handle_signals=False)
+        executed = await other.execute_flow_run(waiting.id)
+        assert executed.state.type == StateType.COMPLETED and executed.result == 6
+        with pytest.raises(ObjectNotFound, match="nobody"):
+            await client.create_flow_run(basic.add, {"x": 1}, runner_name="nobody")
 
 
 async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(

@@ -207,11 +207,16 @@ def test_claim_respects_a_deployment_concurrency_limit(store: SQLStore) -> None:
 
 
 def test_ad_hoc_runs_are_claimed_only_by_their_runner(store: SQLStore) -> None:
-    run, _ = store.create_flow_run(NewFlowRun(flow_name="f", runner_name="alpha"))
+    alpha, twin = RunnerRecord(name="alpha"), RunnerRecord(name="alpha")
+    run, _ = store.create_flow_run(NewFlowRun(flow_name="f", runner_id=alpha.id))
+    unaddressed, _ = store.create_flow_run(NewFlowRun(flow_name="f"))
+    assert store.count_queued_runs([], alpha.id, cap=10) == 1
     assert store.claim_runs(deployment_ids=[], runner=RunnerRecord(name="beta"), limit=5) == []
-    (claimed,) = store.claim_runs(deployment_ids=[], runner=RunnerRecord(name="alpha"), limit=5)
+    assert store.claim_runs(deployment_ids=[], runner=twin, limit=5) == []  # the id decides
+    (claimed,) = store.claim_runs(deployment_ids=[], runner=alpha, limit=5)
     assert claimed.id == run.id
-    assert store.count_queued_runs([], "alpha", cap=10) == 0
+    assert store.count_queued_runs([], alpha.id, cap=10) == 0
+    assert store.claim_flow_run(unaddressed.id, twin).runner_id == twin.id  # only when asked
 
 
 def _claim_all(
@@ -389,11 +394,11 @@ def test_active_runs_come_with_their_runner(store: SQLStore) -> None:
     runner = RunnerRecord(name="r", pid=424242)
     store.register_runner(runner)
     store.claim_runs(deployment_ids=[deployment.id], runner=runner, limit=1)
-    ((run, owner),) = store.read_active_runs([deployment.id], None)
+    ((run, owner),) = store.read_active_runs([deployment.id])
     assert run.state.type == StateType.PENDING
     assert owner is not None and owner.id == runner.id and owner.pid == 424242
     store.heartbeat(runner.id, stopped=True)
-    ((_, owner),) = store.read_active_runs([deployment.id], None)
+    ((_, owner),) = store.read_active_runs([deployment.id])
     assert owner is not None and owner.stopped is not None
 
 
@@ -413,7 +418,7 @@ def test_listing_filters_by_deployment_and_state(store: SQLStore) -> None:
 def test_the_claim_query_uses_an_index_on_sqlite(tmp_path: object) -> None:
     store = SQLStore(f"sqlite:///{tmp_path}/plan.db")
     deployment = store.upsert_deployment(spec())
-    plan = " ".join(store.explain_queue_query([deployment.id], "runner"))
+    plan = " ".join(store.explain_queue_query([deployment.id], uuid4()))
     assert "USING INDEX" in plan and "SCAN flow_runs" not in plan
     store.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import sqlalchemy as sa
 
 from headrace.deployments import DeploymentSpec
@@ -45,7 +47,7 @@ def test_the_claim_query_uses_the_queue_index_on_postgres(postgres_url: str) -> 
         )
         with store.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE flow_runs"))
-        plan = "\n".join(store.explain_queue_query([wanted.id], "runner"))
+        plan = "\n".join(store.explain_queue_query([wanted.id], uuid4()))
     finally:
         store.close()
     assert "Seq Scan on flow_runs" not in plan, plan

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import signal
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
@@ -17,6 +18,7 @@ from headrace.runner.outcomes import (
     explain_exit,
 )
 from headrace.runner.recovery import pid_alive, process_start, why_dead
+from headrace.runner.served import ServedDeployments
 from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord
 
@@ -149,3 +151,26 @@ def test_why_dead() -> None:
     assert silent is not None and "heartbeats" in silent
     assert why_dead(me, me, now=NOW, heartbeat_timeout=timeout) is None
     assert why_dead(None, me, now=NOW, heartbeat_timeout=timeout) == "its runner is unknown"
+
+
+def test_why_a_queued_run_cannot_start_names_the_runner_it_was_sent_to() -> None:
+    me = RunnerRecord(name="me", host="h1", pid=100)
+    timeout = timedelta(seconds=90)
+    other = RunnerRecord(name="other", host="h1", pid=200, heartbeat=NOW)
+    died = why_dead(
+        other, me, now=NOW, heartbeat_timeout=timeout, is_alive=lambda *_: False, queued=True
+    )
+    assert died == "it was sent to runner 'other' (pid 200 on h1), which died"
+    stopped = other.model_copy(update={"stopped": NOW})
+    said = why_dead(stopped, me, now=NOW, heartbeat_timeout=timeout, queued=True)
+    assert said == "it was sent to runner 'other' (pid 200 on h1), which stopped"
+
+
+def test_a_runner_can_load_runs_from_the_files_and_modules_it_serves() -> None:
+    served = ServedDeployments()
+    for entrypoint in ("/srv/flows.py:etl", "pkg.jobs:nightly"):
+        spec = SimpleNamespace(id=uuid4(), entrypoint=entrypoint)
+        served.deployments[spec.id] = spec  # type: ignore[assignment]
+    assert served.can_load("/srv/flows.py:helper") and served.can_load("pkg.jobs:other")
+    assert not served.can_load("/srv/other.py:etl") and not served.can_load("pkg:jobs")
+    assert not served.can_load(None) and not served.can_load("no entrypoint")

@@ -6,6 +6,7 @@ import json
 import re
 from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from starlette.requests import Request
@@ -90,7 +91,7 @@ class _Store:
         self.depth = 0
         self.counts = 0
 
-    async def count_queued_runs(self, deployment_ids: Any, runner_name: Any, *, cap: int) -> int:
+    async def count_queued_runs(self, deployment_ids: Any, runner_id: Any, *, cap: int) -> int:
         self.counts += 1
         return min(self.depth, cap)
 
@@ -99,7 +100,8 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = _Store()
-    runner = SimpleNamespace(store=store, deployment_ids=set(), name="r", query_seconds=0.2)
+    record = SimpleNamespace(id=uuid4(), name="r")
+    runner = SimpleNamespace(store=store, deployment_ids=set(), record=record, query_seconds=0.2)
     backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
     assert await backlog.depth() == 0
     assert store.counts == 1

@@ -95,7 +95,7 @@ class Dispatcher:
         wait for a free slot: a finished run wakes the dispatcher for them.
         Counting them here would poll without pause while every slot is busy.
         """
-        due = await self._store.next_due_time(self._served.ids, self._record.name, after)
+        due = await self._store.next_due_time(self._served.ids, self._record.id, after)
         if due is None:
             return poll_seconds
         return max(0.0, min(poll_seconds, (due - utcnow()).total_seconds()))

@@ -2,7 +2,8 @@
 
 - A heartbeat, so that runners on other hosts do not take it for dead, with the
   deployments it serves, so that readers see who will run their runs.
-- Every few polls, recovery of the runs of runners that are dead (``recovery.py``).
+- Every few polls, recovery of the runs of runners that are dead, and of the
+  ad-hoc runs queued for runners that are gone (``recovery.py``).
 - Runs another runner took over are stopped here: one attempt runs at a time.
 - Runs asked to cancel are killed; the cancellation watch checks for them
   often, and at once when the store's change feed says a cancel was asked.
@@ -19,7 +20,7 @@ from uuid import UUID
 from headrace.runner.executor import Executor
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
-from headrace.runner.recovery import recover_orphans
+from headrace.runner.recovery import recover_addressed_runs, recover_orphans
 from headrace.runner.served import ServedDeployments
 from headrace.store import AsyncStore, RunnerRecord
 
@@ -95,6 +96,12 @@ class Liveness:
                 self._served.ids,
                 heartbeat_timeout=self._heartbeat_timeout,
                 active=lambda: set(self._executor.active),
+            )
+            await recover_addressed_runs(
+                self._store,
+                self._record,
+                self._served.can_load,
+                heartbeat_timeout=self._heartbeat_timeout,
             )
 
     async def check_cancellations(self) -> None:

@@ -1,4 +1,5 @@
-"""Crash recovery: resolve runs left PENDING, RUNNING or CANCELLING by a runner that died."""
+"""Crash recovery: resolve runs left PENDING, RUNNING or CANCELLING by a runner that died,
+and ad-hoc runs still queued for a runner that is gone."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition
 from headrace.runner.outcomes import decide_orphan
-from headrace.states import utcnow
+from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord
+from headrace.store.records import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +60,22 @@ def why_dead(
     now: datetime,
     heartbeat_timeout: timedelta,
     is_alive: Callable[[int, datetime], bool] = pid_alive,
+    queued: bool = False,
 ) -> str | None:
-    """Why ``owner`` can no longer finish its runs, or None if it may still be alive."""
+    """Why ``owner`` can no longer finish its runs (or, ``queued``, start the runs sent to
+    it), or None if it may still be alive."""
     if owner is None:
         return "its runner is unknown"
     if owner.id == me.id:
         return None
     where = f"runner {owner.name!r} (pid {owner.pid} on {owner.host})"
+    if queued:
+        where = f"it was sent to {where}, which"
     if owner.stopped is not None:
-        return f"{where} stopped without finishing it"
+        return f"{where} stopped" + ("" if queued else " without finishing it")
     if owner.host == me.host:
         if owner.pid == me.pid or not is_alive(owner.pid, owner.started):
-            return f"{where} died while it ran"
+            return f"{where} died" + ("" if queued else " while it ran")
         # Alive but silent (stopped, or its loop starved): its runs' processes may still
         # be running, so taking them over could run a run twice. Only another host,
         # which cannot look, goes by heartbeats.
@@ -87,14 +93,15 @@ async def recover_orphans(
     heartbeat_timeout: timedelta,
     active: Callable[[], Collection[UUID]] = frozenset,
 ) -> int:
-    """Resolve every orphaned run of these deployments (or of this runner's name) at once.
+    """Resolve every orphaned run of these deployments, or of no deployment, at once.
 
     Orphans are runs of dead runners, and runs this runner claimed but no longer
     executes (``active()`` lists the ones it does): their end went unrecorded.
+    Any runner resolves the ad-hoc runs of a dead one: no other serves them.
     """
     now = utcnow()
     resolved = 0
-    for run, owner in await store.read_active_runs(deployment_ids, me.name):
+    for run, owner in await store.read_active_runs(deployment_ids, ad_hoc=True):
         why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
         if why is None and owner is not None and owner.id == me.id and run.id not in active():
             why = "its outcome could not be recorded when its process ended"
@@ -108,5 +115,40 @@ async def recover_orphans(
         except InvalidStateTransition:
             continue  # someone else resolved it first
         logger.warning("Flow run %s: %s", run.name, decision.state.message)
+        resolved += 1
+    return resolved
+
+
+async def recover_addressed_runs(
+    store: AsyncStore,
+    me: RunnerRecord,
+    can_load: Callable[[str | None], bool],
+    *,
+    heartbeat_timeout: timedelta,
+) -> int:
+    """Ad-hoc runs queued for a runner that is gone: this runner takes those it
+    ``can_load``; the others end CRASHED, so none waits for ever."""
+    now = utcnow()
+    resolved = 0
+    for run, owner in await store.read_addressed_runs(me.id):
+        why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout, queued=True)
+        if why is None or run.runner_id is None:
+            continue
+        if can_load(run.entrypoint):
+            if await store.readdress_flow_run(run.id, run.runner_id, me):
+                logger.warning("Flow run %s: %s; running it here instead", run.name, why)
+                resolved += 1
+            continue
+        message = f"Crashed before it started: {why}; no live runner serves its flow"
+        try:
+            await store.set_state(
+                run.id,
+                State(type=StateType.CRASHED, message=message),
+                expected=[StateType.SCHEDULED],
+                attempt=Attempt(run.runner_id, run.run_count),
+            )
+        except InvalidStateTransition:
+            continue  # claimed, sent elsewhere or ended meanwhile
+        logger.warning("Flow run %s: %s", run.name, message)
         resolved += 1
     return resolved

@@ -22,7 +22,7 @@ from headrace.entrypoints import (
     resolve_script,
     split_entrypoint,
 )
-from headrace.exceptions import EntrypointError
+from headrace.exceptions import EntrypointError, InvalidEntrypoint
 from headrace.flow_runs import FlowRun
 from headrace.store import AsyncStore
 
@@ -128,6 +128,15 @@ class ServedDeployments:
         deployment = self.deployments.get(run.deployment_id)
         return deployment.entrypoint if deployment else None
 
+    def can_load(self, entrypoint: str | None) -> bool:
+        """Whether a run of ``entrypoint`` can run here: a served deployment's flow comes
+        from the same file or module (an ad-hoc run of a runner that is gone moves here)."""
+        if not entrypoint:
+            return False
+        where = _source(entrypoint)
+        served = (d.entrypoint for d in self.deployments.values() if d.entrypoint)
+        return any(_source(served_entrypoint) == where for served_entrypoint in served)
+
     def concurrency_limits(self) -> Mapping[UUID, int]:
         return {
             d.id: d.concurrency_limit
@@ -139,3 +148,11 @@ class ServedDeployments:
         """What becomes of ``run`` when its runner stops before it ends."""
         deployment = self.deployments.get(run.deployment_id) if run.deployment_id else None
         return deployment.on_shutdown if deployment else "finish"
+
+
+def _source(entrypoint: str) -> str:
+    """The file or module part of an entrypoint."""
+    try:
+        return split_entrypoint(entrypoint)[0]
+    except InvalidEntrypoint:
+        return entrypoint

@@ -10,13 +10,14 @@ process, never on import:
   default 5 ms switch interval, a finished database write can wait that long
   to hand its result back to the loop; 0.2 ms keeps a trigger's answer quick
   at the cost of a little throughput.
-- Both threads stay on one CPU. Python runs one of them at a time anyway, and
-  when the kernel spreads them over two CPUs every hand-off between them is a
-  wake-up across CPUs: on 2 cores, six benchmark runs gave a median trigger
-  under load of 1.6-3.4 ms spread and 0.9-2.7 ms held together. Runs are not
+- With ``HEADRACE_RUNNER_PIN_CPU=true``, both threads stay on one CPU. Python
+  runs one of them at a time anyway, and when the kernel spreads them over two
+  CPUs every hand-off between them is a wake-up across CPUs: on 2 cores, six
+  benchmark runs gave a median trigger under load of 1.6-3.4 ms spread and
+  0.9-2.7 ms held together. Runs are not
   held to that CPU: the fork server takes back every CPU the process was
-  allowed (``RUN_CPUS_VARIABLE``). ``HEADRACE_RUNNER_PIN_CPU=false`` turns
-  this off.
+  allowed (``RUN_CPUS_VARIABLE``). It is off by default: every serving
+  process would pick the same CPU, and several on one host would share it.
 - uvloop, when installed (the ``fast`` extra), runs the loop.
 - A database that is behind is migrated in a child process, so Alembic does
   not stay in memory for the life of the process.
@@ -122,7 +123,7 @@ async def serve_until_stopped(
 
 
 def run_serving(
-    main: Coroutine[Any, Any, T], *, pin_cpu: bool = True, migrate_in_child: bool = True
+    main: Coroutine[Any, Any, T], *, pin_cpu: bool = False, migrate_in_child: bool = True
 ) -> T:
     """Run a serving process's main coroutine: tuned, on uvloop when it is installed."""
     tune_for_serving(pin_cpu=pin_cpu, migrate_in_child=migrate_in_child)
@@ -133,7 +134,7 @@ def run_serving(
     return uvloop.run(main)
 
 
-def tune_for_serving(*, pin_cpu: bool = True, migrate_in_child: bool = True) -> None:
+def tune_for_serving(*, pin_cpu: bool = False, migrate_in_child: bool = True) -> None:
     """Tune the interpreter for serving (see the module's docstring for why)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     if pin_cpu:

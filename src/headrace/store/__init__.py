@@ -11,7 +11,7 @@ The interface, by what it holds (both classes have each method):
 - runs: ``create_flow_run`` (idempotent on its key; group commit in
   ``AsyncStore``), ``create_flow_runs``, ``create_planned_runs``,
   ``last_planned_times``, ``read_flow_run``, ``read_flow_run_by_key``,
-  ``read_flow_runs``, ``read_active_runs`` (``sql.py``)
+  ``read_flow_runs`` (``sql.py``)
 - states: ``set_state`` (a compare-and-set; ``AsyncStore.queue_state`` queues
   one without waiting), ``request_cancellation``, ``cancelling_among``,
   ``taken_among``, ``read_state_history`` (``transitions.py``)
@@ -22,8 +22,9 @@ The interface, by what it holds (both classes have each method):
 - deployments: ``upsert_deployment``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
 - runners: ``register_runner``, ``heartbeat`` (which also records the
-  deployments a runner serves), ``read_serving_runners`` (``runners.py``;
-  ``RunnerRecord``)
+  deployments a runner serves), ``read_serving_runners``, ``read_live_runner``,
+  ``read_active_runs``, ``read_addressed_runs``, ``readdress_flow_run``
+  (``runners.py``; ``RunnerRecord``)
 - changes: ``AsyncStore.changes``, a ``ChangeFeed`` that tells subscribers (the
   runners of this database) of runs queued and cancellations requested, by this
   process or by others (``changes.py``)

@@ -113,7 +113,6 @@ class AsyncStore:
     last_planned_times = _threaded(URGENT, SQLStore.last_planned_times)
     read_flow_run = _threaded(URGENT, SQLStore.read_flow_run)
     read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
-    read_active_runs = _threaded(URGENT, SQLStore.read_active_runs)
 
     # -- states -------------------------------------------------------------
     read_state_history = _threaded(URGENT, SQLStore.read_state_history)
@@ -135,6 +134,10 @@ class AsyncStore:
     register_runner = _threaded(URGENT, SQLStore.register_runner)
     heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)
     read_serving_runners = _threaded(URGENT, SQLStore.read_serving_runners)
+    read_active_runs = _threaded(URGENT, SQLStore.read_active_runs)
+    read_live_runner = _threaded(URGENT, SQLStore.read_live_runner)
+    read_addressed_runs = _threaded(BACKGROUND, SQLStore.read_addressed_runs)
+    readdress_flow_run = _threaded(BACKGROUND, SQLStore.readdress_flow_run)
 
     # -- written by hand: group commit, and cancellation (both publish changes) --
 

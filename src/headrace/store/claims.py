@@ -63,7 +63,7 @@ class Claims(SQLBase):
     def next_due_time(
         self,
         deployment_ids: Collection[UUID],
-        runner_name: str | None,
+        runner_id: UUID | None,
         after: datetime | None = None,
     ) -> datetime | None:
         """When the earliest queued run of these deployments (or this runner) is due.
@@ -72,7 +72,7 @@ class Claims(SQLBase):
         and still queued wait for a free slot, not for a time.
         """
         condition = (flow_runs.c.state_type == StateType.SCHEDULED.value) & owned_by(
-            deployment_ids, runner_name
+            deployment_ids, runner_id
         )
         if after is not None:
             condition &= flow_runs.c.expected_start_time > after
@@ -91,7 +91,7 @@ class Claims(SQLBase):
         limits: dict[UUID, int],
     ) -> list[UUID]:
         free_ids = [d for d in deployment_ids if d not in limits]
-        found = self._due(conn, (free_ids, runner.name), limit, now)
+        found = self._due(conn, (free_ids, runner.id), limit, now)
         limited = [d for d in deployment_ids if d in limits]
         if limited:
             if not self.is_sqlite:
@@ -106,16 +106,16 @@ class Claims(SQLBase):
         return [run_id for run_id, _ in found]
 
     def explain_queue_query(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
+        self, deployment_ids: Collection[UUID], runner_id: UUID | None
     ) -> list[str]:
         """The database's plan for the claim query: it must use the queue index."""
         dialect = self.engine.dialect.name
         query = statements.due_runs(
-            by_deployment=bool(deployment_ids), by_runner=runner_name is not None, dialect=dialect
+            by_deployment=bool(deployment_ids), by_runner=runner_id is not None, dialect=dialect
         )
         params = {
             "deployment_ids": statements.id_set_value(deployment_ids, dialect),
-            "runner_name": runner_name,
+            "addressee": runner_id,
             "now": utcnow(),
             "limit": 8,
         }
@@ -129,15 +129,15 @@ class Claims(SQLBase):
     def _due(
         self, conn: sa.Connection, owned: Owner, limit: int, now: datetime
     ) -> list[tuple[UUID, datetime]]:
-        ids, runner_name = owned
-        if not ids and runner_name is None:
+        ids, runner_id = owned
+        if not ids and runner_id is None:
             return []
         dialect = self.engine.dialect.name
         query = statements.due_runs(
-            by_deployment=bool(ids), by_runner=runner_name is not None, dialect=dialect
+            by_deployment=bool(ids), by_runner=runner_id is not None, dialect=dialect
         )
         deployments = statements.id_set_value(ids, dialect)
-        params = {"deployment_ids": deployments, "runner_name": runner_name, "now": now}
+        params = {"deployment_ids": deployments, "addressee": runner_id, "now": now}
         rows = conn.execute(query, {**params, "limit": limit})
         return [(row[0], row[1]) for row in rows]
 
@@ -159,11 +159,11 @@ class Claims(SQLBase):
         )
 
     def count_queued_runs(
-        self, deployment_ids: Collection[UUID], runner_name: str | None, *, cap: int
+        self, deployment_ids: Collection[UUID], runner_id: UUID | None, *, cap: int
     ) -> int:
         """How many due runs wait in SCHEDULED for these deployments (or this runner), up to
         ``cap``; runs planned for later are not a backlog."""
-        owned = owned_by(deployment_ids, runner_name)
+        owned = owned_by(deployment_ids, runner_id)
         inner = (
             sa.select(flow_runs.c.id)
             .where(

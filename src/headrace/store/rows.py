@@ -17,19 +17,17 @@ from headrace.states import State, StateType
 from headrace.store.records import RunnerRecord
 from headrace.store.tables import UTCDateTime, flow_runs
 
-Owner = tuple[Collection[UUID], str | None]
-"""Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this name."""
+Owner = tuple[Collection[UUID], UUID | None]
+"""Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this id."""
 
 
-def owned_by(deployment_ids: Collection[UUID], runner_name: str | None) -> sa.ColumnElement[bool]:
+def owned_by(deployment_ids: Collection[UUID], runner_id: UUID | None) -> sa.ColumnElement[bool]:
     """Runs of these deployments, or ad-hoc runs (no deployment) addressed to this runner."""
     clauses: list[sa.ColumnElement[bool]] = []
     if deployment_ids:
         clauses.append(flow_runs.c.deployment_id.in_(list(deployment_ids)))
-    if runner_name is not None:
-        clauses.append(
-            flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_name == runner_name)
-        )
+    if runner_id is not None:
+        clauses.append(flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_id == runner_id))
     return sa.or_(sa.false(), *clauses)
 
 
@@ -117,6 +115,7 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "max_retries": new.max_retries,
         "retry_delay_seconds": new.retry_delay_seconds,
         "timeout_seconds": new.timeout_seconds,
+        "runner_id": new.runner_id,
         "runner_name": new.runner_name,
         "created": now,
         "updated": now,

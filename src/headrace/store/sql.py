@@ -23,21 +23,19 @@ from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.schedules import schedule_key
-from headrace.states import ACTIVE_STATES, StateType, utcnow
+from headrace.states import StateType, utcnow
 from headrace.store.claims import Claims
 from headrace.store.logs import LogLines
-from headrace.store.records import MAX_PAGE, RunnerRecord
+from headrace.store.records import MAX_PAGE
 from headrace.store.rows import (
     checked_creation,
     flow_run_from_row,
     idempotency_scope,
     known_run,
     new_run_values,
-    owned_by,
-    run_with_runner_from_row,
 )
 from headrace.store.runners import Runners
-from headrace.store.tables import deployments, flow_runs, runners
+from headrace.store.tables import deployments, flow_runs
 from headrace.store.transitions import StateChanges
 
 logger = logging.getLogger(__name__)
@@ -333,21 +331,3 @@ class SQLStore(Claims, StateChanges, LogLines, Runners):
         query = query.limit(min(max(limit, 0), MAX_PAGE)).offset(max(offset, 0))
         with self._read() as conn:
             return [flow_run_from_row(row._asdict()) for row in conn.execute(query)]
-
-    # -- runners (and ``runners.py``) ----------------------------------------
-
-    def read_active_runs(
-        self, deployment_ids: Collection[UUID], runner_name: str | None
-    ) -> list[tuple[FlowRun, RunnerRecord | None]]:
-        """Runs owned by a runner (PENDING/RUNNING/CANCELLING), each with that runner's record."""
-        query = (
-            sa.select(flow_runs, *[c.label(f"runner__{c.name}") for c in runners.c])
-            .select_from(flow_runs.outerjoin(runners, runners.c.id == flow_runs.c.runner_id))
-            .where(
-                flow_runs.c.state_type.in_([s.value for s in ACTIVE_STATES])
-                & owned_by(deployment_ids, runner_name)
-            )
-        )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        return [run_with_runner_from_row(row._asdict()) for row in rows]

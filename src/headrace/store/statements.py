@@ -102,7 +102,8 @@ def taken_among(dialect: str) -> sa.Select[Any]:
 
 @functools.cache
 def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select[Any]:
-    """Due SCHEDULED runs of some deployments and/or of one runner's ad-hoc runs, oldest first.
+    """Due SCHEDULED runs of some deployments and/or the ad-hoc runs addressed to one runner
+    (``:addressee``, its id), oldest first.
 
     Locks its rows (``FOR UPDATE SKIP LOCKED``) except on SQLite, where the claim's
     ``BEGIN IMMEDIATE`` already makes it the only writer.
@@ -113,7 +114,7 @@ def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select
     if by_runner:
         owned.append(
             flow_runs.c.deployment_id.is_(None)
-            & (flow_runs.c.runner_name == sa.bindparam("runner_name"))
+            & (flow_runs.c.runner_id == sa.bindparam("addressee"))
         )
     query = (
         sa.select(flow_runs.c.id, flow_runs.c.expected_start_time)

@@ -40,7 +40,7 @@ class Backlog:
             return estimate
         runner = self._runner
         counted = await runner.store.count_queued_runs(
-            runner.deployment_ids, runner.name, cap=self.limit
+            runner.deployment_ids, runner.record.id, cap=self.limit
         )
         self._counted, self._queued_since, self._counted_at = counted, 0, time.monotonic()
         return counted

@@ -152,6 +152,7 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
             flow,
             wanted.parameters,
             entrypoint=ctx.space.run_entrypoint(wanted.entrypoint),
+            runner_id=ctx.runner.record.id,  # this very runner: it loaded the flow
             runner_name=ctx.runner.name,
             parent_task_run_id=wanted.parent_task_run_id,
             idempotency_key=idempotency_key,
