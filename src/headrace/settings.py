@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     default of its bind: loopback names on a loopback bind, any host otherwise."""
     runner_server_allowed_origins: str = ""
     """Comma-separated origins (``https://ops.example.com``) besides its own that may POST."""
+    runner_server_connection_limit: int | None = Field(default=None, ge=1)
+    """Connections the webserver holds at most (past it: 503); unset, what the open-file limit
+    leaves after room for the runs' pipes."""
+    runner_server_keep_alive_seconds: int = Field(default=5, ge=1)
+    """An idle connection (before its first request or between two) is closed after this."""
 
     runner_poll_frequency: float = Field(default=10, gt=0)
     runner_process_limit: int = Field(default=5, ge=1)

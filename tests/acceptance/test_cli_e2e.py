@@ -298,7 +298,7 @@ def test_serve_on_port_0_advertises_the_port_it_got(cli_env: dict[str, str]) -> 
 def test_a_second_signal_during_the_drain_requeues_at_once(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Ctrl-C twice: the runner stops now, and its running run is requeued, not stranded."""
+    """Ctrl-C twice: the runner stops now; its running run follows the crash rule, not stranded."""
     with serving(cli_env, tmp_path, "tests/flows/basic.py:sleepy", "--name", "nap") as (
         process,
         banner,
@@ -320,5 +320,6 @@ def test_a_second_signal_during_the_drain_requeues_at_once(
         process.send_signal(signal.SIGINT)
         assert process.wait(SHUTDOWN_SECONDS) == 0
     inspected = json.loads(headrace(cli_env, "runs", "inspect", run_id, "--json").stdout)
-    assert inspected["state"]["type"] == "SCHEDULED" and inspected["state"]["name"] == "Requeued"
-    assert "requeueing the running runs now" in log.read_text()
+    assert inspected["state"]["type"] == "CRASHED", inspected["state"]  # no retries: not re-run
+    assert "the runner shut down" in inspected["state"]["message"]
+    assert "stopping the running runs now" in log.read_text()

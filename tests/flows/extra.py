@@ -81,3 +81,15 @@ def finishes_on_sigterm(marker: str) -> str:
 @flow
 def echo(value: Any) -> Any:
     return value
+
+
+@flow(retries=1)
+def touch_retried(t0: float, out: str, sleep: float = 0.0) -> float:
+    """``basic.touch`` with one retry: "start"/"end" markers, one line each."""
+    start = time.time()
+    with open(out, "a") as handle:
+        handle.write(f"start {t0} {start}\n")
+    time.sleep(sleep)
+    with open(out, "a") as handle:
+        handle.write(f"end {t0} {time.time()}\n")
+    return start

@@ -93,9 +93,10 @@ async def test_deployment_concurrency_limit(settings: Settings, tmp_path: Path) 
     assert max_overlap(out) == 1
 
 
-async def test_drain_requeues_what_outlives_the_grace_period(
+async def test_a_run_that_outlives_the_grace_period_follows_the_crash_rule(
     database_url: str, tmp_path: Path
 ) -> None:
+    """Without retries it ends CRASHED and never runs again; queued runs stay queued."""
     settings = Settings(
         home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=0.5
     )
@@ -107,7 +108,8 @@ async def test_drain_requeues_what_outlives_the_grace_period(
         await wait_for_state(client.store, ids[0], {StateType.RUNNING})
     async with get_client(settings) as client:
         first = await client.read_flow_run(ids[0])
-        assert first.state.type == StateType.SCHEDULED and first.state.name == "Requeued"
+        assert first.state.type == StateType.CRASHED, first.state
+        assert first.state.message == "Crashed: the runner shut down before it finished"
         for run_id in ids[1:]:
             queued = await client.read_flow_run(run_id)
             assert queued.state.type == StateType.SCHEDULED and queued.run_count == 0
@@ -115,13 +117,37 @@ async def test_drain_requeues_what_outlives_the_grace_period(
     fast = make_runner(settings, limit=3)
     await fast.add_flow(basic.touch)
     async with running(fast):
-        await wait_all(settings, ids)
+        await wait_all(settings, ids[1:])
     async with get_client(settings) as client:
         first = await client.read_flow_run(ids[0])
-        assert first.run_count == 2  # the requeued attempt is recorded, not hidden
-        for run_id in ids:
-            history = await client.read_state_history(run_id)
-            assert sum(1 for s in history if s.type in TERMINAL_STATES) == 1
+        assert (first.state.type, first.run_count) == (StateType.CRASHED, 1), "not re-run"
+    assert out.read_text().count("start 0.0 ") == 1
+
+
+async def test_a_run_with_a_retry_left_gets_a_new_attempt_after_the_grace_period(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=0.5
+    )
+    out = tmp_path / "markers"
+    runner = make_runner(settings, limit=1)
+    deployment_id = await runner.add_flow(extra.touch_retried)
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(out), sleep=3)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, run_id, {StateType.RUNNING})
+    async with get_client(settings) as client:
+        stopped = await client.read_flow_run(run_id)
+        assert (stopped.state.type, stopped.state.name) == (StateType.SCHEDULED, "Rescheduled")
+
+    again = make_runner(settings, limit=1)
+    await again.add_flow(extra.touch_retried)
+    async with running(again):
+        await wait_all(settings, [run_id])
+    async with get_client(settings) as client:
+        assert (await client.read_flow_run(run_id)).run_count == 2
+        history = await client.read_state_history(run_id)
+        assert sum(1 for s in history if s.type in TERMINAL_STATES) == 1
 
 
 async def test_drain_finishes_runs_within_the_grace_period(

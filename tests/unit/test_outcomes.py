@@ -76,6 +76,17 @@ def test_kill_reasons_decide_the_state() -> None:
     assert requeued.state.type == StateType.SCHEDULED and requeued.state.name == "Requeued"
 
 
+def test_a_run_stopped_at_the_end_of_the_grace_period_follows_the_crash_rule() -> None:
+    """Never re-run from scratch unless its retries allow: its body may have done half its work."""
+    stopped = ProcessReport(-15, None, KillReason.STOPPED)
+    once = decide_outcome(run(), stopped, NOW)
+    assert once.state.type == StateType.CRASHED
+    assert once.state.message == "Crashed: the runner shut down before it finished"
+    retried = decide_outcome(run(max_retries=1), stopped, NOW)
+    assert (retried.state.type, retried.state.name) == (StateType.SCHEDULED, "Rescheduled")
+    assert retried.fields["expected_start_time"] == NOW
+
+
 def test_invalid_parameters_fail_without_a_retry() -> None:
     flaky = run(max_retries=3)
     decision = decide_outcome(flaky, ProcessReport(0, Invalid("x: not a number")), NOW)
@@ -102,6 +113,7 @@ def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
         KillReason.CANCEL: (StateType.CANCELLED, "Cancelled"),
         KillReason.SHUTDOWN: (StateType.CANCELLED, "Cancelled"),
         KillReason.REQUEUE: (StateType.SCHEDULED, "Requeued"),
+        KillReason.STOPPED: (StateType.SCHEDULED, "Rescheduled"),  # retries left: a new attempt
         KillReason.TIMEOUT: (StateType.SCHEDULED, "AwaitingRetry"),  # a timeout is a failure
         KillReason.LOST: (StateType.CRASHED, "Crashed"),  # refused: another attempt holds it
     }

@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -131,23 +132,62 @@ def prepare_fork_server() -> None:
     logging.getLogger().setLevel(logging.INFO)
 
 
-def _isolate() -> None:
+def _isolate(stop_fd: int | None) -> None:
     os.setsid()  # its own process group: cancel kills the run and everything it started
     _die_with_parent()
     if os.getppid() == 1:  # the parent died before we asked to die with it
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    on_sigterm = signal.SIG_DFL if stop_fd is None else _heed_only_the_runner(stop_fd)
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def run_child(job: ChildJob, connection: Sender) -> None:
+IGNORED_SIGTERM = (
+    b"headrace: ignored a SIGTERM its runner did not send; the runner decides when this run "
+    b"stops (a SIGTERM to the runner drains it)\n"
+)
+
+
+def _heed_only_the_runner(stop_fd: int) -> Callable[[int, Any], None]:
+    """A SIGTERM handler that ends the run only when its runner sent the signal.
+
+    The runner writes to the run's events socket before it signals the run's
+    group (cancel, timeout, shutdown), so that socket is readable then (as it
+    is once the runner is gone). A SIGTERM without it came from outside: a
+    service manager that signals every process of the service (systemd's
+    ``KillMode=control-group``) or ``kill -TERM`` of the runner and its runs.
+    The runner got it too and drains, so the run keeps going. Processes the
+    run forks keep the default; programs it executes get the default anyway.
+    """
+    run_pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if os.getpid() == run_pid and not _readable(stop_fd):
+            with contextlib.suppress(OSError):
+                os.write(2, IGNORED_SIGTERM)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return on_sigterm
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> None:
     """Entry point of a run's process (called in the forked child).
 
     File descriptors 1 and 2 are already pipes the runner reads line by line,
     so output from C code and subprocesses becomes run logs too; ``logging``
-    records travel over the events pipe with their levels.
+    records travel over the events socket with their levels. ``stop_fd`` (the
+    events socket) becomes readable when the runner means to stop the run:
+    only then does a SIGTERM end it.
     """
-    _isolate()
+    _isolate(stop_fd)
     # Line by line, and printing text that is not valid UTF-8 never fails the flow.
     sys.stdout = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115

@@ -78,7 +78,7 @@ def _run_in_child(sock: socket.socket, job: ChildJob, fds: list[int]) -> None:
 
         from headrace.process.child import run_child
 
-        run_child(job, Connection(events_fd, readable=False))
+        run_child(job, Connection(events_fd, readable=False), stop_fd=events_fd)
         code = 0
     finally:
         sys.stdout.flush()

@@ -62,7 +62,7 @@ class EventReader:
             self._buffer += data
             self._hand_on()
             if not data:
-                self.close()
+                self._stop_reading()  # the fd stays open: its process may not be reaped yet
 
     def _hand_on(self) -> None:
         while not self.closed:
@@ -70,7 +70,9 @@ class EventReader:
                 event = self._next_event()
             except Exception:  # not what a run's process sends: stop listening to it
                 logger.exception("Unreadable event from a flow run's process; ignoring the rest")
-                self.close()
+                self._stop_reading()
+                # Read on, unheard: a process writing into a full socket would hang.
+                asyncio.get_running_loop().add_reader(self._fd, self._discard)
                 return
             if event is None:
                 return
@@ -95,15 +97,23 @@ class EventReader:
         del buffer[:end]
         return event
 
-    def close(self) -> None:
-        """Stop reading; a message cut short by the process's end is dropped."""
-        if self.closed:
-            return
+    def _discard(self) -> None:
+        if read_ready(self._fd) == b"":
+            asyncio.get_running_loop().remove_reader(self._fd)
+
+    def _stop_reading(self) -> None:
         self.closed = True
         asyncio.get_running_loop().remove_reader(self._fd)
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Stop reading and close the fd; a message cut short by the process's end is dropped."""
+        if self._fd < 0:
+            return
+        self._stop_reading()
         with contextlib.suppress(OSError):
             os.close(self._fd)
-        self._buffer.clear()
+        self._fd = -1
 
 
 class OutputReader:

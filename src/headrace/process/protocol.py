@@ -81,7 +81,7 @@ ChildEvent = Running | Log | FinalEvent
 REQUEST = struct.Struct("!QI")
 """runner -> server: (request id, length of the pickled ``ChildJob`` that follows)."""
 FDS_PER_RUN = 3
-"""A request carries the run's events pipe, and the pipes that become its stdout and stderr."""
+"""A request carries the run's events socket, and the pipes that become its stdout and stderr."""
 REPLY = struct.Struct("!QBq")
 """server -> runner: (request id, STARTED or EXITED, the pid or the exit status)."""
 STARTED = 1

@@ -73,9 +73,21 @@ class ChildProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
 
+    def ask_to_stop(self) -> None:
+        """Tell the run's process that the SIGTERM that follows is its runner's.
+
+        A run ignores a SIGTERM that comes without this (see ``child.py``). Only
+        while it runs: once it has exited, the events fd may be closed and its
+        number reused.
+        """
+        if self.exitcode is None:
+            with contextlib.suppress(OSError):
+                os.write(self.events, b"\0")
+
     async def kill(self, grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS) -> int:
         """SIGTERM the group, then SIGKILL it if the process outlives the grace period."""
         if self.exitcode is None:
+            self.ask_to_stop()
             self.signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.wait(), timeout=grace_seconds)
@@ -154,7 +166,8 @@ class ForkServerStarter:
         sock = self._sock
         assert sock is not None
         loop = asyncio.get_running_loop()
-        read_fd, write_fd = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        read_fd, write_fd = ours.detach(), theirs.detach()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         for fd in (out_r, err_r):

@@ -3,7 +3,9 @@
 ``finish`` waits for the run up to the grace period, ``requeue`` ends its
 process and queues it again, ``cancel`` ends it as CANCELLED. Whatever still
 runs when the grace period ends, or when a second signal asks to hurry, is
-requeued: a stopped runner leaves no run stranded.
+stopped and follows the crash rule: a new attempt if it has retries left, else
+CRASHED. A stopped runner leaves no run stranded, and never re-runs a body
+that may have done half its work unless its retries allow it.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def drain(
         runs = "run" if count == 1 else "runs"
         logger.info("Waiting up to %gs for %d %s to finish", grace_seconds, count, runs)
         await wait_unless_hurried(finishing, grace_seconds, hurry)
-    _kill(executor, list(executor.active), KillReason.REQUEUE)  # what outlived the grace
+    _kill(executor, list(executor.active), KillReason.STOPPED)  # what outlived the grace
     await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 
@@ -85,7 +87,7 @@ async def wait_unless_hurried(
                 )
                 pending -= done
     except TimeoutError:
-        pass  # the grace period is over: what still runs is requeued
+        pass  # the grace period is over: what still runs is stopped
     finally:
         hurried.cancel()
         await asyncio.gather(hurried, return_exceptions=True)

@@ -16,6 +16,8 @@ from headrace.flow_runs import FlowRun
 from headrace.process.protocol import Completed, Crashed, Failed, FinalEvent, Invalid
 from headrace.states import State, StateType, utcnow
 
+STOPPED_WHY = "the runner shut down before it finished"
+
 
 class KillReason(StrEnum):
     """Why the runner ended a run's process itself."""
@@ -25,6 +27,10 @@ class KillReason(StrEnum):
     """Cancelled because its runner stopped and its deployment says ``on_shutdown="cancel"``."""
     TIMEOUT = "timeout"
     REQUEUE = "requeue"
+    """Queued again: its deployment says ``on_shutdown="requeue"``."""
+    STOPPED = "stopped"
+    """Still running when its runner's grace period ended (or a second signal cut it short):
+    the crash rule decides, as for a runner that died, so a body is never re-run unasked."""
     LOST = "lost"
     """Another runner took the run over (this one was presumed dead): stop this attempt."""
 
@@ -65,6 +71,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             return Decision(State(type=StateType.CANCELLED, message=message))
         case _, KillReason.REQUEUE:
             return requeue("Requeued: its runner shut down before it finished", now)
+        case _, KillReason.STOPPED:
+            return decide_orphan(run, STOPPED_WHY, now)
         case _, KillReason.LOST:  # not recorded: the run is another attempt now
             return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
         case _, KillReason.TIMEOUT:

@@ -78,7 +78,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entered = 0
         self._hurry = asyncio.Event()
-        """Set by a second signal during the drain: requeue what still runs at once."""
+        """Set by a second signal during the drain: stop what still runs at once."""
 
     @property
     def store(self) -> AsyncStore:
@@ -190,7 +190,7 @@ class Runner:
 
     def _on_signal(self, signum: signal.Signals) -> None:
         if self._session is not None and self._session.poll.stopping:  # already draining
-            logger.warning("Received %s again: requeueing the running runs now", signum.name)
+            logger.warning("Received %s again: stopping the running runs now", signum.name)
             self._hurry.set()
             return
         logger.warning("Received %s: draining, then stopping", signum.name)

@@ -18,6 +18,8 @@ process, never on import:
   held to that CPU: the fork server takes back every CPU the process was
   allowed (``RUN_CPUS_VARIABLE``). It is off by default: every serving
   process would pick the same CPU, and several on one host would share it.
+- The soft open-file limit is raised to the hard one: every connection to
+  the webserver and every pipe of a run is an open file.
 - uvloop, when installed (the ``fast`` extra), runs the loop.
 - A database that is behind is migrated in a child process, so Alembic does
   not stay in memory for the life of the process.
@@ -32,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -48,6 +52,8 @@ from headrace.settings import load_settings
 from headrace.store.migrate import migrate_in_child_process
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.0002
 READY_POLL_SECONDS = 0.05
@@ -137,10 +143,26 @@ def run_serving(
 def tune_for_serving(*, pin_cpu: bool = False, migrate_in_child: bool = True) -> None:
     """Tune the interpreter for serving (see the module's docstring for why)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    raise_open_file_limit()
     if pin_cpu:
         pin_to_one_cpu()
     if migrate_in_child:
         migrate_in_child_process()  # Alembic would stay in memory as long as we serve
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft open-file limit to the hard one: connections and runs' pipes are files.
+
+    The soft limit is often 1,024 while the hard one is far higher; a process
+    that serves may take what it is allowed.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # an unlimited hard limit is beyond what the kernel allows
+        logger.warning("Could not raise the open-file limit above %d", soft)
 
 
 def pin_to_one_cpu() -> None:

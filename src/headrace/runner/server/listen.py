@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from headrace.exceptions import ConfigurationError
 from headrace.runner.server.app import build_server
+from headrace.runner.server.connections import bounded_protocol, connection_limit
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.hosts import is_loopback
 
@@ -51,6 +52,7 @@ def _config(
 ) -> uvicorn.Config:
     settings = runner.settings
     options: dict[str, Any] = {"log_config": None} if embedded else {}
+    limit = connection_limit(settings, runner.limit)
     return uvicorn.Config(
         app,
         host=settings.runner_server_host,
@@ -58,6 +60,9 @@ def _config(
         log_level=log_level or settings.runner_server_log_level,
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=bounded_protocol(limit),
+        limit_concurrency=limit,
+        timeout_keep_alive=settings.runner_server_keep_alive_seconds,
         **options,
     )
 
