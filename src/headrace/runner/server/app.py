@@ -35,7 +35,7 @@ from headrace.runner.server.context import ServerContext
 from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
 from headrace.runner.server.middleware import Guard
-from headrace.runner.server.openapi import RunnerApp
+from headrace.runner.server.openapi import RunnerApp, deployment_body
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -140,7 +140,7 @@ def _add_trigger_routes(app: RunnerApp, ctx: ServerContext) -> None:
             tags=["deployments"],
             responses={**TRIGGER_RESPONSES, 404: {"description": "Unknown deployment"}},
         )
-        app.request_bodies[path] = deployment.parameter_schema
+        app.request_bodies[path] = deployment_body(deployment)
     app.add_api_route(
         "/flow/run",
         flow_endpoint(ctx),
