@@ -164,7 +164,7 @@ async def queue_run(
     depth = await backlog.depth()
     if not backlog.is_full(depth):
         run, created = await ctx.store.create_flow_run(new)
-    elif known := await ctx.store.read_flow_run_by_key(new):
+    elif new.idempotency_key and (known := await ctx.store.read_flow_run_by_key(new)):
         run, created = known, False  # a repeated request asks for no new run: no 429
     else:
         return message(
