@@ -17,7 +17,8 @@
     ├── ObjectNotFound                no flow run / deployment with that id
     ├── InvalidStateTransition        a run may not move to that state
     ├── StoreError                    the database failed (driver error chained)
-    │   └── StoreUnavailable          the database cannot be reached
+    │   ├── StoreUnavailable          the database cannot be reached
+    │   └── StoreFull                 the database has no space left
     └── SubmissionError               a runner webserver refused or did not answer
         └── RunnerUnreachable         no runner webserver answers
 
@@ -112,6 +113,10 @@ class StoreError(HeadraceError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached."""
+
+
+class StoreFull(StoreError):
+    """The database is full (no space left)."""
 
 
 class SubmissionError(HeadraceError):

@@ -28,6 +28,7 @@ from headrace.exceptions import (
     ObjectNotFound,
     ParameterValidationError,
     StoreError,
+    StoreFull,
     StoreUnavailable,
 )
 from headrace.runner.server.backlog import Backlog
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STORE_RETRY_AFTER_SECONDS = 5
+STORE_FULL = "The database is full (no space left)"
 OK = b'{"message":"OK"}'
 UNRESPONSIVE = b'{"message":"Runner is unresponsive at this time"}'
 
@@ -216,7 +218,11 @@ async def _invalid_parameters(request: Request, exc: Exception) -> Response:
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
+    """503 (retry later) while the database fails; 507 once it has no space left, which no
+    retry mends until someone frees space."""
     logger.error("%s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, StoreFull):
+        return message(STORE_FULL, 507)
     text = (
         "The database cannot be reached"
         if isinstance(exc, StoreUnavailable)
