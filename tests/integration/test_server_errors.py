@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +14,9 @@ import sqlalchemy as sa
 from headrace.exceptions import StoreFull
 from headrace.flow_runs import NewFlowRun
 from headrace.runner import Runner
-from headrace.runner.server import build_server
+from headrace.runner.server import build_server, serve_in_loop
 from headrace.settings import Settings
+from tests.helpers import eventually, free_port
 from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,3 +64,49 @@ async def test_a_full_database_is_507_not_unreachable(settings: Settings) -> Non
     new = NewFlowRun(flow_name="complex-flow", parameters={"shape": shape})
     with pytest.raises(StoreFull, match="full"):
         await runner.store.create_flow_run(new)
+
+
+HALF_BODIES = {
+    "content-length": 'Content-Length: 1000\r\n\r\n{"x": 1, ',
+    "chunked": 'Transfer-Encoding: chunked\r\n\r\n8\r\n{"x": 1}\r\n',
+}
+
+
+@pytest.mark.parametrize("framing", sorted(HALF_BODIES))
+async def test_a_client_gone_mid_body_is_one_log_line(
+    framing: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=f"sqlite:///{tmp_path / 'web.db'}",
+        runner_server_host="127.0.0.1",
+        runner_server_port=free_port(),
+    )
+    runner, ids = await served(settings)
+    caplog.set_level(logging.INFO)
+    task = await serve_in_loop(runner)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", settings.runner_server_port)
+        writer.write(
+            f"POST /deployment/{ids['adder']}/run HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\n{HALF_BODIES[framing]}".encode()
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        gone = await eventually(
+            lambda: _records(caplog, "disconnected"), lambda found: len(found) > 0
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=15)
+    (line,) = gone
+    assert line.exc_info is None, "no traceback"
+    assert f"/deployment/{ids['adder']}/run" in line.getMessage()
+    assert not [r for r in caplog.records if r.exc_info or "Exception in ASGI" in r.getMessage()]
+    assert await runner.store.read_flow_runs() == [], "half a body creates nothing"
+
+
+async def _records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if text in r.getMessage()]

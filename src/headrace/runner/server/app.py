@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from headrace._version import __version__
@@ -181,6 +181,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         ParameterValidationError: _invalid_parameters,
         StoreError: _store_failed,
         StarletteHTTPException: _http_error,
+        ClientDisconnect: _client_gone,
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
@@ -229,6 +230,14 @@ async def _store_failed(request: Request, exc: Exception) -> Response:
         else "The database operation failed"
     )
     return message(text, 503, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-body is its own business: one line, no traceback."""
+    logger.info(
+        "%s %s: the client disconnected before its request ended", request.method, request.url.path
+    )
+    return Response(status_code=400)  # nobody is left to read it
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -67,6 +67,8 @@ TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "With ?wait: the run has not ended yet; poll its Location"},
     400: {"description": "Invalid body or parameters; `errors` names each parameter"},
     429: {"description": "The backlog is full: retry after `Retry-After` seconds"},
+    503: {"description": "The database cannot be reached: retry after `Retry-After` seconds"},
+    507: {"description": "The database is full (no space left)"},
 }
 
 
