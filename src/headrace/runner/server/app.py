@@ -158,13 +158,8 @@ def _add_trigger_routes(app: RunnerApp, ctx: ServerContext) -> None:
             403: {"description": "The flow is outside the served deployments' import space"},
             404: {"description": "The entrypoint cannot be loaded or is not a flow"},
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": FlowRunRequest.model_json_schema()}},
-            }
-        },
     )
+    app.request_bodies["/flow/run"] = FlowRunRequest.model_json_schema()
 
 
 # -- errors -> status codes --------------------------------------------------
