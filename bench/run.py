@@ -32,6 +32,8 @@ from results import Results, percentiles
 from server import FLOW_FILE, Server, tree_memory_mb
 
 PHASE_TIMEOUT_SECONDS = 120
+REFUSAL_BACKLOG = 50
+"""The backlog limit of the server M2's refusals are measured on."""
 
 
 @dataclass
@@ -111,9 +113,11 @@ class Bench:
         results.add(key, n=len(samples), **percentiles(samples))
         await self.settle()
 
-    async def m2_throughput(self, results: Results) -> None:
+    async def hammer(self, body: dict[str, object]) -> tuple[dict[int, int], float, list[float]]:
+        """`m2_requests` triggers over `m2_clients` connections: statuses, seconds, latencies."""
         remaining = self.sizes.m2_requests
         statuses: dict[int, int] = {}
+        samples: list[float] = []
 
         async def worker() -> None:
             nonlocal remaining
@@ -121,8 +125,11 @@ class Bench:
             while remaining > 0:
                 remaining -= 1
                 try:
-                    response = await self.trigger(self.out("m2"), connection=connection)
+                    ms, response = await timed(
+                        lambda: connection.request("POST", self.run_path, body)
+                    )
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                    samples.append(ms)
                 except (OSError, asyncio.IncompleteReadError):
                     statuses[0] = statuses.get(0, 0) + 1
             await connection.close()
@@ -132,7 +139,11 @@ class Bench:
             asyncio.gather(*(worker() for _ in range(self.sizes.m2_clients))),
             PHASE_TIMEOUT_SECONDS,
         )
-        elapsed = time.perf_counter() - start
+        return statuses, time.perf_counter() - start, samples
+
+    async def m2_throughput(self, results: Results) -> None:
+        body = {"t0": time.time(), "out": str(self.out("m2"))}
+        statuses, elapsed, samples = await self.hammer(body)
         accepted = statuses.get(201, 0)
         results.add(
             "M2 trigger throughput",
@@ -140,8 +151,34 @@ class Bench:
             requests=self.sizes.m2_requests,
             accepted_per_s=accepted / elapsed,
             errors=self.sizes.m2_requests - accepted,
+            p50_ms=statistics.median(samples) if samples else float("nan"),
         )
         await self.settle()
+
+    async def m2_refusals(self, results: Results) -> None:
+        """M2 with the backlog full: every trigger is refused with 429, which must cost less
+        than accepting. The runner's one slot holds a run that sleeps; the rest wait."""
+        blocker = {"t0": time.time(), "out": str(self.out("m2r")), "sleep": 600.0}
+        for _ in range(REFUSAL_BACKLOG + 1):
+            await self.raw.request("POST", self.run_path, blocker)
+        deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+        while (await self.client.get(f"{self.server.url}/run_count")).json() < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the blocking run did not start in time")
+            await asyncio.sleep(0.05)
+        for _ in range(REFUSAL_BACKLOG):  # the place the started run left
+            if (await self.raw.request("POST", self.run_path, blocker)).status_code == 429:
+                break
+        statuses, elapsed, samples = await self.hammer(blocker)
+        refused = statuses.get(429, 0)
+        results.add(
+            "M2 refusal throughput",
+            clients=self.sizes.m2_clients,
+            requests=self.sizes.m2_requests,
+            refused_per_s=refused / elapsed,
+            errors=self.sizes.m2_requests - refused,
+            p50_ms=statistics.median(samples) if samples else float("nan"),
+        )
 
     async def m3_start_latency(self, results: Results) -> None:
         out = self.out("m3")
@@ -228,6 +265,23 @@ async def run_http_metrics(options: Options, results: Results, work: Path) -> No
 
     with fresh_database(options.database_url, work, "http") as url:
         await _run_http_metrics(url, options, results, work)
+    with fresh_database(options.database_url, work, "refusals") as url:
+        await _run_refusal_metrics(url, options, results, work)
+
+
+async def _run_refusal_metrics(
+    database_url: str, options: Options, results: Results, work: Path
+) -> None:
+    server = Server(work / "home-refusals", database_url, 1, backlog_limit=REFUSAL_BACKLOG)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await server.wait_ready(client)
+            bench = Bench(server, client, options.sizes, work)
+            await bench.find_deployment()
+            with client_placed(server, options.client_cpu, results):
+                await bench.m2_refusals(results)
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager

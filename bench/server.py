@@ -27,11 +27,18 @@ def free_port() -> int:
 class Server:
     """`headrace serve` in a child process, with its own HEADRACE_HOME."""
 
-    def __init__(self, home: Path, database_url: str | None, limit: int) -> None:
+    def __init__(
+        self, home: Path, database_url: str | None, limit: int, backlog_limit: int = 100_000
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HEADRACE_HOME": str(home), "HEADRACE_RUNNER_BACKLOG_LIMIT": "100000"}
+        env = {
+            **os.environ,
+            "HEADRACE_HOME": str(home),
+            "HEADRACE_RUNNER_BACKLOG_LIMIT": str(backlog_limit),
+            "HEADRACE_RUNNER_SHUTDOWN_GRACE_SECONDS": "1",
+        }
         env["HEADRACE_RUNNER_PIN_CPU"] = "true"  # as measured: the client shares the runner's CPU
         env.pop("HEADRACE_API_KEY", None)
         if database_url:

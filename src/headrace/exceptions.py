@@ -18,7 +18,8 @@
     ├── InvalidStateTransition        a run may not move to that state
     ├── IdempotencyKeyReused          a known idempotency key with other parameters
     ├── StoreError                    the database failed (driver error chained)
-    │   └── StoreUnavailable          the database cannot be reached
+    │   ├── StoreUnavailable          the database cannot be reached
+    │   └── StoreFull                 the database has no space left
     └── SubmissionError               a runner webserver refused or did not answer
         └── RunnerUnreachable         no runner webserver answers
 
@@ -117,6 +118,10 @@ class StoreError(HeadraceError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached."""
+
+
+class StoreFull(StoreError):
+    """The database is full (no space left)."""
 
 
 class SubmissionError(HeadraceError):

@@ -29,6 +29,7 @@ def test_quick_benchmark_measures_every_metric(tmp_path: Path) -> None:
     for key in (
         "M1 trigger latency",
         "M2 trigger throughput",
+        "M2 refusal throughput",
         "M3 trigger->body start",
         "M4 completion throughput",
         "M5 idle memory (tree)",
@@ -40,6 +41,7 @@ def test_quick_benchmark_measures_every_metric(tmp_path: Path) -> None:
     ):
         assert key in metrics, key
     assert metrics["M2 trigger throughput"]["errors"] == 0
+    assert metrics["M2 refusal throughput"]["refused_per_s"] > 0
     m4 = metrics["M4 completion throughput"]
     assert m4["runs"] == m4["started"] > 0
     assert metrics["M7 POST /flow/run"]["statuses"] == {"201": 10}

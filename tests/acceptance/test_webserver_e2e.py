@@ -282,10 +282,13 @@ def live_runner(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: str) -> None:
+    """No input gets a 5xx, and every input the document allows is accepted."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, given
     from hypothesis import settings as hypothesis_settings
     from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import positive_data_acceptance
+    from schemathesis.core.failures import FailureGroup
     from schemathesis.generation import GenerationMode
 
     document = httpx.get(f"{live_runner}/openapi.json").json()
@@ -298,10 +301,14 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: s
     ]
     assert len(operations) >= 10
     server_errors: list[str] = []
+    refused_valid: list[str] = []
+    checks: list[Any] = []
     statuses: Counter[int] = Counter()
     for path, method in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategy = schema[path][method].as_strategy(generation_mode=mode)
+            # Valid data must be accepted; invalid data must only not break the server.
+            checks[:] = [positive_data_acceptance] if mode == GenerationMode.POSITIVE else []
 
             @given(case=strategy)
             @hypothesis_settings(
@@ -324,6 +331,13 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: s
                         f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
                         f"{response.status_code} {response.text[:200]}"
                     )
+                try:
+                    case.validate_response(response, checks=checks)
+                except FailureGroup as exc:
+                    refused_valid.append(
+                        f"{case.method} {case.formatted_path} {case.headers} {case.body!r}"[:300]
+                        + f": {response.status_code} {response.text[:200]} {exc!r}"[:900]
+                    )
 
             try:
                 call()
@@ -331,6 +345,7 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: s
                 if mode == GenerationMode.POSITIVE:
                     raise  # negative cases do not exist for routes without inputs
     assert server_errors == []
+    assert refused_valid == [], "the document allows what the server refuses"
     print(sorted(statuses.items()))
     assert statuses[201] and statuses[200] and statuses[400] and statuses[422], statuses
     assert httpx.get(f"{live_runner}/health").status_code == 200

@@ -139,7 +139,9 @@ async def test_openapi_documents_each_deployment_body(sqlite_settings: Settings)
     ]["schema"]
     expected = basic.add.parameters.model_dump()
     del expected["definitions"]
-    assert add_schema == expected
+    assert add_schema["properties"] == expected["properties"]
+    assert add_schema["required"] == expected["required"]
+    assert add_schema["additionalProperties"] is False, "unknown parameters are refused"
     for ref in _refs(document):
         name = ref.removeprefix("#/components/schemas/")
         assert ref.startswith("#/components/schemas/") and name in components, ref
@@ -147,6 +149,20 @@ async def test_openapi_documents_each_deployment_body(sqlite_settings: Settings)
     assert paths["/flow/run"]["post"]["requestBody"]["content"]["application/json"]["schema"][
         "required"
     ] == ["entrypoint"]
+
+
+async def test_openapi_documents_the_answers_of_the_run_routes(sqlite_settings: Settings) -> None:
+    runner, _ = await served(sqlite_settings)
+    app = await build_server(runner)
+    async with client(app) as c:
+        paths = (await c.get("/openapi.json")).json()["paths"]
+    assert "404" in paths["/flow_runs/{flow_run_id}"]["get"]["responses"]
+    assert {"404", "409"} <= set(paths["/flow_runs/{flow_run_id}/cancel"]["post"]["responses"])
+    logs = paths["/flow_runs/{flow_run_id}/logs"]["get"]
+    assert {"400", "404"} <= set(logs["responses"])
+    assert "text/event-stream" in logs["responses"]["200"]["content"]
+    (last_event_id,) = [p for p in logs["parameters"] if p["name"] == "Last-Event-ID"]
+    assert last_event_id["schema"]["type"] == "string", "a header is never null"
 
 
 def _refs(value: Any) -> list[str]:

@@ -8,8 +8,9 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import sqlalchemy as sa
 
-from headrace.runner.server import build_server
+from headrace.runner.server import backlog, build_server
 from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import basic, extra
@@ -160,6 +161,32 @@ async def test_full_backlog_is_429_with_retry_after(settings: Settings) -> None:
         invalid = {"entrypoint": "tests.flows.nested:double"}
         assert (await c.post("/flow/run", json=invalid)).status_code == 400, "400 comes first"
     assert len(await runner.store.read_flow_runs()) == 2
+
+
+async def test_a_full_backlog_refuses_without_asking_the_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backlog, "MAX_ESTIMATE_AGE_SECONDS", 60.0)  # no refresh meanwhile
+    limited = settings.model_copy(update={"runner_backlog_limit": 2})
+    runner, ids = await served(limited)
+    app = await build_server(runner)  # not started: nothing leaves the queue
+    route = f"/deployment/{ids['double']}/run"
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = runner.store.sync.engine
+    async with client(app) as c:
+        for _ in range(2):
+            assert (await c.post(route, json={"x": 1})).status_code == 201
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            refused = [(await c.post(route, json={"x": 1})).status_code for _ in range(20)]
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+    assert refused == [429] * 20
+    assert statements == [], "a refusal without an Idempotency-Key needs no query"
 
 
 async def test_a_known_idempotency_key_gets_its_run_even_when_the_backlog_is_full(

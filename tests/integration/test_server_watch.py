@@ -65,3 +65,23 @@ async def test_logs_follow_as_server_sent_events(settings: Settings) -> None:
     data = [e for e in events[:-1] if "data: " in e]
     assert any('"message":"adding 5 and 10"' in e for e in data)
     assert all(e.startswith("id: ") for e in data)
+
+
+async def test_a_stream_resumes_after_its_last_event_id_and_refuses_others(
+    settings: Settings,
+) -> None:
+    runner, ids = await served(settings)
+    app = await build_server(runner)
+    async with running(runner), client(app) as c:
+        created = await c.post(f"/deployment/{ids['adder']}/run?wait=20", json={"x": 5})
+        run_id = created.json()["flow_run_id"]
+        lines = (await c.get(f"/flow_runs/{run_id}/logs")).json()
+        assert len(lines) >= 2
+        logs = f"/flow_runs/{run_id}/logs?follow=true"
+        resumed = await c.get(logs, headers={"Last-Event-ID": str(lines[0]["id"])})
+        assert f"id: {lines[0]['id']}\n" not in resumed.text
+        assert f"id: {lines[1]['id']}\n" in resumed.text
+        for never_sent in ("null", "-1", "1.5", "9" * 16, "x"):
+            refused = await c.get(logs, headers={"Last-Event-ID": never_sent})
+            assert refused.status_code == 400, (never_sent, refused.text)
+            assert "Last-Event-ID" in refused.json()["message"]

@@ -101,7 +101,14 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
 ) -> None:
     store = _Store()
     record = SimpleNamespace(id=uuid4(), name="r")
-    runner = SimpleNamespace(store=store, deployment_ids=set(), record=record, query_seconds=0.2)
+    runner = SimpleNamespace(
+        store=store,
+        deployment_ids=set(),
+        record=record,
+        name="r",
+        query_seconds=0.2,
+        claimed_total=0,
+    )
     backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
     assert await backlog.depth() == 0
     assert store.counts == 1
@@ -117,12 +124,35 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
     store.depth = 20
     assert backlog.is_full(await backlog.depth())
     assert backlog.retry_after_seconds == 1
-    store.depth = 0
-    assert await backlog.depth() == 0
+    assert store.counts == 3
+    store.depth = 0  # another runner took them all
     monkeypatch.setattr(backlog_module, "MAX_ESTIMATE_AGE_SECONDS", 0.0)
+    assert await backlog.depth() == 0
     await backlog.depth()
-    await backlog.depth()
-    assert store.counts == 6, "a stale estimate is counted again"
+    assert store.counts == 5, "a stale estimate is counted again"
+
+
+async def test_a_full_backlog_refuses_from_memory_until_the_runner_claims() -> None:
+    store = _Store()
+    runner = SimpleNamespace(
+        store=store, deployment_ids=set(), name="r", query_seconds=0.2, claimed_total=0
+    )
+    backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
+    store.depth = 20
+    assert backlog.is_full(await backlog.depth())
+    for _ in range(100):
+        assert backlog.is_full(await backlog.depth())
+    assert store.counts == 1, "refusals cost no count"
+    runner.claimed_total = 5  # the runner took five runs from the queue
+    store.depth = 15
+    assert await backlog.depth() == 15
+    assert store.counts == 1, "the runner's own claims keep the estimate exact"
+    for _ in range(5):
+        backlog.queued()
+    assert backlog.estimate() == 20
+    runner.claimed_total = 0  # the runner was opened again: its claims start over
+    assert await backlog.depth() == 15
+    assert store.counts == 2
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,8 @@ class Dispatcher:
             kill_grace_seconds=kill_grace_seconds,
             on_finished=self.on_run_finished,
         )
+        self.claimed_total = 0
+        """Runs claimed so far: the webserver's backlog estimate subtracts them."""
         self.claim_lock = asyncio.Lock()
         """Held from a claim to its launch: recovery must not take a claimed run for lost."""
         self._runs_left_queued = True
@@ -79,6 +81,7 @@ class Dispatcher:
             # from now on wakes the dispatcher itself. A deployment's limit may hold
             # runs back, so with limits a finished run always claims.
             self._runs_left_queued = len(claimed) == free or bool(limits)
+            self.claimed_total += len(claimed)
             for run in claimed:
                 self.executor.launch(run, self._served.entrypoint_for(run))
 
@@ -86,6 +89,7 @@ class Dispatcher:
         """Claim and launch one given run, whatever its deployment."""
         async with self.claim_lock:
             run = await self._store.claim_flow_run(flow_run_id, self._record)
+            self.claimed_total += 1
             return self.executor.launch(run, entrypoint)
 
     async def delay_until_next_due(self, after: datetime, poll_seconds: float) -> float:

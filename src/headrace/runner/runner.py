@@ -106,6 +106,11 @@ class Runner:
     def running_count(self) -> int:
         return len(self._session.dispatcher.executor.active) if self._session else 0
 
+    @property
+    def claimed_total(self) -> int:
+        """Runs claimed since the runner was opened (the webserver's backlog bookkeeping)."""
+        return self._session.dispatcher.claimed_total if self._session else 0
+
     def has_slots_available(self) -> bool:
         return self.running_count < self.limit
 

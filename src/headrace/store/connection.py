@@ -8,11 +8,33 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from headrace.exceptions import ObjectNotFound, StoreError, StoreUnavailable
+from headrace.exceptions import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
 from headrace.states import StateType
 from headrace.store.dialects import WRITE_OPTION, create_engine
 from headrace.store.migrate import upgrade
 from headrace.store.tables import flow_runs
+
+SQLITE_FULL = "SQLITE_FULL"
+POSTGRES_DISK_FULL = "53100"
+"""SQLSTATE ``disk_full``."""
+
+
+def is_full(error: BaseException | None) -> bool:
+    """Whether a driver error says the database has no space left (SQLite's "database or
+    disk is full", PostgreSQL's ``disk_full``): not the same as a database out of reach."""
+    return (
+        getattr(error, "sqlite_errorname", None) == SQLITE_FULL
+        or getattr(error, "sqlstate", None) == POSTGRES_DISK_FULL
+    )
+
+
+def store_error(exc: sa.exc.DBAPIError) -> StoreError:
+    """The headrace error for a driver error: full, out of reach, or failed."""
+    if is_full(exc.orig):
+        return StoreFull(f"The database is full (no space left): {exc.orig}")
+    if isinstance(exc, sa.exc.OperationalError):
+        return StoreUnavailable(f"The database cannot be reached: {exc.orig}")
+    return StoreError(f"The database operation failed: {exc.orig}")
 
 
 class SQLBase:
@@ -39,10 +61,8 @@ class SQLBase:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sa.exc.OperationalError as exc:
-            raise StoreUnavailable(f"The database cannot be reached: {exc.orig}") from exc
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"The database operation failed: {exc.orig}") from exc
+            raise store_error(exc) from exc
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:

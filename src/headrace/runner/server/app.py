@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from headrace._version import __version__
@@ -29,6 +29,7 @@ from headrace.exceptions import (
     ObjectNotFound,
     ParameterValidationError,
     StoreError,
+    StoreFull,
     StoreUnavailable,
 )
 from headrace.runner.server.backlog import Backlog
@@ -37,7 +38,7 @@ from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
 from headrace.runner.server.middleware import Guard
-from headrace.runner.server.openapi import RunnerApp, add_docs
+from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STORE_RETRY_AFTER_SECONDS = 5
+STORE_FULL = "The database is full (no space left)"
 OK = b'{"message":"OK"}'
 UNRESPONSIVE = b'{"message":"Runner is unresponsive at this time"}'
 
@@ -150,7 +152,7 @@ def _add_trigger_routes(app: RunnerApp, ctx: ServerContext) -> None:
             tags=["deployments"],
             responses={**TRIGGER_RESPONSES, 404: {"description": "Unknown deployment"}},
         )
-        app.request_bodies[path] = deployment.parameter_schema
+        app.request_bodies[path] = deployment_body(deployment)
     app.add_api_route(
         "/flow/run",
         flow_endpoint(ctx),
@@ -166,13 +168,8 @@ def _add_trigger_routes(app: RunnerApp, ctx: ServerContext) -> None:
             403: {"description": "The flow is outside the served deployments' import space"},
             404: {"description": "The entrypoint cannot be loaded or is not a flow"},
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": FlowRunRequest.model_json_schema()}},
-            }
-        },
     )
+    app.request_bodies["/flow/run"] = FlowRunRequest.model_json_schema()
 
 
 # -- errors -> status codes --------------------------------------------------
@@ -190,6 +187,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         ParameterValidationError: _invalid_parameters,
         StoreError: _store_failed,
         StarletteHTTPException: _http_error,
+        ClientDisconnect: _client_gone,
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
@@ -227,13 +225,25 @@ async def _invalid_parameters(request: Request, exc: Exception) -> Response:
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
+    """503 (retry later) while the database fails; 507 once it has no space left, which no
+    retry mends until someone frees space."""
     logger.error("%s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, StoreFull):
+        return message(STORE_FULL, 507)
     text = (
         "The database cannot be reached"
         if isinstance(exc, StoreUnavailable)
         else "The database operation failed"
     )
     return message(text, 503, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-body is its own business: one line, no traceback."""
+    logger.info(
+        "%s %s: the client disconnected before its request ended", request.method, request.url.path
+    )
+    return Response(status_code=400)  # nobody is left to read it
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,14 +1,20 @@
 """Backpressure: how many runs wait for this runner, and whether one more may queue.
 
 Counting queued runs is a database query; doing it for every trigger would
-double a trigger's cost. ``Backlog`` counts when it matters and estimates when
-it does not: the estimate is the last count plus the runs this server has
-queued since, good for ``MAX_ESTIMATE_AGE_SECONDS``, and is only trusted while
-it stays a margin below the limit. Near the limit every trigger counts exactly.
+double a trigger's cost, and doing it for every refusal would make a 429 dearer
+than a 201. ``Backlog`` keeps the depth in memory instead: the last count, plus
+the runs this server has queued since, minus the runs the runner has claimed
+since. Both are the runner's own bookkeeping, so the estimate stays exact for
+everything this process does; what other processes do (their triggers, their
+claims, scheduled runs falling due) is picked up by a fresh count, taken at
+most every ``MAX_ESTIMATE_AGE_SECONDS`` by whichever trigger finds the estimate
+stale. A trigger that would take one of the last ``margin`` places counts
+exactly before accepting; a full backlog is refused from memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import TYPE_CHECKING
@@ -30,20 +36,53 @@ class Backlog:
         self._margin = max(1, limit // 10)
         self._counted = 0
         self._queued_since = 0
+        self._claimed_before = 0
+        """The runner's claim total when the last count ended."""
+        self._claimed_latest = 0
+        """The runner's claim total when last looked at."""
         self._counted_at = -math.inf
+        self._counting = asyncio.Lock()
+
+    def estimate(self) -> int:
+        """The last count, plus the runs queued here since, minus those claimed since."""
+        claimed = max(0, self._runner.claimed_total - self._claimed_before)
+        return max(0, self._counted + self._queued_since - claimed)
 
     async def depth(self) -> int:
-        """Runs waiting to start: counted, or estimated while far below the limit."""
-        estimate = self._counted + self._queued_since
-        fresh = time.monotonic() - self._counted_at < MAX_ESTIMATE_AGE_SECONDS
-        if fresh and estimate + self._margin < self.limit:
-            return estimate
+        """Runs waiting to start: from memory while the estimate is fresh and either far
+        below the limit or at it; otherwise counted (one count at a time)."""
+        if self._trusted():
+            return self.estimate()
+        seen = self._counted_at
+        async with self._counting:
+            if self._counted_at != seen:  # another trigger counted while this one waited
+                return self.estimate()
+            return await self._count()
+
+    def _fresh(self) -> bool:
+        claimed, latest = self._runner.claimed_total, self._claimed_latest
+        self._claimed_latest = claimed
+        if claimed < latest:
+            return False  # the runner was opened again: its claim total started over
+        return time.monotonic() - self._counted_at < MAX_ESTIMATE_AGE_SECONDS
+
+    def _trusted(self) -> bool:
+        if not self._fresh():
+            return False
+        estimate = self.estimate()
+        return estimate >= self.limit or estimate + self._margin < self.limit
+
+    async def _count(self) -> int:
         runner = self._runner
+        queued_before = self._queued_since
         counted = await runner.store.count_queued_runs(
             runner.deployment_ids, runner.record.id, cap=self.limit
         )
-        self._counted, self._queued_since, self._counted_at = counted, 0, time.monotonic()
-        return counted
+        # Runs queued or claimed while counting may or may not be in the count: they are
+        # taken as not, which errs toward a full backlog rather than past the limit.
+        self._counted, self._queued_since = counted, self._queued_since - queued_before
+        self._claimed_before, self._counted_at = runner.claimed_total, time.monotonic()
+        return self.estimate()
 
     def queued(self) -> None:
         """This server has just queued a run."""

@@ -21,7 +21,7 @@ JSON_MEDIA_TYPE = "application/json"
 
 
 class BadRequestBody(ValueError):
-    """The request body is not what the route accepts (answered with 400)."""
+    """The request (its body, or a header) is not what the route accepts (answered with 400)."""
 
 
 def json_response(

@@ -140,6 +140,8 @@ class Guard:
             if replayed:
                 return await receive()
             replayed = True
+            if received["type"] != "http.request":  # the client left mid-body: say so
+                return received
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)

@@ -11,6 +11,12 @@ The document declares the API key as an HTTP bearer scheme, so ``/docs`` has an
 Authorize button; with a key set every operation but ``/health`` requires it.
 ``/docs`` serves Swagger UI from an installed package (fastapi-offline), never
 from a CDN, so it works on a machine without internet access.
+
+The body documented is the one the server accepts: parameters the deployment
+gives defaults for are not required (an empty body means "the defaults"), an
+enforced schema refuses unknown parameters (``additionalProperties: false``),
+and no text may hold a NUL character (no store keeps one). A header is never
+JSON ``null``: an absent header is how a client leaves it out.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import re
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -31,6 +37,9 @@ from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from headrace.runner.server.middleware import OPEN_PATHS
+
+if TYPE_CHECKING:
+    from headrace.deployments import Deployment
 
 REF_PREFIXES = ("#/definitions/", "#/$defs/")
 COMPONENTS_PREFIX = "#/components/schemas/"
@@ -45,6 +54,24 @@ DOCS_PATH = "/docs"
 DOCS_ASSETS_PATH = "/docs/assets"
 SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "persistAuthorization": True}
 """No online validator badge (it would call out); the key survives a reload."""
+
+NO_NUL = "^[^\\u0000]*$"
+"""An ECMA-262 pattern: text without NUL characters."""
+JSON_VALUE = "JSONValue"
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value whose text and keys hold no NUL character",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": COMPONENTS_PREFIX + JSON_VALUE}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": COMPONENTS_PREFIX + JSON_VALUE},
+        },
+    ],
+}
+_ANY_KEYWORDS = frozenset({"type", "$ref", "anyOf", "allOf", "oneOf", "enum", "const", "not"})
 
 
 class RunnerApp(FastAPI):
@@ -65,6 +92,7 @@ class RunnerApp(FastAPI):
                 routes=self.routes,
             )
             document = inject_request_bodies(document, getattr(self, "request_bodies", {}))
+            document = headers_without_null(document)
             self.openapi_schema = declare_bearer(document, required=self.key_required)
         return self.openapi_schema
 
@@ -102,6 +130,22 @@ def add_docs(app: FastAPI) -> None:
     app.add_api_route(DOCS_PATH, swagger_ui, methods=["GET"], include_in_schema=False)
 
 
+def deployment_body(deployment: Deployment) -> dict[str, Any]:
+    """The JSON schema of the body ``POST /deployment/<id>/run`` accepts."""
+    body = copy.deepcopy(dict(deployment.parameter_schema or {"type": "object"}))
+    body.setdefault("type", "object")
+    if not deployment.enforce_parameter_schema:
+        body.pop("required", None)
+        return body
+    required = [name for name in body.get("required", []) if name not in deployment.parameters]
+    if required:
+        body["required"] = required
+    else:
+        body.pop("required", None)
+    body["additionalProperties"] = False
+    return body
+
+
 def inject_request_bodies(
     document: dict[str, Any], bodies: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -113,7 +157,7 @@ def inject_request_bodies(
             continue
         body = move_definitions(schema, components, salt=path)
         operation["requestBody"] = {
-            "required": False,
+            "required": bool(body.get("required")),
             "content": {"application/json": {"schema": body}},
         }
     return document
@@ -126,6 +170,10 @@ def move_definitions(
     body = copy.deepcopy(dict(schema))
     definitions: dict[str, Any] = body.pop("definitions", None) or {}
     definitions.update(body.pop("$defs", None) or {})
+    for schema_part in (body, *definitions.values()):
+        without_nul(schema_part)
+    if COMPONENTS_PREFIX + JSON_VALUE in json.dumps([body, definitions]):
+        components.setdefault(JSON_VALUE, JSON_VALUE_SCHEMA)
     plain = {name: _UNSAFE_NAME.sub("_", name) or "Model" for name in definitions}
     names = {
         name: _component_name(plain[name], rewrite_refs(definition, plain), components, salt)
@@ -165,3 +213,61 @@ def _rewrite_ref(ref: Any, names: Mapping[str, str]) -> Any:
             name = ref[len(prefix) :]
             return COMPONENTS_PREFIX + names.get(name, _UNSAFE_NAME.sub("_", name))
     return ref
+
+
+def without_nul(schema: Any) -> Any:
+    """``schema`` (changed in place) with every string and key it allows free of NUL.
+
+    Values it leaves open (a parameter typed ``Any``, the extra fields a nested
+    model ignores) become any ``JSONValue`` without NUL.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    if not _ANY_KEYWORDS & schema.keys():
+        schema["$ref"] = COMPONENTS_PREFIX + JSON_VALUE
+        return schema
+    _restrict_text(schema)
+    for key in _SUBSCHEMA:
+        if schema.get(key) is True:
+            schema[key] = {"$ref": COMPONENTS_PREFIX + JSON_VALUE}
+        elif isinstance(schema.get(key), dict):
+            without_nul(schema[key])
+    children = [item for key in _SUBSCHEMA_LISTS for item in schema.get(key, [])]
+    children += [item for key in _SUBSCHEMA_MAPS for item in (schema.get(key) or {}).values()]
+    for child in children:
+        without_nul(child)
+    return schema
+
+
+def _restrict_text(schema: dict[str, Any]) -> None:
+    """A string schema gets a no-NUL pattern, an object schema no-NUL keys and JSON extras."""
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and not {"enum", "const", "format"} & schema.keys():
+        if "pattern" in schema:
+            schema.setdefault("allOf", []).append({"pattern": NO_NUL})
+        else:
+            schema["pattern"] = NO_NUL
+    if "object" in types or "properties" in schema:
+        schema.setdefault("propertyNames", {"pattern": NO_NUL})
+        schema.setdefault("additionalProperties", {"$ref": COMPONENTS_PREFIX + JSON_VALUE})
+
+
+_SUBSCHEMA = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+
+
+def headers_without_null(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the ``null`` choice taken out of every header parameter's schema."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter.get("in") != "header" or "anyOf" not in schema:
+                    continue
+                choices = [s for s in schema["anyOf"] if s.get("type") != "null"]
+                if len(choices) == 1:
+                    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+                    parameter["schema"] = {**choices[0], **rest}
+    return document

@@ -7,6 +7,7 @@ same thing; ``add_run_routes`` adds them to the app.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,7 +19,12 @@ from starlette.responses import Response, StreamingResponse
 
 from headrace.deployments import Deployment
 from headrace.runner.server.context import ServerContext
-from headrace.runner.server.json_io import json_response, raw_json_response, run_json
+from headrace.runner.server.json_io import (
+    BadRequestBody,
+    json_response,
+    raw_json_response,
+    run_json,
+)
 from headrace.runner.server.watch import follow_logs, log_json
 from headrace.states import StateType
 from headrace.store.records import MAX_PAGE
@@ -26,6 +32,17 @@ from headrace.store.records import MAX_PAGE
 MAX_OFFSET = 2**31 - 1
 MAX_LOG_ID = 2**53
 NO_NUL = r"^[^\x00]*$"
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,15}$"
+"""A log line's id, as the stream sends it in ``id:`` fields."""
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No flow run with that id"}}
+LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    200: {
+        "description": "Log lines as JSON, or with `follow=true` a Server-Sent Events stream",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    400: {"description": "`Last-Event-ID` is not the id of a log line"},
+}
 DEPLOYMENT_FIELDS = frozenset(
     {
         "id",
@@ -58,7 +75,11 @@ Context = Annotated[ServerContext, Depends(server_context)]
 def add_run_routes(app: FastAPI) -> None:
     """``/flow_runs...`` and ``/deployments``, over the store the runner uses."""
     app.add_api_route(
-        "/flow_runs/{flow_run_id}", read_flow_run, summary="Read a flow run", tags=["flow runs"]
+        "/flow_runs/{flow_run_id}",
+        read_flow_run,
+        summary="Read a flow run",
+        tags=["flow runs"],
+        responses=NOT_FOUND,
     )
     app.add_api_route("/flow_runs", read_flow_runs, summary="List flow runs", tags=["flow runs"])
     app.add_api_route(
@@ -68,12 +89,14 @@ def add_run_routes(app: FastAPI) -> None:
         status_code=202,
         summary="Cancel a flow run",
         tags=["flow runs"],
+        responses={**NOT_FOUND, 409: {"description": "The run has already ended"}},
     )
     app.add_api_route(
         "/flow_runs/{flow_run_id}/logs",
         read_logs,
         summary="Read or follow a flow run's logs",
         tags=["flow runs"],
+        responses=LOG_RESPONSES,
     )
     app.add_api_route(
         "/deployments",
@@ -126,12 +149,19 @@ async def read_logs(
     flow_run_id: UUID,
     follow: bool = False,
     after_id: Annotated[int, Query(ge=0, le=MAX_LOG_ID)] = 0,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_LOG_ID)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            json_schema_extra={"pattern": LAST_EVENT_ID_PATTERN},
+            description="Resume a stream after the log line of this id (sent by EventSource).",
+        ),
+    ] = None,
 ) -> Response:
     """Log lines after ``after_id`` as JSON, at most 1,000 (a full page has a ``Link``
     header to the next); with ``follow=true`` a Server-Sent Events stream (one ``data:``
     JSON line per log line) that ends with an ``end`` event once the run has ended."""
-    start = max(after_id, last_event_id or 0)
+    start = max(after_id, _log_id(last_event_id))
     if follow:
         await ctx.client.read_flow_run(flow_run_id)  # 404 before any streaming starts
         return StreamingResponse(
@@ -144,6 +174,18 @@ async def read_logs(
     if len(lines) >= MAX_PAGE:  # a full page: there may be more
         headers = {"Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'}
     return json_response([log_json(line) for line in lines], headers=headers)
+
+
+def _log_id(last_event_id: str | None) -> int:
+    """The log id of a ``Last-Event-ID`` header; the stream only ever sends whole numbers."""
+    if last_event_id is None:
+        return 0
+    if re.fullmatch(LAST_EVENT_ID_PATTERN, last_event_id) is None:
+        raise BadRequestBody(
+            f"Last-Event-ID {last_event_id[:40]!r} is not the id of a log line (a whole number "
+            "of at most 15 digits, as the stream sends in its id: fields)"
+        )
+    return int(last_event_id)
 
 
 async def read_deployments(ctx: Context) -> Response:

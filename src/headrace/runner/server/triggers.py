@@ -38,6 +38,7 @@ from headrace.runner.server.json_io import (
     read_json_object,
     run_json,
 )
+from headrace.runner.server.openapi import deployment_body
 from headrace.runner.server.runs import run_path
 from headrace.runner.server.watch import MAX_WAIT_SECONDS, wait_for_end
 
@@ -74,6 +75,8 @@ TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid body or parameters; `errors` names each parameter"},
     422: {"description": "The Idempotency-Key was used with other parameters, or a bad query"},
     429: {"description": "The backlog is full: retry after `Retry-After` seconds"},
+    503: {"description": "The database cannot be reached: retry after `Retry-After` seconds"},
+    507: {"description": "The database is full (no space left)"},
 }
 
 
@@ -99,7 +102,7 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
         request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
     ) -> Response:
         parameters = await read_parameters(request, empty={})
-        checked = flow if source is None else await _followed(source, request, path)
+        checked = flow if source is None else await _followed(source, request, path, deployment)
         new = new_runs.for_deployment(
             deployment, parameters, flow=checked, idempotency_key=idempotency_key
         )
@@ -108,7 +111,9 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     return run_deployment
 
 
-async def _followed(source: FlowFile, request: Request, path: str) -> AnyFlow:
+async def _followed(
+    source: FlowFile, request: Request, path: str, deployment: Deployment
+) -> AnyFlow:
     """The flow as its file now defines it: the run will load the file as it is.
 
     When its parameters changed, the route's OpenAPI body follows, and a warning
@@ -118,7 +123,10 @@ async def _followed(source: FlowFile, request: Request, path: str) -> AnyFlow:
     if changed:
         logger.warning("%s: %s", source.path, SCHEMA_CHANGED)
         app = request.app
-        app.request_bodies[path] = flow.parameters.model_dump()
+        schema = flow.parameters.model_dump()
+        app.request_bodies[path] = deployment_body(
+            deployment.model_copy(update={"parameter_schema": schema})
+        )
         app.openapi_schema = None
     return flow
 
@@ -212,7 +220,7 @@ async def queue_run(
     depth = await backlog.depth()
     if not backlog.is_full(depth):
         run, created = await ctx.store.create_flow_run(new)
-    elif known := await ctx.store.read_flow_run_by_key(new):
+    elif new.idempotency_key and (known := await ctx.store.read_flow_run_by_key(new)):
         run, created = known, False  # a repeated request asks for no new run: no 429
     else:
         return message(
