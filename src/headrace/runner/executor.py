@@ -22,6 +22,7 @@ from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
+from headrace.runner.journal import Journal
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -30,12 +31,13 @@ from headrace.store.records import Attempt
 
 logger = logging.getLogger(__name__)
 
-PERSIST_ATTEMPTS = 5
 RUNNING_WRITE_DELAY_SECONDS = 0.02
 """RUNNING is written this late (or at the run's first log line, whichever comes first): a
 quiet run shorter than this records RUNNING and its end in one transaction (the state
 history still shows both, with the child's own times)."""
 PERSIST_RETRY_SECONDS = 0.5
+PERSIST_RETRY_MAX_SECONDS = 5.0
+"""An outcome the database did not take is retried this often at most, for as long as it takes."""
 
 
 @dataclass(eq=False)
@@ -64,13 +66,18 @@ class Executor:
         *,
         kill_grace_seconds: float,
         on_finished: Callable[[FlowRun | None], None],
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._starter = starter
         self._logs = logs
         self._kill_grace_seconds = kill_grace_seconds
         self._on_finished = on_finished
+        self._journal = journal
         self.active: dict[UUID, RunHandle] = {}
+        self.waiting_outcomes = 0
+        """Runs that ended and whose outcome the database has not taken yet."""
+        self._giving_up = asyncio.Event()
 
     def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
@@ -117,7 +124,8 @@ class Executor:
 
     async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         run = handle.run
-        job = _job_for(run, entrypoint)
+        journal = self._journal
+        job = _job_for(run, entrypoint, None if journal is None else str(journal.path_for(run)))
         if job is None:
             return await self._persist(run, _crashed("The flow run has no entrypoint to load"))
         try:
@@ -144,6 +152,8 @@ class Executor:
                 handle.events.close()
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         await self._logs.flush()
+        if handle.final_event is None and self._journal is not None:  # recorded, not reported
+            handle.final_event = self._journal.read(self._journal.path_for(run))
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
         final = await self._persist(run, decide_outcome(run, report))
         await self._settle_running(handle)
@@ -217,25 +227,65 @@ class Executor:
     # -- the one writer ----------------------------------------------------
 
     async def _persist(self, run: FlowRun, decision: Decision) -> FlowRun | None:
-        """Record the outcome of this attempt; retried while the store is unreachable."""
-        for attempt in range(PERSIST_ATTEMPTS):
-            try:
-                return await self._store.set_state(
-                    run.id,
-                    decision.state,
-                    expected=ACTIVE_STATES,
-                    attempt=_attempt(run),
-                    **decision.fields,
-                )
-            except InvalidStateTransition:
-                return await self._persist_conflict(run, decision)
-            except ObjectNotFound:
-                return None
-            except StoreError:
-                logger.warning("Could not record the end of %s (attempt %d)", run.name, attempt + 1)
-                await asyncio.sleep(PERSIST_RETRY_SECONDS * (attempt + 1))
-        logger.error("Gave up recording the end of %s; recovery will resolve it", run.name)
-        return None
+        """Record the outcome of this attempt; retried until the store takes it.
+
+        However long the database is away, the run keeps its slot (so what waits
+        is bounded by the runner's limit) and stays this runner's: recovery does
+        not take it for lost. Only a stopping runner gives up; the outcome then
+        waits in the journal, if the child recorded it there, for recovery.
+        """
+        delay = PERSIST_RETRY_SECONDS
+        waiting = False
+        try:
+            while True:
+                try:
+                    final = await self._store_outcome(run, decision)
+                except StoreError as exc:
+                    if not waiting:
+                        waiting = True
+                        self.waiting_outcomes += 1
+                    if self._giving_up.is_set():
+                        logger.error("Gave up recording the end of %s: %s", run.name, exc)
+                        return None
+                    logger.warning(
+                        "Could not record the end of %s (%d outcomes wait for the database): %s",
+                        run.name,
+                        self.waiting_outcomes,
+                        exc,
+                    )
+                    await self._sleep_unless_giving_up(delay)
+                    delay = min(delay * 2, PERSIST_RETRY_MAX_SECONDS)
+                    continue
+                if waiting:
+                    logger.info("Recorded the end of %s once the database answered", run.name)
+                if self._journal is not None:
+                    self._journal.remove(self._journal.path_for(run))
+                return final
+        finally:
+            if waiting:
+                self.waiting_outcomes -= 1
+
+    async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+        try:
+            return await self._store.set_state(
+                run.id,
+                decision.state,
+                expected=ACTIVE_STATES,
+                attempt=_attempt(run),
+                **decision.fields,
+            )
+        except InvalidStateTransition:
+            return await self._persist_conflict(run, decision)
+        except ObjectNotFound:
+            return None
+
+    def give_up_waiting(self) -> None:
+        """Stop retrying outcomes the database did not take (the runner is stopping)."""
+        self._giving_up.set()
+
+    async def _sleep_unless_giving_up(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._giving_up.wait(), seconds)
 
     async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
         current = await self._store.read_flow_run(run.id)
@@ -269,7 +319,7 @@ def _attempt(run: FlowRun) -> Attempt | None:
     return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
 
 
-def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:
+def _job_for(run: FlowRun, entrypoint: str | None, journal_path: str | None) -> ChildJob | None:
     target = entrypoint or run.entrypoint
     if not target:
         return None
@@ -278,6 +328,7 @@ def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:
         flow_run_name=run.name,
         entrypoint=target,
         parameters=dict(run.parameters),
+        journal_path=journal_path,
     )
 
 

@@ -15,6 +15,7 @@ import time
 from datetime import timedelta
 
 from headrace.runner.executor import Executor
+from headrace.runner.journal import Journal
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
 from headrace.runner.recovery import recover_orphans
@@ -42,12 +43,14 @@ class Liveness:
         poll_seconds: float,
         cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
         recovery_every_polls: int = RECOVERY_EVERY_POLLS,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._record = record
         self._served = served
         self._executor = executor
         self._claim_lock = claim_lock
+        self._journal = journal
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_seconds)
         # A third of the timeout (and at least every poll): two heartbeats may go missing.
         self._heartbeat_seconds = min(poll_seconds, heartbeat_timeout_seconds / 3)
@@ -74,8 +77,9 @@ class Liveness:
         await self.check_cancellations()
 
     async def heartbeat(self) -> None:
-        self._last_heartbeat = time.monotonic()
+        # Counted once stored: after a database outage the next step tries again at once.
         await self._store.heartbeat(self._record.id)
+        self._last_heartbeat = time.monotonic()
 
     async def recover_orphans(self) -> None:
         # Not during a claim: a run claimed but not yet launched would look orphaned.
@@ -86,6 +90,7 @@ class Liveness:
                 self._served.ids,
                 heartbeat_timeout=self._heartbeat_timeout,
                 active=lambda: set(self._executor.active),
+                journal=self._journal,
             )
 
     async def check_cancellations(self) -> None:

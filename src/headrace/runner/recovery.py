@@ -10,7 +10,8 @@ from pathlib import Path
 from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition
-from headrace.runner.outcomes import decide_orphan
+from headrace.runner.journal import Journal
+from headrace.runner.outcomes import Decision, ProcessReport, decide_orphan, decide_outcome
 from headrace.states import utcnow
 from headrace.store import AsyncStore, RunnerRecord
 
@@ -86,11 +87,14 @@ async def recover_orphans(
     *,
     heartbeat_timeout: timedelta,
     active: Callable[[], Collection[UUID]] = frozenset,
+    journal: Journal | None = None,
 ) -> int:
     """Resolve every orphaned run of these deployments (or of this runner's name) at once.
 
     Orphans are runs of dead runners, and runs this runner claimed but no longer
     executes (``active()`` lists the ones it does): their end went unrecorded.
+    An orphan whose process recorded its end in the journal on this host gets
+    that outcome; the others are retried or crashed.
     """
     now = utcnow()
     resolved = 0
@@ -100,13 +104,27 @@ async def recover_orphans(
             why = "its outcome could not be recorded when its process ended"
         if why is None:
             continue
-        decision = decide_orphan(run, why, now)
+        entry = None if journal is None or owner is None else journal.entry_of(owner.id, run)
+        event = None if entry is None or journal is None else journal.read(entry)
+        if event is None:
+            decision = decide_orphan(run, why, now)
+        else:
+            decision = decide_outcome(run, ProcessReport(0, event), now)
         try:
             await store.set_state(
                 run.id, decision.state, expected=[run.state.type], **decision.fields
             )
         except InvalidStateTransition:
             continue  # someone else resolved it first
-        logger.warning("Flow run %s: %s", run.name, decision.state.message)
+        if entry is not None and journal is not None:
+            journal.remove(entry)
+        logger.warning("Flow run %s: %s", run.name, _told(decision, event is not None, why))
         resolved += 1
     return resolved
+
+
+def _told(decision: Decision, replayed: bool, why: str) -> str:
+    state = decision.state
+    if replayed:
+        return f"{state.type.value} as its process recorded before it ended ({why})"
+    return state.message or state.type.value
