@@ -104,11 +104,12 @@ async def test_a_run_that_ends_while_the_database_is_away_is_completed_once_it_i
             proxy.down()
             await eventually(lambda: body_ended(out), bool, what="its body to end")
             await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself: only time passes
-            assert "1 outcomes wait for the database" in caplog.text
+            reported = "1 outcomes wait for the database" in caplog.text
             proxy.up()
             done = await wait_for_state(client.store, run.id, timeout=30)
     assert_ran_once(done, out)
     assert done.result == start_times(out)[0]
+    assert reported, "the outcome waiting for the database was not reported"
 
 
 @pytest.mark.postgres
