@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from headrace.jsonvalues import storable
-from headrace.process.journal import write_entry
+from headrace.process.journal import append_entry
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -154,18 +154,20 @@ def run_child(job: ChildJob, connection: Sender) -> None:
     try:
         event = _execute(job, reporter)
         if job.journal_path is not None:  # first: the runner may die before it hears
-            _journal(job.journal_path, event, reporter)
+            _journal(job, event, reporter)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
     reporter.send(event)
 
 
-def _journal(path: str, event: FinalEvent, reporter: Reporter) -> None:
+def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
+    assert job.journal_path is not None
     try:
-        write_entry(path, event)
+        append_entry(job.journal_path, job.journal_key, event)
     except OSError as exc:  # the pipe still carries it: only a kill of the runner now loses it
-        reporter.log(logging.WARNING, f"Could not record the run's outcome in {path}: {exc}")
+        where = job.journal_path
+        reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 
 
 def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:

@@ -22,7 +22,7 @@ from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
-from headrace.runner.journal import Journal
+from headrace.runner.journal import Entry, Journal
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -53,6 +53,7 @@ class RunHandle:
     running_args: tuple[datetime, int] = (datetime.min, 0)
     running_write: asyncio.Future[FlowRun] | None = None
     events: EventReader | None = None
+    journal_entry: Entry | None = None
 
 
 class Executor:
@@ -115,7 +116,7 @@ class Executor:
         except Exception as exc:
             # Whatever went wrong here, the run must not be left RUNNING under a live runner.
             logger.exception("Executing flow run %s failed", handle.run.name)
-            final = await self._persist(handle.run, _crashed(f"The runner failed it: {exc!r}"))
+            final = await self._persist(handle, _crashed(f"The runner failed it: {exc!r}"))
         finally:
             if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
                 del self.active[handle.run.id]
@@ -124,15 +125,16 @@ class Executor:
 
     async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         run = handle.run
-        journal = self._journal
-        job = _job_for(run, entrypoint, None if journal is None else str(journal.path_for(run)))
+        if self._journal is not None:
+            handle.journal_entry = self._journal.entry_for(run)
+        job = _job_for(run, entrypoint, handle.journal_entry)
         if job is None:
-            return await self._persist(run, _crashed("The flow run has no entrypoint to load"))
+            return await self._persist(handle, _crashed("The flow run has no entrypoint to load"))
         try:
             handle.process = await self._starter.start(job)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
-            return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
+            return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
         readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
         if handle.kill_reason is not None:
@@ -152,10 +154,11 @@ class Executor:
                 handle.events.close()
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         await self._logs.flush()
-        if handle.final_event is None and self._journal is not None:  # recorded, not reported
-            handle.final_event = self._journal.read(self._journal.path_for(run))
+        entry = handle.journal_entry
+        if handle.final_event is None and entry is not None and self._journal is not None:
+            handle.final_event = self._journal.recorded(entry)  # recorded, but not reported
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
-        final = await self._persist(run, decide_outcome(run, report))
+        final = await self._persist(handle, decide_outcome(run, report))
         await self._settle_running(handle)
         return final
 
@@ -226,7 +229,7 @@ class Executor:
 
     # -- the one writer ----------------------------------------------------
 
-    async def _persist(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+    async def _persist(self, handle: RunHandle, decision: Decision) -> FlowRun | None:
         """Record the outcome of this attempt; retried until the store takes it.
 
         However long the database is away, the run keeps its slot (so what waits
@@ -234,6 +237,7 @@ class Executor:
         not take it for lost. Only a stopping runner gives up; the outcome then
         waits in the journal, if the child recorded it there, for recovery.
         """
+        run = handle.run
         delay = PERSIST_RETRY_SECONDS
         waiting = False
         try:
@@ -258,8 +262,8 @@ class Executor:
                     continue
                 if waiting:
                     logger.info("Recorded the end of %s once the database answered", run.name)
-                if self._journal is not None:
-                    self._journal.remove(self._journal.path_for(run))
+                if handle.journal_entry is not None and self._journal is not None:
+                    self._journal.stored(handle.journal_entry)
                 return final
         finally:
             if waiting:
@@ -319,7 +323,7 @@ def _attempt(run: FlowRun) -> Attempt | None:
     return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
 
 
-def _job_for(run: FlowRun, entrypoint: str | None, journal_path: str | None) -> ChildJob | None:
+def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> ChildJob | None:
     target = entrypoint or run.entrypoint
     if not target:
         return None
@@ -328,7 +332,8 @@ def _job_for(run: FlowRun, entrypoint: str | None, journal_path: str | None) -> 
         flow_run_name=run.name,
         entrypoint=target,
         parameters=dict(run.parameters),
-        journal_path=journal_path,
+        journal_path=None if journal is None else str(journal.segment),
+        journal_key="" if journal is None else journal.key,
     )
 
 

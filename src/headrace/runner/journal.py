@@ -1,56 +1,114 @@
 """The runner's outcome journal: outcomes its runs recorded on this host, until stored.
 
-Each runner has a directory, ``<home>/journal/<runner id>``, where its runs'
-processes record their final events (``headrace.process.journal``). The
-runner removes an entry once the outcome is in the database. Entries left
-behind by a runner that died are replayed by recovery: the recorded outcome
-is stored, and a body that finished never runs again on this host.
+Each runner has a directory, ``<home>/journal/<runner id>``, of segment files
+its runs' processes append their final events to (``headrace.process.journal``).
+A segment takes the runs launched while it is the newest, up to
+``SEGMENT_RUNS``; it is deleted once it is no longer the newest and every one
+of its runs' outcomes is in the database. What a runner that died left
+behind is replayed by recovery: the recorded outcome is stored, and a body
+that finished never runs again on this host. An entry only counts while its
+run is still active under that attempt, so entries already stored need no
+removal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 from headrace.flow_runs import FlowRun
-from headrace.process.journal import entry_name, read_entry, remove_entry
+from headrace.process.journal import entry_key, read_entries
 from headrace.process.protocol import FinalEvent
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_DIRECTORY = "journal"
+SEGMENT_RUNS = 1000
+"""Runs per segment: a segment's disk space is given back once its runs are all stored."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where one attempt's process records its end."""
+
+    segment: Path
+    key: str
 
 
 class Journal:
-    """The outcome journals under one headrace home; this runner writes to its own."""
+    """The outcome journals under one headrace home; this runner appends to its own."""
 
     def __init__(self, home: Path, runner_id: UUID) -> None:
         self.root = home / JOURNAL_DIRECTORY
         self.directory = self.root / str(runner_id)
+        self._segment = 0
+        self._launched = 0
+        self._outstanding: Counter[Path] = Counter()
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, run: FlowRun) -> Path:
-        """Where this runner's process for the run's current attempt records its end."""
-        return self.directory / entry_name(run.id, run.run_count)
+    def entry_for(self, run: FlowRun) -> Entry:
+        """Where the process of the run's current attempt is to record its end."""
+        if self._launched == SEGMENT_RUNS:
+            self._segment += 1
+            self._launched = 0
+            self._forget_done(self._path(self._segment - 1))
+        self._launched += 1
+        segment = self._path(self._segment)
+        self._outstanding[segment] += 1
+        return Entry(segment, entry_key(run.id, run.run_count))
 
-    def entry_of(self, runner_id: UUID, run: FlowRun) -> Path:
-        """Where runner ``runner_id``'s process for the run's current attempt recorded it."""
-        return self.root / str(runner_id) / entry_name(run.id, run.run_count)
+    def recorded(self, entry: Entry) -> FinalEvent | None:
+        """What the process recorded (rarely needed: it reports over its pipe too)."""
+        return read_entries(entry.segment).get(entry.key)
 
-    def read(self, path: Path) -> FinalEvent | None:
-        return read_entry(path)
+    def stored(self, entry: Entry) -> None:
+        """The entry's outcome is in the database: its segment may go once all its runs are."""
+        self._outstanding[entry.segment] -= 1
+        if entry.segment != self._path(self._segment):
+            self._forget_done(entry.segment)
 
-    def remove(self, path: Path) -> None:
-        remove_entry(path)
+    def _forget_done(self, segment: Path) -> None:
+        if self._outstanding[segment] <= 0:
+            del self._outstanding[segment]
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number}.log"
+
+    def reader(self) -> JournalReader:
+        return JournalReader(self.root)
 
     def close(self) -> None:
-        """Remove this runner's directory if nothing waits in it (else recovery replays it)."""
-        try:
-            self.directory.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError:  # not empty
+        """Remove this runner's journal, unless outcomes still wait in it for recovery."""
+        if any(count > 0 for count in self._outstanding.values()):
             logger.warning("Outcomes not yet stored are kept in %s for recovery", self.directory)
+            return
+        for segment in self.directory.glob("*.log"):
+            segment.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
+
+
+class JournalReader:
+    """Reads the journals of runners on this host, each at most once (for one recovery pass)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._entries: dict[UUID, dict[str, FinalEvent]] = {}
+
+    def recorded(self, runner_id: UUID, run: FlowRun) -> FinalEvent | None:
+        """The end that runner ``runner_id``'s process for the run's current attempt recorded."""
+        entries = self._entries.get(runner_id)
+        if entries is None:
+            entries = {}
+            for segment in sorted((self._root / str(runner_id)).glob("*.log")):
+                entries.update(read_entries(segment))
+            self._entries[runner_id] = entries
+        return entries.get(entry_key(run.id, run.run_count))

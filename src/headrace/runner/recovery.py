@@ -98,14 +98,14 @@ async def recover_orphans(
     """
     now = utcnow()
     resolved = 0
+    recorded = None if journal is None else journal.reader()
     for run, owner in await store.read_active_runs(deployment_ids, me.name):
         why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
         if why is None and owner is not None and owner.id == me.id and run.id not in active():
             why = "its outcome could not be recorded when its process ended"
         if why is None:
             continue
-        entry = None if journal is None or owner is None else journal.entry_of(owner.id, run)
-        event = None if entry is None or journal is None else journal.read(entry)
+        event = None if recorded is None or owner is None else recorded.recorded(owner.id, run)
         if event is None:
             decision = decide_orphan(run, why, now)
         else:
@@ -116,8 +116,6 @@ async def recover_orphans(
             )
         except InvalidStateTransition:
             continue  # someone else resolved it first
-        if entry is not None and journal is not None:
-            journal.remove(entry)
         logger.warning("Flow run %s: %s", run.name, _told(decision, event is not None, why))
         resolved += 1
     return resolved
