@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
+from headrace.exceptions import (
+    InvalidStateTransition,
+    ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
@@ -35,6 +40,8 @@ RUNNING_WRITE_DELAY_SECONDS = 0.02
 """RUNNING is written this late (or at the run's first log line, whichever comes first): a
 quiet run shorter than this records RUNNING and its end in one transaction (the state
 history still shows both, with the child's own times)."""
+PERSIST_ATTEMPTS = 5
+"""Tries to store an outcome the database refuses (an outage is waited out, however long)."""
 PERSIST_RETRY_SECONDS = 0.5
 PERSIST_RETRY_MAX_SECONDS = 5.0
 """An outcome the database did not take is retried this often at most, for as long as it takes."""
@@ -234,40 +241,46 @@ class Executor:
 
         However long the database is away, the run keeps its slot (so what waits
         is bounded by the runner's limit) and stays this runner's: recovery does
-        not take it for lost. Only a stopping runner gives up; the outcome then
-        waits in the journal, if the child recorded it there, for recovery.
+        not take it for lost. Only a stopping runner, or an error that is not an
+        outage, gives up: recovery then resolves the run, from the journal if the
+        child recorded its end there.
         """
         run = handle.run
-        delay = PERSIST_RETRY_SECONDS
-        waiting = False
+        failures = 0
         try:
             while True:
                 try:
                     final = await self._store_outcome(run, decision)
+                    break
                 except StoreError as exc:
-                    if not waiting:
-                        waiting = True
+                    failures += 1
+                    if failures == 1:
                         self.waiting_outcomes += 1
-                    if self._giving_up.is_set():
-                        logger.error("Gave up recording the end of %s: %s", run.name, exc)
+                    if not self._keep_trying(run, exc, failures):
                         return None
-                    logger.warning(
-                        "Could not record the end of %s (%d outcomes wait for the database): %s",
-                        run.name,
-                        self.waiting_outcomes,
-                        exc,
-                    )
-                    await self._sleep_unless_giving_up(delay)
-                    delay = min(delay * 2, PERSIST_RETRY_MAX_SECONDS)
-                    continue
-                if waiting:
-                    logger.info("Recorded the end of %s once the database answered", run.name)
-                if handle.journal_entry is not None and self._journal is not None:
-                    self._journal.stored(handle.journal_entry)
-                return final
+                    await self._sleep_unless_giving_up(_retry_delay(failures))
         finally:
-            if waiting:
+            if failures:
                 self.waiting_outcomes -= 1
+        if failures:
+            logger.info("Recorded the end of %s once the database took it", run.name)
+        if handle.journal_entry is not None and self._journal is not None:
+            self._journal.stored(handle.journal_entry)
+        return final
+
+    def _keep_trying(self, run: FlowRun, exc: StoreError, failures: int) -> bool:
+        outage = isinstance(exc, StoreUnavailable)
+        if self._giving_up.is_set() or (not outage and failures >= PERSIST_ATTEMPTS):
+            logger.error("Gave up recording the end of %s: %s", run.name, exc)
+            return False
+        waiting = self.waiting_outcomes
+        logger.warning(
+            "Could not record the end of %s (%d outcomes wait for the database): %s",
+            run.name,
+            waiting,
+            exc,
+        )
+        return True
 
     async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
         try:
@@ -321,6 +334,10 @@ class Executor:
 def _attempt(run: FlowRun) -> Attempt | None:
     """The claim this runner is executing: its writes must not land on a later one."""
     return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
+
+
+def _retry_delay(failures: int) -> float:
+    return min(PERSIST_RETRY_SECONDS * 2.0 ** (failures - 1), PERSIST_RETRY_MAX_SECONDS)
 
 
 def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> ChildJob | None:
