@@ -138,6 +138,7 @@ async def test_a_body_that_ended_before_its_runner_was_killed_never_runs_again(
         done = await wait_for_state(client.store, run_id, timeout=30)
     assert_ran_once(done, out)
     assert done.result == start_times(out)[0]
+    assert not list((direct.home / "journal").iterdir()), "the dead runner's journal was kept"
 
 
 async def test_runs_whose_body_ended_as_their_runner_was_killed_never_run_again(
@@ -159,3 +160,4 @@ async def test_runs_whose_body_ended_as_their_runner_was_killed_never_run_again(
         assert sum(state.type in TERMINAL_STATES for state in history) == 1
         if t0 in ended:
             assert_ran_once(run, out, t0)
+    assert not list((settings.home / "journal").iterdir()), "the dead runner's journal was kept"

@@ -12,6 +12,7 @@ from headrace.process.journal import append_entry, entry_key, read_entries
 from headrace.process.protocol import Completed, Crashed, Failed, FinalEvent, Invalid
 from headrace.runner import journal as journal_module
 from headrace.runner.journal import Journal
+from headrace.store import RunnerRecord
 
 
 def test_entries_read_back_as_written_and_a_torn_line_counts_as_none(tmp_path: Path) -> None:
@@ -39,7 +40,7 @@ def test_a_segment_goes_once_it_is_full_and_all_its_outcomes_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(journal_module, "SEGMENT_RUNS", 2)
-    journal = Journal(tmp_path, uuid4())
+    journal = Journal(tmp_path, RunnerRecord(name="runner"))
     journal.open()
     first, second, third = (journal.entry_for(run_like()) for _ in range(3))
     for entry in (first, second, third):
@@ -57,8 +58,9 @@ def test_a_segment_goes_once_it_is_full_and_all_its_outcomes_are_stored(
 
 
 def test_recovery_reads_the_entry_of_the_runs_current_attempt_only(tmp_path: Path) -> None:
-    runner_id = uuid4()
-    journal = Journal(tmp_path, runner_id)
+    record = RunnerRecord(name="runner")
+    runner_id = record.id
+    journal = Journal(tmp_path, record)
     journal.open()
     run = run_like(run_count=2)
     entry = journal.entry_for(run)

@@ -14,19 +14,26 @@ removal.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
 from headrace.flow_runs import FlowRun
 from headrace.process.journal import entry_key, read_entries
 from headrace.process.protocol import FinalEvent
+from headrace.store import RunnerRecord
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_DIRECTORY = "journal"
+OWNER_FILE = "runner.json"
+"""The pid and start time of the journal's runner: whether it still lives, as on this host."""
 SEGMENT_RUNS = 1000
 """Runs per segment: a segment's disk space is given back once its runs are all stored."""
 
@@ -42,15 +49,17 @@ class Entry:
 class Journal:
     """The outcome journals under one headrace home; this runner appends to its own."""
 
-    def __init__(self, home: Path, runner_id: UUID) -> None:
+    def __init__(self, home: Path, runner: RunnerRecord) -> None:
         self.root = home / JOURNAL_DIRECTORY
-        self.directory = self.root / str(runner_id)
+        self.directory = self.root / str(runner.id)
+        self._owner = {"pid": runner.pid, "started": runner.started.isoformat()}
         self._segment = 0
         self._launched = 0
         self._outstanding: Counter[Path] = Counter()
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / OWNER_FILE).write_text(json.dumps(self._owner))
 
     def entry_for(self, run: FlowRun) -> Entry:
         """Where the process of the run's current attempt is to record its end."""
@@ -90,10 +99,7 @@ class Journal:
         if any(count > 0 for count in self._outstanding.values()):
             logger.warning("Outcomes not yet stored are kept in %s for recovery", self.directory)
             return
-        for segment in self.directory.glob("*.log"):
-            segment.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self.directory.rmdir()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class JournalReader:
@@ -112,3 +118,38 @@ class JournalReader:
                 entries.update(read_entries(segment))
             self._entries[runner_id] = entries
         return entries.get(entry_key(run.id, run.run_count))
+
+
+@dataclass(frozen=True)
+class ForeignJournal:
+    """Another runner's journal on this host, as a sweep sees it."""
+
+    directory: Path
+    pid: int | None
+    started: datetime | None
+
+    def attempts(self) -> Iterator[tuple[UUID, int]]:
+        """The (run id, attempt) of every outcome it recorded."""
+        for segment in self.directory.glob("*.log"):
+            for key in read_entries(segment):
+                run_id, _, count = key.rpartition("-")
+                with contextlib.suppress(ValueError):
+                    yield UUID(run_id), int(count)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def foreign_journals(journal: Journal) -> list[ForeignJournal]:
+    """The journals of the other runners that shared this home."""
+    found = []
+    for directory in journal.root.glob("*"):
+        if directory == journal.directory or not directory.is_dir():
+            continue
+        try:
+            owner = json.loads((directory / OWNER_FILE).read_text())
+            pid, started = int(owner["pid"]), datetime.fromisoformat(owner["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, started = None, None
+        found.append(ForeignJournal(directory, pid, started))
+    return found

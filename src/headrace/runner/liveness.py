@@ -18,7 +18,7 @@ from headrace.runner.executor import Executor
 from headrace.runner.journal import Journal
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
-from headrace.runner.recovery import recover_orphans
+from headrace.runner.recovery import recover_orphans, sweep_journals
 from headrace.runner.served import ServedDeployments
 from headrace.store import AsyncStore, RunnerRecord
 
@@ -92,6 +92,8 @@ class Liveness:
                 active=lambda: set(self._executor.active),
                 journal=self._journal,
             )
+        if self._journal is not None:
+            await sweep_journals(self._store, self._journal)
 
     async def check_cancellations(self) -> None:
         executor = self._executor

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from headrace.exceptions import InvalidStateTransition
-from headrace.runner.journal import Journal
+from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.runner.journal import ForeignJournal, Journal, foreign_journals
 from headrace.runner.outcomes import Decision, ProcessReport, decide_orphan, decide_outcome
-from headrace.states import utcnow
+from headrace.states import ACTIVE_STATES, utcnow
 from headrace.store import AsyncStore, RunnerRecord
 
 logger = logging.getLogger(__name__)
@@ -126,3 +126,29 @@ def _told(decision: Decision, replayed: bool, why: str) -> str:
     if replayed:
         return f"{state.type.value} as its process recorded before it ended ({why})"
     return state.message or state.type.value
+
+
+async def sweep_journals(store: AsyncStore, journal: Journal) -> int:
+    """Delete the journals dead runners left on this host once no outcome in them is needed."""
+    removed = 0
+    for foreign in foreign_journals(journal):
+        if foreign.pid is None or pid_alive(foreign.pid, foreign.started):
+            continue  # alive, or not yet known: its runs may still append
+        if not await _still_needed(store, foreign):
+            foreign.remove()
+            removed += 1
+    return removed
+
+
+async def _still_needed(store: AsyncStore, foreign: ForeignJournal) -> bool:
+    """Whether an outcome it recorded belongs to an attempt nobody has resolved yet."""
+    owner = foreign.directory.name
+    for run_id, count in foreign.attempts():
+        try:
+            run = await store.read_flow_run(run_id)
+        except ObjectNotFound:
+            continue
+        mine = str(run.runner_id) == owner and run.run_count == count
+        if mine and run.state.type in ACTIVE_STATES:
+            return True
+    return False

@@ -68,7 +68,7 @@ class Session:
         self._next_poll_delay = options.poll_seconds
         self.poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
         self.logs = LogSink(store)
-        self.journal = Journal(options.settings.home, self.record.id)
+        self.journal = Journal(options.settings.home, self.record)
         self.dispatcher = Dispatcher(
             store,
             served,
