@@ -1,4 +1,4 @@
-"""A runner in a process of its own, for tests that kill it: ``python -m ... URL HOME``."""
+"""A runner in a process of its own, for tests that kill it: ``python -m ... URL HOME [LIMIT]``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from headrace.settings import Settings
 from tests.flows import basic
 
 
-async def main(database_url: str, home: str) -> None:
+async def main(database_url: str, home: str, limit: int = 1) -> None:
     settings = Settings(home=home, database_url=database_url)
-    runner = Runner(name="doomed", settings=settings, query_seconds=0.2, limit=1)
+    runner = Runner(name="doomed", settings=settings, query_seconds=0.2, limit=limit)
     await runner.add_flow(basic.touch, "touch")
     print("ready", flush=True)
     await runner.start()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:4])))

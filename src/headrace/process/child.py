@@ -29,6 +29,7 @@ from pydantic_core import PydanticSerializationError, to_json, to_jsonable_pytho
 
 from headrace.flow_runs import RESULT_SIZE_LIMIT
 from headrace.jsonvalues import storable, storable_value
+from headrace.process.journal import append_entry
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -198,10 +199,21 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
         root.setLevel(logging.INFO)
     try:
         event = _execute(job, reporter)
+        if job.journal_path is not None:  # first: the runner may die before it hears
+            _journal(job, event, reporter)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
     reporter.send(event)
+
+
+def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
+    assert job.journal_path is not None
+    try:
+        append_entry(job.journal_path, job.journal_key, event)
+    except OSError as exc:  # the pipe still carries it: only a kill of the runner now loses it
+        where = job.journal_path
+        reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 
 
 def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:

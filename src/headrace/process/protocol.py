@@ -22,6 +22,9 @@ class ChildJob:
     flow_run_name: str
     entrypoint: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    journal_path: str | None = None
+    """Where the child records its final event before it reports it (see ``journal.py``)."""
+    journal_key: str = ""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------

@@ -16,6 +16,7 @@ from uuid import UUID
 from headrace.flow_runs import FlowRun
 from headrace.process.starter import ProcessStarter
 from headrace.runner.executor import Executor, RunHandle
+from headrace.runner.journal import Journal
 from headrace.runner.logsink import LogSink
 from headrace.runner.poller import Poller
 from headrace.runner.served import ServedDeployments
@@ -41,6 +42,7 @@ class Dispatcher:
         kill_grace_seconds: float,
         interval_seconds: float,
         replan: Callable[[], None],
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._served = served
@@ -53,6 +55,7 @@ class Dispatcher:
             logs,
             kill_grace_seconds=kill_grace_seconds,
             on_finished=self.on_run_finished,
+            journal=journal,
         )
         self.claimed_total = 0
         """Runs claimed so far: the webserver's backlog estimate subtracts them."""

@@ -65,6 +65,7 @@ async def drain(
         logger.info("Waiting up to %gs for %d %s to finish", grace_seconds, count, runs)
         await wait_unless_hurried(finishing, grace_seconds, hurry)
     _kill(executor, list(executor.active), KillReason.STOPPED)  # what outlived the grace
+    executor.give_up_waiting()  # for the database: recovery stores what the journal kept
     await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 

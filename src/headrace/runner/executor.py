@@ -17,11 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
+from headrace.exceptions import (
+    InvalidStateTransition,
+    ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
+from headrace.runner.journal import Entry, Journal
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -30,12 +36,15 @@ from headrace.store.records import Attempt
 
 logger = logging.getLogger(__name__)
 
-PERSIST_ATTEMPTS = 5
 RUNNING_WRITE_DELAY_SECONDS = 0.02
 """RUNNING is written this late (or at the run's first log line, whichever comes first): a
 quiet run shorter than this records RUNNING and its end in one transaction (the state
 history still shows both, with the child's own times)."""
+PERSIST_ATTEMPTS = 5
+"""Tries to store an outcome the database refuses (an outage is waited out, however long)."""
 PERSIST_RETRY_SECONDS = 0.5
+PERSIST_RETRY_MAX_SECONDS = 5.0
+"""An outcome the database did not take is retried this often at most, for as long as it takes."""
 
 
 @dataclass(eq=False)
@@ -51,6 +60,7 @@ class RunHandle:
     running_args: tuple[datetime, int] = (datetime.min, 0)
     running_write: asyncio.Future[FlowRun] | None = None
     events: EventReader | None = None
+    journal_entry: Entry | None = None
 
 
 class Executor:
@@ -64,13 +74,18 @@ class Executor:
         *,
         kill_grace_seconds: float,
         on_finished: Callable[[FlowRun | None], None],
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._starter = starter
         self._logs = logs
         self._kill_grace_seconds = kill_grace_seconds
         self._on_finished = on_finished
+        self._journal = journal
         self.active: dict[UUID, RunHandle] = {}
+        self.waiting_outcomes = 0
+        """Runs that ended and whose outcome the database has not taken yet."""
+        self._giving_up = asyncio.Event()
 
     def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
@@ -108,7 +123,7 @@ class Executor:
         except Exception as exc:
             # Whatever went wrong here, the run must not be left RUNNING under a live runner.
             logger.exception("Executing flow run %s failed", handle.run.name)
-            final = await self._persist(handle.run, _crashed(f"The runner failed it: {exc!r}"))
+            final = await self._persist(handle, _crashed(f"The runner failed it: {exc!r}"))
         finally:
             if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
                 del self.active[handle.run.id]
@@ -117,14 +132,16 @@ class Executor:
 
     async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         run = handle.run
-        job = _job_for(run, entrypoint)
+        if self._journal is not None:
+            handle.journal_entry = self._journal.entry_for(run)
+        job = _job_for(run, entrypoint, handle.journal_entry)
         if job is None:
-            return await self._persist(run, _crashed("The flow run has no entrypoint to load"))
+            return await self._persist(handle, _crashed("The flow run has no entrypoint to load"))
         try:
             handle.process = await self._starter.start(job)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
-            return await self._persist(run, _crashed(f"Could not start its process: {exc!r}"))
+            return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
         readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
         if handle.kill_reason is not None:
@@ -144,8 +161,11 @@ class Executor:
                 handle.events.close()
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         await self._logs.flush()
+        entry = handle.journal_entry
+        if handle.final_event is None and entry is not None and self._journal is not None:
+            handle.final_event = self._journal.recorded(entry)  # recorded, but not reported
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
-        final = await self._persist(run, decide_outcome(run, report))
+        final = await self._persist(handle, decide_outcome(run, report))
         await self._settle_running(handle)
         return final
 
@@ -216,26 +236,73 @@ class Executor:
 
     # -- the one writer ----------------------------------------------------
 
-    async def _persist(self, run: FlowRun, decision: Decision) -> FlowRun | None:
-        """Record the outcome of this attempt; retried while the store is unreachable."""
-        for attempt in range(PERSIST_ATTEMPTS):
-            try:
-                return await self._store.set_state(
-                    run.id,
-                    decision.state,
-                    expected=ACTIVE_STATES,
-                    attempt=_attempt(run),
-                    **decision.fields,
-                )
-            except InvalidStateTransition:
-                return await self._persist_conflict(run, decision)
-            except ObjectNotFound:
-                return None
-            except StoreError:
-                logger.warning("Could not record the end of %s (attempt %d)", run.name, attempt + 1)
-                await asyncio.sleep(PERSIST_RETRY_SECONDS * (attempt + 1))
-        logger.error("Gave up recording the end of %s; recovery will resolve it", run.name)
-        return None
+    async def _persist(self, handle: RunHandle, decision: Decision) -> FlowRun | None:
+        """Record the outcome of this attempt; retried until the store takes it.
+
+        However long the database is away, the run keeps its slot (so what waits
+        is bounded by the runner's limit) and stays this runner's: recovery does
+        not take it for lost. Only a stopping runner, or an error that is not an
+        outage, gives up: recovery then resolves the run, from the journal if the
+        child recorded its end there.
+        """
+        run = handle.run
+        failures = 0
+        try:
+            while True:
+                try:
+                    final = await self._store_outcome(run, decision)
+                    break
+                except StoreError as exc:
+                    failures += 1
+                    if failures == 1:
+                        self.waiting_outcomes += 1
+                    if not self._keep_trying(run, exc, failures):
+                        return None
+                    await self._sleep_unless_giving_up(_retry_delay(failures))
+        finally:
+            if failures:
+                self.waiting_outcomes -= 1
+        if failures:
+            logger.info("Recorded the end of %s once the database took it", run.name)
+        if handle.journal_entry is not None and self._journal is not None:
+            self._journal.stored(handle.journal_entry)
+        return final
+
+    def _keep_trying(self, run: FlowRun, exc: StoreError, failures: int) -> bool:
+        outage = isinstance(exc, StoreUnavailable)
+        if self._giving_up.is_set() or (not outage and failures >= PERSIST_ATTEMPTS):
+            logger.error("Gave up recording the end of %s: %s", run.name, exc)
+            return False
+        waiting = self.waiting_outcomes
+        logger.warning(
+            "Could not record the end of %s (%d outcomes wait for the database): %s",
+            run.name,
+            waiting,
+            exc,
+        )
+        return True
+
+    async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+        try:
+            return await self._store.set_state(
+                run.id,
+                decision.state,
+                expected=ACTIVE_STATES,
+                attempt=_attempt(run),
+                **decision.fields,
+            )
+        except InvalidStateTransition:
+            return await self._persist_conflict(run, decision)
+        except ObjectNotFound:
+            return None
+
+    def give_up_waiting(self) -> None:
+        """Stop retrying outcomes the database did not take (the runner is stopping)."""
+        self._giving_up.set()
+
+    async def _sleep_unless_giving_up(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._giving_up.wait(), seconds)
 
     async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
         current = await self._store.read_flow_run(run.id)
@@ -269,7 +336,11 @@ def _attempt(run: FlowRun) -> Attempt | None:
     return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
 
 
-def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:
+def _retry_delay(failures: int) -> float:
+    return min(PERSIST_RETRY_SECONDS * 2.0 ** (failures - 1), PERSIST_RETRY_MAX_SECONDS)
+
+
+def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> ChildJob | None:
     target = entrypoint or run.entrypoint
     if not target:
         return None
@@ -278,6 +349,8 @@ def _job_for(run: FlowRun, entrypoint: str | None) -> ChildJob | None:
         flow_run_name=run.name,
         entrypoint=target,
         parameters=dict(run.parameters),
+        journal_path=None if journal is None else str(journal.segment),
+        journal_key="" if journal is None else journal.key,
     )
 
 

@@ -18,9 +18,10 @@ from datetime import timedelta
 from uuid import UUID
 
 from headrace.runner.executor import Executor
+from headrace.runner.journal import Journal
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
-from headrace.runner.recovery import recover_addressed_runs, recover_orphans
+from headrace.runner.recovery import recover_addressed_runs, recover_orphans, sweep_journals
 from headrace.runner.served import ServedDeployments
 from headrace.store import AsyncStore, RunnerRecord
 
@@ -45,12 +46,14 @@ class Liveness:
         poll_seconds: float,
         cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
         recovery_every_polls: int = RECOVERY_EVERY_POLLS,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._record = record
         self._served = served
         self._executor = executor
         self._claim_lock = claim_lock
+        self._journal = journal
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_seconds)
         # A third of the timeout (and at least every poll): two heartbeats may go missing.
         self._heartbeat_seconds = min(poll_seconds, heartbeat_timeout_seconds / 3)
@@ -80,10 +83,11 @@ class Liveness:
     async def heartbeat(self) -> None:
         """Show this runner alive, and record what it serves when that changed: readers
         tell from these whether anybody will run a deployment's runs."""
-        self._last_heartbeat = time.monotonic()
         serving = self._served.ids
         changed = serving != self._serving_recorded
         await self._store.heartbeat(self._record.id, serving=serving if changed else None)
+        # Counted once stored: after a database outage the next step tries again at once.
+        self._last_heartbeat = time.monotonic()
         if changed:
             self._serving_recorded = serving
 
@@ -96,6 +100,7 @@ class Liveness:
                 self._served.ids,
                 heartbeat_timeout=self._heartbeat_timeout,
                 active=lambda: set(self._executor.active),
+                journal=self._journal,
             )
             await recover_addressed_runs(
                 self._store,
@@ -103,6 +108,8 @@ class Liveness:
                 self._served.can_load,
                 heartbeat_timeout=self._heartbeat_timeout,
             )
+        if self._journal is not None:
+            await sweep_journals(self._store, self._journal)
 
     async def check_cancellations(self) -> None:
         executor = self._executor

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from headrace.exceptions import InvalidStateTransition
-from headrace.runner.outcomes import decide_orphan
-from headrace.states import State, StateType, utcnow
+from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.runner.journal import ForeignJournal, Journal, foreign_journals
+from headrace.runner.outcomes import Decision, ProcessReport, decide_orphan, decide_outcome
+from headrace.states import ACTIVE_STATES, State, StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord
 from headrace.store.records import Attempt
 
@@ -92,29 +93,37 @@ async def recover_orphans(
     *,
     heartbeat_timeout: timedelta,
     active: Callable[[], Collection[UUID]] = frozenset,
+    journal: Journal | None = None,
 ) -> int:
     """Resolve every orphaned run of these deployments, or of no deployment, at once.
 
     Orphans are runs of dead runners, and runs this runner claimed but no longer
     executes (``active()`` lists the ones it does): their end went unrecorded.
     Any runner resolves the ad-hoc runs of a dead one: no other serves them.
+    An orphan whose process recorded its end in the journal on this host gets
+    that outcome; the others are retried or crashed.
     """
     now = utcnow()
     resolved = 0
+    recorded = None if journal is None else journal.reader()
     for run, owner in await store.read_active_runs(deployment_ids, ad_hoc=True):
         why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
         if why is None and owner is not None and owner.id == me.id and run.id not in active():
             why = "its outcome could not be recorded when its process ended"
         if why is None:
             continue
-        decision = decide_orphan(run, why, now)
+        event = None if recorded is None or owner is None else recorded.recorded(owner.id, run)
+        if event is None:
+            decision = decide_orphan(run, why, now)
+        else:
+            decision = decide_outcome(run, ProcessReport(0, event), now)
         try:
             await store.set_state(
                 run.id, decision.state, expected=[run.state.type], **decision.fields
             )
         except InvalidStateTransition:
             continue  # someone else resolved it first
-        logger.warning("Flow run %s: %s", run.name, decision.state.message)
+        logger.warning("Flow run %s: %s", run.name, _told(decision, event is not None, why))
         resolved += 1
     return resolved
 
@@ -152,3 +161,36 @@ async def recover_addressed_runs(
         logger.warning("Flow run %s: %s", run.name, message)
         resolved += 1
     return resolved
+
+
+def _told(decision: Decision, replayed: bool, why: str) -> str:
+    state = decision.state
+    if replayed:
+        return f"{state.type.value} as its process recorded before it ended ({why})"
+    return state.message or state.type.value
+
+
+async def sweep_journals(store: AsyncStore, journal: Journal) -> int:
+    """Delete the journals dead runners left on this host once no outcome in them is needed."""
+    removed = 0
+    for foreign in foreign_journals(journal):
+        if foreign.pid is None or pid_alive(foreign.pid, foreign.started):
+            continue  # alive, or not yet known: its runs may still append
+        if not await _still_needed(store, foreign):
+            foreign.remove()
+            removed += 1
+    return removed
+
+
+async def _still_needed(store: AsyncStore, foreign: ForeignJournal) -> bool:
+    """Whether an outcome it recorded belongs to an attempt nobody has resolved yet."""
+    owner = foreign.directory.name
+    for run_id, count in foreign.attempts():
+        try:
+            run = await store.read_flow_run(run_id)
+        except ObjectNotFound:
+            continue
+        mine = str(run.runner_id) == owner and run.run_count == count
+        if mine and run.state.type in ACTIVE_STATES:
+            return True
+    return False

@@ -18,6 +18,7 @@ from datetime import datetime
 from headrace.process.starter import ForkServerStarter, ProcessStarter
 from headrace.runner.dispatch import Dispatcher
 from headrace.runner.drain import drain
+from headrace.runner.journal import Journal
 from headrace.runner.liveness import Liveness
 from headrace.runner.logsink import LogSink
 from headrace.runner.poller import Poller
@@ -67,6 +68,7 @@ class Session:
         self._next_poll_delay = options.poll_seconds
         self.poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
         self.logs = LogSink(store)
+        self.journal = Journal(options.settings.home, self.record)
         self.dispatcher = Dispatcher(
             store,
             served,
@@ -77,6 +79,7 @@ class Session:
             kill_grace_seconds=options.kill_grace_seconds,
             interval_seconds=options.dispatch_seconds,
             replan=self.poll.wake,
+            journal=self.journal,
         )
         self.liveness = Liveness(
             store,
@@ -87,6 +90,7 @@ class Session:
             heartbeat_timeout_seconds=options.settings.runner_heartbeat_timeout_seconds,
             poll_seconds=options.poll_seconds,
             cancel_check_seconds=options.cancel_check_seconds,
+            journal=self.journal,
         )
 
     @property
@@ -97,6 +101,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         if self._opens_starter and isinstance(self.starter, ForkServerStarter):
             await self.starter.open()
+        self.journal.open()
         await self.store.register_runner(self.record)
         self._unsubscribe = self.store.changes.subscribe(self.wake)
 
@@ -154,6 +159,7 @@ class Session:
         with contextlib.suppress(Exception):
             await self.store.heartbeat(self.record.id, stopped=True)
         await self.starter.close()
+        self.journal.close()
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:
