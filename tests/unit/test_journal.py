@@ -18,7 +18,7 @@ from headrace.store import RunnerRecord
 def test_entries_read_back_as_written_and_a_torn_line_counts_as_none(tmp_path: Path) -> None:
     segment = tmp_path / "0.log"
     events: list[FinalEvent] = [
-        Completed({"rows": [1, "é"]}),
+        Completed({"rows": [1, "é", "lone \ud800 surrogate"]}),
         Completed(None, "The result was not stored: too large", result_truncated=True),
         Failed("boom"),
         Invalid("bad x"),

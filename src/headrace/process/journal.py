@@ -37,7 +37,8 @@ def entry_key(flow_run_id: object, run_count: int) -> str:
 
 def append_entry(path: str, key: str, event: FinalEvent) -> None:
     """Append ``event`` under ``key`` in one write: entries of concurrent runs never mix."""
-    line = json.dumps([key, _NAMES[type(event)], list(event)], ensure_ascii=False) + "\n"
+    # ASCII (the default): a lone surrogate is escaped, where UTF-8 could not encode it.
+    line = json.dumps([key, _NAMES[type(event)], list(event)]) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line.encode())
