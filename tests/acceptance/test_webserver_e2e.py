@@ -279,6 +279,17 @@ def live_runner(tmp_path: Path) -> Iterator[str]:
     assert not failure, failure
 
 
+def _reused_key(case: Any, response: httpx.Response) -> bool:
+    """An ``Idempotency-Key`` the fuzzer sent before with other parameters: a refusal that
+    depends on earlier requests, which no request schema can describe."""
+    sent = {name.lower() for name in (case.headers or {})}
+    return (
+        response.status_code == 422
+        and "idempotency-key" in sent
+        and "was already used with different parameters" in response.text
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: str) -> None:
@@ -331,12 +342,14 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_errors(live_runner: s
                         f"{case.method} {case.formatted_path} {case.query} {case.body!r}: "
                         f"{response.status_code} {response.text[:200]}"
                     )
+                if _reused_key(case, response):
+                    return  # the same key with other parameters: 422 by design, not by schema
                 try:
                     case.validate_response(response, checks=checks)
                 except FailureGroup as exc:
                     refused_valid.append(
                         f"{case.method} {case.formatted_path} {case.headers} {case.body!r}"[:300]
-                        + f": {response.status_code} {response.text[:200]} {exc!r}"[:900]
+                        + f": {response.status_code} {response.text[:300]}"
                     )
 
             try:

@@ -134,8 +134,14 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
 
 async def test_a_full_backlog_refuses_from_memory_until_the_runner_claims() -> None:
     store = _Store()
+    record = SimpleNamespace(id=uuid4(), name="r")
     runner = SimpleNamespace(
-        store=store, deployment_ids=set(), name="r", query_seconds=0.2, claimed_total=0
+        store=store,
+        deployment_ids=set(),
+        record=record,
+        name="r",
+        query_seconds=0.2,
+        claimed_total=0,
     )
     backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
     store.depth = 20
