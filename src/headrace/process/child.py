@@ -41,6 +41,7 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
+from headrace.runtime import FlowRunContext, enter_flow_run
 
 PR_SET_PDEATHSIG = 1
 
@@ -221,6 +222,7 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
 
+    enter_flow_run(_context(job))  # before the flow's module code runs, too
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
@@ -244,6 +246,18 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
         print(text, file=sys.stderr, end="")
         return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
     return encode_result(result)
+
+
+def _context(job: ChildJob) -> FlowRunContext:
+    return FlowRunContext(
+        id=job.flow_run_id,
+        name=job.flow_run_name,
+        run_count=job.run_count,
+        parameters=dict(job.parameters),
+        deployment_id=job.deployment_id,
+        scheduled_start_time=job.scheduled_start_time,
+        parent_flow_run_id=job.parent_flow_run_id,
+    )
 
 
 async def _await(awaitable: Any) -> Any:
