@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headrace import runtime as runtime
 from headrace._version import __version__ as __version__
 from headrace.flows import Flow, flow
 
@@ -21,6 +22,7 @@ __all__ = [
     "Runner",
     "flow",
     "get_client",
+    "runtime",
     "serve",
     "submit_to_runner",
     "wait_for_submitted_runs",

@@ -41,6 +41,7 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
+from headrace.runtime import FlowRunContext, enter_flow_run
 
 PR_SET_PDEATHSIG = 1
 
@@ -211,8 +212,8 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
     assert job.journal_path is not None
     try:
         append_entry(job.journal_path, job.journal_key, event)
-    # The pipe still carries the outcome: only a kill of the runner now loses it.
     except (OSError, ValueError) as exc:
+        # The pipe still carries it: only a kill of the runner now loses it.
         where = job.journal_path
         reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 
@@ -222,6 +223,7 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
 
+    enter_flow_run(_context(job))  # before the flow's module code runs, too
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
@@ -245,6 +247,18 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
         print(text, file=sys.stderr, end="")
         return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
     return encode_result(result)
+
+
+def _context(job: ChildJob) -> FlowRunContext:
+    return FlowRunContext(
+        id=job.flow_run_id,
+        name=job.flow_run_name,
+        run_count=job.run_count,
+        parameters=dict(job.parameters),
+        deployment_id=job.deployment_id,
+        scheduled_start_time=job.scheduled_start_time,
+        parent_flow_run_id=job.parent_flow_run_id,
+    )
 
 
 async def _await(awaitable: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 # -- the job ----------------------------------------------------------------
@@ -25,6 +26,12 @@ class ChildJob:
     journal_path: str | None = None
     """Where the child records its final event before it reports it (see ``journal.py``)."""
     journal_key: str = ""
+    run_count: int = 1
+    """This attempt of the run, from 1 (the run context's ``run_count``)."""
+    deployment_id: str | None = None
+    scheduled_start_time: datetime | None = None
+    """When the run was due (its expected start time)."""
+    parent_flow_run_id: str | None = None
 
 
 # -- events, child -> runner, over the events pipe -----------------------------

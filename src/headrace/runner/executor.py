@@ -351,6 +351,9 @@ def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> Chi
         parameters=dict(run.parameters),
         journal_path=None if journal is None else str(journal.segment),
         journal_key="" if journal is None else journal.key,
+        run_count=run.run_count,
+        deployment_id=None if run.deployment_id is None else str(run.deployment_id),
+        scheduled_start_time=run.expected_start_time,
     )
 
 
