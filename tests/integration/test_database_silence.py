@@ -11,12 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from headrace.client import get_client
-from headrace.exceptions import StoreUnavailable
+from headrace.deployments import DeploymentSpec
+from headrace.exceptions import StoreTimeout, StoreUnavailable
+from headrace.flow_runs import NewFlowRun
 from headrace.runner.server import build_server
 from headrace.runner.server.readiness import CHECK_SECONDS
 from headrace.settings import Settings
 from headrace.states import StateType
-from headrace.store import SQLStore
+from headrace.store import AsyncStore, SQLStore, bounded_waits
 from tests.flows import basic
 from tests.helpers import eventually, make_runner, running, wait_for_state
 from tests.integration.dbproxy import proxy_for
@@ -153,3 +155,27 @@ async def test_ready_is_503_while_the_runner_drains(settings: Settings, tmp_path
     assert draining.status_code == 503, draining.text
     assert "stopping" in draining.json()["message"]
     assert health.status_code == 200  # liveness is another question
+
+
+@pytest.mark.postgres
+async def test_a_creation_that_timed_out_says_to_repeat_it_and_a_repeat_makes_one_run(
+    postgres_url: str,
+) -> None:
+    with proxy_for(postgres_url) as proxy:
+        store = AsyncStore(SQLStore(proxy.url_for(postgres_url), timeout_seconds=TIMEOUT))
+        try:
+            deployment = await store.upsert_deployment(DeploymentSpec(flow_name="etl", name="d"))
+            new = NewFlowRun(flow_name="etl", deployment_id=deployment.id, idempotency_key="k")
+            proxy.black_hole()
+            try:
+                with bounded_waits(), pytest.raises(StoreTimeout) as timed_out:
+                    await store.create_flow_run(new)
+            finally:
+                proxy.resume()
+            with bounded_waits():
+                await store.create_flow_run(new)
+            runs = await store.read_flow_runs(deployment_id=deployment.id)
+        finally:
+            store.close()
+    assert "same Idempotency-Key" in str(timed_out.value)
+    assert len(runs) == 1

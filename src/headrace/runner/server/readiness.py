@@ -14,8 +14,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from headrace.exceptions import StoreError
-
 if TYPE_CHECKING:
     from headrace.runner.server.context import ServerContext
 
@@ -50,7 +48,7 @@ class Readiness:
     async def _check_database(self) -> str | None:
         try:
             current = await self._ctx.store.schema_is_current()
-        except StoreError as exc:
+        except Exception as exc:  # a closed store, say: not ready, and never a 500
             logger.warning("GET /ready: %s", exc)
             problem: str | None = UNREACHABLE
         else:
