@@ -139,7 +139,9 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
     app.add_api_route("/health", perform_health_check, methods=["GET"], tags=["runner"])
     # Load balancers often probe with HEAD.
     app.add_api_route("/health", perform_health_check, methods=["HEAD"], include_in_schema=False)
-    not_ready = {503: {"description": "The database does not answer, or the runner drains"}}
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "The database does not answer, or the runner drains"}
+    }
     app.add_api_route("/ready", ready, methods=["GET"], tags=["runner"], responses=not_ready)
     app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
     app.add_api_route("/run_count", run_count, methods=["GET"], tags=["runner"])
