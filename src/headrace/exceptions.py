@@ -19,6 +19,7 @@
     ├── IdempotencyKeyReused          a known idempotency key with other parameters
     ├── StoreError                    the database failed (driver error chained)
     │   ├── StoreUnavailable          the database cannot be reached
+    │   │   └── StoreTimeout          the database did not answer in time
     │   └── StoreFull                 the database has no space left
     └── SubmissionError               a runner webserver refused or did not answer
         └── RunnerUnreachable         no runner webserver answers
@@ -118,6 +119,10 @@ class StoreError(HeadraceError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached."""
+
+
+class StoreTimeout(StoreUnavailable):
+    """The database did not answer in time."""
 
 
 class StoreFull(StoreError):

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path("~/.headrace").expanduser())
     database_url: str | None = None
     api_key: str | None = None
+    database_timeout_seconds: float = Field(default=5, gt=0)
+    """How long a request waits for the database before answering 503, and how soon a
+    PostgreSQL connection that went silent (connecting, a statement, the network) errors."""
 
     runner_server_enable: bool = False
     runner_server_host: str = "localhost"

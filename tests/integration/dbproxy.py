@@ -2,6 +2,9 @@
 
 ``down()`` closes every connection through it and refuses new ones, as a
 database that went away does; ``up()`` accepts again on the same port.
+``black_hole()`` keeps every connection open and accepts new ones, but
+forwards nothing either way, as a network partition does; ``resume()``
+forwards again, what was held back first.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class DatabaseProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.port = 0
         self.up()
 
@@ -37,7 +42,14 @@ class DatabaseProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
+    def black_hole(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def down(self) -> None:
+        self._flowing.set()  # what a black hole held back meets closed sockets
         with self._lock:
             listener, self._listener = self._listener, None
             doomed = [*self._sockets, *([listener] if listener else [])]
@@ -65,15 +77,15 @@ class DatabaseProxy:
                     return
                 self._sockets |= {client, server}
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                self._flowing.wait()
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,11 @@ class Runner:
         """Runs claimed since the runner was opened (the webserver's backlog bookkeeping)."""
         return self._session.dispatcher.claimed_total if self._session else 0
 
+    @property
+    def draining(self) -> bool:
+        """Stopping: it claims nothing more and waits for its runs to end."""
+        return self._session is not None and self._session.poll.stopping
+
     def has_slots_available(self) -> bool:
         return self.running_count < self.limit
 

@@ -35,11 +35,11 @@ from __future__ import annotations
 import threading
 
 from headrace.settings import Settings
-from headrace.store.async_store import AsyncStore
+from headrace.store.async_store import AsyncStore, bounded_waits
 from headrace.store.records import RunnerRecord
 from headrace.store.sql import SQLStore
 
-__all__ = ["AsyncStore", "RunnerRecord", "SQLStore", "open_store"]
+__all__ = ["AsyncStore", "RunnerRecord", "SQLStore", "bounded_waits", "open_store"]
 
 _stores: dict[str, AsyncStore] = {}
 _stores_lock = threading.Lock()
@@ -54,5 +54,6 @@ def open_store(settings: Settings) -> AsyncStore:
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
-            store = _stores[url] = AsyncStore(SQLStore(url))
+            timeout = settings.database_timeout_seconds
+            store = _stores[url] = AsyncStore(SQLStore(url, timeout_seconds=timeout))
         return store

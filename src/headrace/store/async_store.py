@@ -5,17 +5,26 @@ it runs at on the store's threads (``URGENT``: somebody waits; ``DISPATCH``:
 claims; ``BACKGROUND``: bookkeeping nobody waits on, which yields the store).
 Writes that many callers make at once share transactions (group commit) and
 are written out by hand below the table.
+
+Inside ``bounded_waits()`` (the webserver wraps each request in it) a caller
+waits for the store at most the store's timeout, then gets ``StoreTimeout``:
+a database gone silent never holds a request. The work itself is not
+abandoned: queued work is dropped, a statement already sent ends as the
+database and the connection's own timeouts decide.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
+from headrace.exceptions import StoreTimeout
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.states import State, StateType
 from headrace.store.changes import ChangeFeed
@@ -32,6 +41,23 @@ POSTGRES_THREADS = 8
 STATE_CHANGE_BATCH = 4
 """State changes per bookkeeping transaction: small, so a trigger waits for at most one
 short batch on the SQLite store's single thread, not for a long one."""
+UNKNOWN_CREATION = (
+    "; the run may still be created: repeat the request with the same Idempotency-Key "
+    "to get it without a second run"
+)
+
+_bounded: ContextVar[bool] = ContextVar("headrace_store_bounded", default=False)
+
+
+@contextmanager
+def bounded_waits() -> Iterator[None]:
+    """Within this (a request), each wait for the store ends with ``StoreTimeout`` after the
+    store's timeout, rather than lasting as long as a silent database does."""
+    token = _bounded.set(True)
+    try:
+        yield
+    finally:
+        _bounded.reset(token)
 
 
 def _threaded(
@@ -47,7 +73,7 @@ def _threaded(
     async def call(self: AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
         bound: Callable[P, T] = getattr(self.sync, name)
         work = functools.partial(bound, *args, **kwargs)
-        return await asyncio.wrap_future(self._submit(work, priority))
+        return await self._wait(asyncio.wrap_future(self._submit(work, priority)))
 
     call.__name__ = name
     call.__qualname__ = f"AsyncStore.{name}"
@@ -87,7 +113,18 @@ class AsyncStore:
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.wrap_future(self._submit(call, URGENT))
+        return await self._wait(asyncio.wrap_future(self._submit(call, URGENT)))
+
+    async def _wait(self, future: asyncio.Future[T], unknown_outcome: str = "") -> T:
+        """``future``'s result, waited for at most the store's timeout in ``bounded_waits()``."""
+        timeout = self.sync.timeout_seconds
+        if timeout is None or not _bounded.get():
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            text = f"The database did not answer within {timeout:g} s{unknown_outcome}"
+            raise StoreTimeout(text) from None
 
     def close(self) -> None:
         if self._worker is not None:
@@ -115,6 +152,7 @@ class AsyncStore:
     read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
 
     # -- states -------------------------------------------------------------
+    schema_is_current = _threaded(URGENT, SQLStore.schema_is_current)
     read_state_history = _threaded(URGENT, SQLStore.read_state_history)
     cancelling_among = _threaded(BACKGROUND, SQLStore.cancelling_among)
     taken_among = _threaded(BACKGROUND, SQLStore.taken_among)
@@ -143,7 +181,7 @@ class AsyncStore:
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
         """Store a run; concurrent creations share one transaction."""
-        run, created = await self._creations.submit(new)
+        run, created = await self._wait(self._creations.enqueue(new), UNKNOWN_CREATION)
         if created:
             self.changes.publish("created")
         return run, created

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from headrace.exceptions import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
 from headrace.states import StateType
 from headrace.store.dialects import WRITE_OPTION, create_engine
-from headrace.store.migrate import upgrade
+from headrace.store.migrate import HEAD_REVISION, upgrade
 from headrace.store.tables import flow_runs
 
 SQLITE_FULL = "SQLITE_FULL"
@@ -40,9 +40,14 @@ def store_error(exc: sa.exc.DBAPIError) -> StoreError:
 class SQLBase:
     """An engine (migrated on first use) and read/write transactions that wrap driver errors."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, timeout_seconds: float | None = None
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.timeout_seconds = timeout_seconds
+        """How long a caller waits for the database (``AsyncStore``); on PostgreSQL, also
+        how soon a silent connection or a statement that hangs errors."""
+        self.engine = create_engine(url, timeout_seconds)
         self.dialect = self.engine.dialect.name
         if migrate:
             with self._errors():
@@ -54,6 +59,12 @@ class SQLBase:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def schema_is_current(self) -> bool:
+        """Whether the database answers and has the schema this store knows: one cheap query."""
+        with self._read() as conn:
+            revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return bool(revision == HEAD_REVISION)
 
     # -- transactions -------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes of write-ahead log kept on disk once it starts over: a burst leaves no huge file."""
 WRITE_OPTION = "headrace_write"
+KEEPALIVE_PROBES = 3
+MIN_CONNECT_TIMEOUT_SECONDS = 2
+"""libpq's own floor: a shorter connect timeout is taken as 2 s."""
 
 
 def normalise_url(url: str) -> sa.URL:
@@ -36,11 +40,40 @@ def normalise_url(url: str) -> sa.URL:
 _own_backends: weakref.WeakKeyDictionary[sa.Engine, set[int]] = weakref.WeakKeyDictionary()
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, timeout_seconds: float | None = None) -> sa.Engine:
+    """An engine for ``url``; on PostgreSQL, with ``timeout_seconds`` its connections error
+    within about that long when the server or the network goes silent, instead of waiting."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return _postgres_engine(parsed)
+    connect_args = postgres_timeouts(timeout_seconds)
+    for name in parsed.query:  # what the URL sets itself wins
+        if name == "options":
+            connect_args["options"] = f"{parsed.query[name]} {connect_args.get('options', '')}"
+        else:
+            connect_args.pop(name, None)
+    return _postgres_engine(parsed, connect_args)
+
+
+def postgres_timeouts(timeout_seconds: float | None) -> dict[str, Any]:
+    """libpq connection options bounding every wait by about ``timeout_seconds``: connecting;
+    data the server never acknowledges (``tcp_user_timeout``); an answer that never comes
+    over a network gone silent (keepalives: idle, then probes, together the timeout); and a
+    statement the server itself takes too long over (``statement_timeout``)."""
+    if timeout_seconds is None:
+        return {}
+    millis = max(1, math.ceil(timeout_seconds * 1000))
+    idle = max(1, math.floor(timeout_seconds / 2))
+    interval = max(1, math.floor((timeout_seconds - idle) / KEEPALIVE_PROBES))
+    return {
+        "connect_timeout": max(MIN_CONNECT_TIMEOUT_SECONDS, math.ceil(timeout_seconds)),
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": KEEPALIVE_PROBES,
+        "tcp_user_timeout": millis,
+        "options": f"-c statement_timeout={millis}",
+    }
 
 
 def detached_connection(engine: sa.Engine) -> Any:
@@ -55,9 +88,14 @@ def own_backend_pids(engine: sa.Engine) -> frozenset[int]:
     return frozenset(_own_backends.get(engine, ()))
 
 
-def _postgres_engine(url: sa.URL) -> sa.Engine:
+def _postgres_engine(url: sa.URL, connect_args: dict[str, Any]) -> sa.Engine:
     engine = sa.create_engine(
-        url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=storable_dumps
+        url,
+        connect_args=connect_args,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        json_serializer=storable_dumps,
     )
     backends = _own_backends[engine] = set()
 

@@ -109,6 +109,7 @@ def _upgrade(engine: sa.Engine) -> None:
     head = head_revision()
     with _migration_lock(engine), engine.begin() as connection:
         if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # may run long
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK)))
         if current_revision(connection) == head:
             return

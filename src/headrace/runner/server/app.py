@@ -1,7 +1,7 @@
 """The webserver app: built over an injected runner, its routes fixed when it is built.
 
-``build_server`` adds the runner's own routes (``/health``, ``/run_count``,
-``/shutdown``), the trigger routes (one per served deployment, plus
+``build_server`` adds the runner's own routes (``/health``, ``/ready``,
+``/run_count``, ``/shutdown``), the trigger routes (one per served deployment, plus
 ``/flow/run``), the run routes, the API-key and body-size gate, and the map
 from headrace's errors to HTTP status codes: status codes are decided here,
 and only here.
@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headrace._version import __version__
 from headrace.client import HeadraceClient
@@ -30,6 +31,7 @@ from headrace.exceptions import (
     ParameterValidationError,
     StoreError,
     StoreFull,
+    StoreTimeout,
     StoreUnavailable,
 )
 from headrace.runner.server.backlog import Backlog
@@ -39,6 +41,7 @@ from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
+from headrace.runner.server.readiness import Readiness
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -47,6 +50,7 @@ from headrace.runner.server.triggers import (
     flow_endpoint,
 )
 from headrace.states import utcnow
+from headrace.store import bounded_waits
 
 if TYPE_CHECKING:
     from headrace.runner.runner import Runner
@@ -92,6 +96,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
     _add_error_handlers(app)
+    app.add_middleware(BoundedStoreWaits)
     app.add_middleware(
         Guard,
         api_key=settings.api_key,
@@ -114,6 +119,15 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
             return raw_json_response(UNRESPONSIVE, 503)
         return raw_json_response(OK)
 
+    readiness = Readiness(ctx)
+
+    async def ready() -> Response:
+        """200 while the database answers and the runner is not draining; else 503."""
+        problem = await readiness.problem()
+        if problem is not None:
+            return message(problem, 503, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+        return raw_json_response(OK)
+
     async def run_count() -> Response:
         """How many flow runs this runner is executing now."""
         return raw_json_response(str(runner.running_count))
@@ -125,8 +139,24 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
     app.add_api_route("/health", perform_health_check, methods=["GET"], tags=["runner"])
     # Load balancers often probe with HEAD.
     app.add_api_route("/health", perform_health_check, methods=["HEAD"], include_in_schema=False)
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "The database does not answer, or the runner drains"}
+    }
+    app.add_api_route("/ready", ready, methods=["GET"], tags=["runner"], responses=not_ready)
+    app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
     app.add_api_route("/run_count", run_count, methods=["GET"], tags=["runner"])
     app.add_api_route("/shutdown", shutdown, methods=["POST"], tags=["runner"])
+
+
+class BoundedStoreWaits:
+    """Every store call of a request waits at most ``HEADRACE_DATABASE_TIMEOUT_SECONDS``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with bounded_waits():
+            await self.app(scope, receive, send)
 
 
 async def _stop(ctx: ServerContext) -> None:
@@ -230,11 +260,12 @@ async def _store_failed(request: Request, exc: Exception) -> Response:
     logger.error("%s %s: %s", request.method, request.url.path, exc)
     if isinstance(exc, StoreFull):
         return message(STORE_FULL, 507)
-    text = (
-        "The database cannot be reached"
-        if isinstance(exc, StoreUnavailable)
-        else "The database operation failed"
-    )
+    if isinstance(exc, StoreTimeout):
+        text = str(exc)  # says whether the request's write may still be done
+    elif isinstance(exc, StoreUnavailable):
+        text = "The database cannot be reached"
+    else:
+        text = "The database operation failed"
     return message(text, 503, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
 
