@@ -82,6 +82,8 @@ class Maintenance(SQLBase):
             target = sqlite3.connect(partial)
             try:
                 source.backup(target)
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not back up the database to {path}: {exc}") from exc
             finally:
                 target.close()
             os.replace(partial, path)
