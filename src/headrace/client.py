@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from headrace import new_runs
 from headrace.deployments import Deployment
 from headrace.entrypoints import entrypoint_of
-from headrace.exceptions import ObjectNotFound
-from headrace.flow_runs import FlowRun, LogRecord
+from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType, utcnow
@@ -170,6 +170,60 @@ class HeadraceClient:
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
         return self._seen(await self.store.request_cancellation(flow_run_id))
+
+    async def set_deployment_paused(self, deployment_id: UUID, paused: bool) -> Deployment:
+        """Pause (or resume) a deployment's schedules; its runners follow at their next poll.
+
+        A runner that registers the deployment again (a restarted ``headrace serve``)
+        sets the pause it was given.
+        """
+        return await self.store.set_deployment_paused(deployment_id, paused)
+
+    async def delete_deployment(self, deployment_id: UUID) -> int:
+        """Delete a deployment and its queued runs; its other runs stay, with no deployment.
+
+        Refused (``InvalidStateTransition``) while a live runner serves it or one of its
+        runs is being executed. Returns how many queued runs were deleted.
+        """
+        serving = (await self.read_serving_runners([deployment_id])).get(deployment_id, [])
+        alive = [runner.name for runner in serving if runner.alive]
+        if alive:
+            raise InvalidStateTransition(
+                f"Runner {', '.join(sorted(alive))} serves this deployment: stop it first"
+            )
+        return await self.store.delete_deployment(deployment_id)
+
+    async def retry_flow_run(self, flow_run_id: UUID) -> FlowRun:
+        """A new run of an ended run's deployment (or flow) with the same parameters.
+
+        The deployment's current definition applies (its retries, timeout, schema).
+        """
+        run = await self.store.read_flow_run(flow_run_id)
+        if not run.state.type.is_terminal:
+            raise InvalidStateTransition(
+                f"Flow run {run.name} has not ended ({run.state.type.value}): "
+                "only an ended run can be retried"
+            )
+        if run.deployment_id is not None:
+            deployment = await self.store.read_deployment(run.deployment_id)
+            new = new_runs.for_deployment(deployment, run.parameters)
+        else:
+            new = NewFlowRun(
+                flow_name=run.flow_name,
+                entrypoint=run.entrypoint,
+                parameters=run.parameters,
+                max_retries=run.max_retries,
+                retry_delay_seconds=run.retry_delay_seconds,
+                timeout_seconds=run.timeout_seconds,
+                runner_id=run.runner_id,
+                runner_name=run.runner_name,
+            )
+        created, _ = await self.store.create_flow_run(new)
+        return self._seen(created)
+
+    async def delete_flow_run(self, flow_run_id: UUID) -> None:
+        """Delete an ended run, its state history and its logs."""
+        await self.store.delete_flow_run(flow_run_id)
 
     async def read_deployment_by_ref(self, ref: str) -> Deployment:
         """A deployment by id, by ``flow/deployment``, or by a name only one deployment has.

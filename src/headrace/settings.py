@@ -24,6 +24,13 @@ woken), and its webserver counts it unresponsive after two missed polls: a minut
 due means the run is not being started (no runner alive, or all its slots busy), while
 the ordinary wait for a poll never makes a run look late."""
 
+RUN_LOG_LIMIT_BYTES = 10 * 1024 * 1024
+"""10 MiB: some 100,000 ordinary lines, more than anyone reads of one run, while a loop
+printing at full speed writes hundreds of MB a minute; a database that holds a year of
+runs must not grow by one run's mistake."""
+LOG_LINE_LIMIT_CHARS = 16384
+"""Four screens of text: a longer line is data (a dumped payload), not something to read."""
+
 
 class Settings(BaseSettings):
     """Every knob headrace has; field ``x`` is the variable ``HEADRACE_X``."""
@@ -61,6 +68,10 @@ class Settings(BaseSettings):
     runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
     late_runs_after_seconds: float = Field(default=LATE_RUNS_AFTER_SECONDS, ge=0)
     """A SCHEDULED run overdue by more than this reads as ``Late``."""
+    run_log_limit_bytes: int = Field(default=RUN_LOG_LIMIT_BYTES, ge=0)
+    """An attempt's log lines stored at most (UTF-8 bytes); past it one line counts the rest."""
+    log_line_limit_chars: int = Field(default=LOG_LINE_LIMIT_CHARS, ge=1)
+    """A longer log line is stored once, cut to this, with a marker counting what was cut."""
     runner_pin_cpu: bool = False
     """A serving process keeps its own threads on one CPU (its runs use them all). Off by
     default: every serving process would take the same CPU."""

@@ -9,7 +9,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
-from headrace.process.pipes import MAX_LINE, EventReader, read_output
+from headrace.process.pipes import EventReader, cut_line, read_output
 from headrace.process.protocol import ChildEvent, Completed, Log, Running
 from tests.helpers import eventually
 
@@ -96,13 +96,18 @@ async def test_garbage_on_the_pipe_closes_the_reader_without_raising() -> None:
     assert received == [Running(1.0, 42)]  # what came before the garbage counts
 
 
-async def test_output_arrives_line_by_line_long_lines_in_pieces() -> None:
+async def test_output_arrives_line_by_line_a_long_line_once_cut() -> None:
     lines: list[tuple[int, str]] = []
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
-    readers = read_output((out_r, err_r), lambda level, line: lines.append((level, line)))
+    limit = 16_384
+    readers = read_output(
+        (out_r, err_r),
+        lambda level, line, cut: lines.append((level, cut_line(line, limit, cut))),
+        limit,
+    )
 
     async def count() -> int:
         await asyncio.sleep(0.01)
@@ -112,13 +117,36 @@ async def test_output_arrives_line_by_line_long_lines_in_pieces() -> None:
     os.write(err_w, b"oops \xff\n")
     os.write(out_w, b"o\n" + b"z" * 40_000)
     await eventually(count, lambda n: n == 3, timeout=5, what="three lines")
-    os.write(out_w, b"z" * (MAX_LINE - 40_000 + 5))  # a line too long, not finished yet
-    await eventually(count, lambda n: n == 4, timeout=5, what="its first piece")
+    for _ in range(4):  # a line of 200,000 characters, in several reads
+        os.write(out_w, b"z" * 40_000)
+        await asyncio.sleep(0.05)
     os.write(out_w, b"\nlast, unfinished")
     os.close(out_w)
     os.close(err_w)
     for reader in readers:
         reader.close()  # takes what is left, and the last partial line
     info = [line for level, line in lines if level == logging.INFO]
-    assert info == ["one", "two", "z" * MAX_LINE, "zzzzz", "last, unfinished"]
+    cut = "z" * limit + "… [cut: 183,616 more characters]"
+    assert info == ["one", "two", cut, "last, unfinished"]
     assert [line for level, line in lines if level == logging.ERROR] == ["oops \ufffd"]
+
+
+async def test_a_long_line_of_many_byte_characters_counts_characters_not_bytes() -> None:
+    lines: list[str] = []
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_r, False)
+    (reader,) = read_output(
+        (out_r, -1), lambda level, line, cut: lines.append(cut_line(line, 10, cut)), 10
+    )
+    text = "é" * 7 + "€" * 8 + "😀" * 5  # 20 characters of 2, 3 and 4 bytes
+    os.write(out_w, text.encode() + b"\r")  # split from its newline, and mid-character
+    os.write(out_w, b"\n\xff\xfeok\r")
+    os.write(out_w, b"\n")
+    os.close(out_w)
+    reader.close()
+    assert lines == [text[:10] + "… [cut: 10 more characters]", "\ufffd\ufffdok"]
+
+
+def test_cut_line_leaves_a_line_within_the_limit_alone() -> None:
+    assert cut_line("abc", 3) == "abc"
+    assert cut_line("abcd", 3) == "abc… [cut: 1 more characters]"

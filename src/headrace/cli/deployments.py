@@ -1,4 +1,5 @@
-"""``headrace deployments ls/inspect``: what the runners serve, by flow and name.
+"""``headrace deployments ls/inspect/pause/resume/delete``: what the runners serve, by flow
+and name, and changing it from the outside.
 
 The client and the renderers are imported inside the commands, so
 ``headrace --help`` stays quick.
@@ -28,8 +29,15 @@ RECENT_RUNS = 5
 """How many of a deployment's newest runs ``deployments inspect`` shows."""
 
 deployments_app = typer.Typer(
-    help="List and inspect deployments.", no_args_is_help=True, rich_markup_mode="rich"
+    help="List, inspect, pause, resume and delete deployments.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
 )
+
+DeploymentArgument = Annotated[
+    str, typer.Argument(metavar="NAME_OR_ID", help="flow/deployment or id.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 @deployments_app.command("ls", epilog="Example: headrace deployments ls")
@@ -78,6 +86,59 @@ def deployments_inspect(
     else:
         out = stdout()
         out.print(deployment_detail(found, runs, runners, width=out.width))
+
+
+@deployments_app.command("pause", epilog="Example: headrace deployments pause hello/daily")
+def deployments_pause(deployment: DeploymentArgument) -> None:
+    """Pause a deployment's schedules: its planned runs are dropped, none start until resumed.
+
+    Runs triggered by hand still run. Its runners follow at their next poll.
+    """
+    _set_paused(deployment, True)
+
+
+@deployments_app.command("resume", epilog="Example: headrace deployments resume hello/daily")
+def deployments_resume(deployment: DeploymentArgument) -> None:
+    """Resume a paused deployment's schedules, from now on (missed times are not caught up)."""
+    _set_paused(deployment, False)
+
+
+def _set_paused(ref: str, paused: bool) -> None:
+    from headrace.cli.output import deployment_label
+
+    async def change(client: HeadraceClient) -> Deployment:
+        found = await client.read_deployment_by_ref(ref)
+        return await client.set_deployment_paused(found.id, paused)
+
+    with reported_errors():
+        settings = command_settings()
+        changed = with_client(settings, change)
+    verb = "Paused" if paused else "Resumed"
+    stdout().print(f"{verb} {deployment_label(changed)}.", soft_wrap=True, markup=False)
+
+
+@deployments_app.command("delete", epilog="Example: headrace deployments delete hello/daily --yes")
+def deployments_delete(deployment: DeploymentArgument, yes: YesOption = False) -> None:
+    """Delete a deployment and its queued runs; its ended runs stay readable.
+
+    Refused while a live runner serves it or one of its runs is being executed:
+    stop the runner (or remove the deployment from it) first.
+    """
+    from headrace.cli.output import deployment_label
+
+    async def find(client: HeadraceClient) -> Deployment:
+        return await client.read_deployment_by_ref(deployment)
+
+    with reported_errors():
+        settings = command_settings()
+        found = with_client(settings, find)
+        label = deployment_label(found)
+        if not yes:
+            typer.confirm(f"Delete deployment {label}?", abort=True)
+        removed = with_client(settings, lambda client: client.delete_deployment(found.id))
+    stdout().print(
+        f"Deleted deployment {label} and {removed} queued run(s).", soft_wrap=True, markup=False
+    )
 
 
 def _with_runners(deployment: Deployment, runners: list[ServingRunner]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``headrace run`` and ``headrace runs ls/inspect/logs/cancel``: trigger, watch and manage runs.
+"""``headrace run`` and ``headrace runs ls/inspect/logs/cancel/retry/delete``: trigger, watch
+and manage runs.
 
 The client, the renderers and the watcher are imported inside the commands, so
 ``headrace --help`` stays quick.
@@ -40,7 +41,7 @@ RUN_EPILOG = (
 )
 
 runs_app = typer.Typer(
-    help="List, inspect, follow and cancel flow runs.",
+    help="List, inspect, follow, cancel, retry and delete flow runs.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -319,3 +320,37 @@ def runs_cancel(flow_run_id: RunIdArgument) -> None:
             f"Cancelling flow run '{cancelled.name}': its runner stops the process and "
             "records CANCELLED."
         )
+
+
+@runs_app.command("retry", epilog="Example: headrace runs retry 0b6f3c2e-...")
+def runs_retry(flow_run_id: RunIdArgument) -> None:
+    """Create a new run like an ended one: same deployment (or flow), same parameters.
+
+    Prints the new run's id.
+    """
+    with reported_errors():
+        run_id = _run_id(flow_run_id)
+        settings = command_settings()
+        created = with_client(settings, lambda client: client.retry_flow_run(run_id))
+    typer.echo(str(created.id))
+    stderr().print(
+        f"Created flow run '{created.name}'. Follow it with: headrace runs logs {created.id} -f",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@runs_app.command("delete", epilog="Example: headrace runs delete 0b6f3c2e-... --yes")
+def runs_delete(
+    flow_run_id: RunIdArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete an ended flow run with its state history and logs."""
+    with reported_errors():
+        run_id = _run_id(flow_run_id)
+        settings = command_settings()
+        found = with_client(settings, lambda client: client.read_flow_run(run_id))
+        if not yes:
+            typer.confirm(f"Delete flow run '{found.name}' and its logs?", abort=True)
+        with_client(settings, lambda client: client.delete_flow_run(run_id))
+    stdout().print(f"Deleted flow run '{found.name}'.", soft_wrap=True, markup=False)

@@ -7,12 +7,16 @@ fd it watches non-blocking): a message over 16 KiB arrives in two writes, and a
 read between them fails half way, losing the event. So the runner keeps what has
 arrived in a buffer and unpickles a message once all of it is there.
 
-Output: the run's stdout and stderr, read line by line as they arrive.
+Output: the run's stdout and stderr, read line by line as they arrive. A line longer
+than the line limit is handed on once: its head, and how many characters were cut
+(``cut_line`` writes both as one line). The reader keeps only what the head needs, so a
+line of any length costs bounded memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import os
@@ -21,15 +25,22 @@ import struct
 from collections.abc import Callable
 
 from headrace.process.protocol import ChildEvent
+from headrace.settings import LOG_LINE_LIMIT_CHARS
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 65536
-MAX_LINE = 64 * 1024
-"""A line longer than this is logged in pieces."""
 
 _SIZE = struct.Struct("!i")
 _LONG_SIZE = struct.Struct("!Q")
+
+
+def cut_line(text: str, limit: int, more: int = 0) -> str:
+    """``text`` cut to ``limit`` characters, with a marker counting what was cut (and ``more``)."""
+    cut = max(len(text) - limit, 0) + more
+    if not cut:
+        return text
+    return f"{text[:limit]}… [cut: {cut:,} more characters]"
 
 
 def read_ready(fd: int) -> bytes | None:
@@ -117,13 +128,28 @@ class EventReader:
 
 
 class OutputReader:
-    """Reads one non-blocking output pipe on the event loop, handing each complete line on."""
+    """Reads one non-blocking output pipe on the event loop, handing each complete line on.
 
-    def __init__(self, fd: int, level: int, on_line: Callable[[int, str], None]) -> None:
+    A line over ``max_chars`` is handed on once: its first ``max_chars`` characters and
+    the count of the rest (``cut_line`` writes them as one line); only the count is kept.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        level: int,
+        on_line: Callable[[int, str, int], None],
+        max_chars: int = LOG_LINE_LIMIT_CHARS,
+    ) -> None:
         self._fd = fd
         self._level = level
         self._on_line = on_line
-        self._partial = b""
+        self._max_chars = max_chars
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._head: list[str] = []
+        self._head_chars = 0
+        self._cut_chars = 0
+        self._started = False
         self._closed = False
         asyncio.get_running_loop().add_reader(fd, self._read)
 
@@ -137,15 +163,32 @@ class OutputReader:
         self._take(data)
 
     def _take(self, data: bytes) -> None:
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            self._emit(line)
-        while len(self._partial) > MAX_LINE:
-            self._emit(self._partial[:MAX_LINE])
-            self._partial = self._partial[MAX_LINE:]
+        # A newline byte is never inside a UTF-8 character: lines split safely as bytes.
+        *ends, rest = data.split(b"\n")
+        for end in ends:
+            self._extend(self._decoder.decode(end.removesuffix(b"\r")))
+            self._emit()
+        self._extend(self._decoder.decode(rest))
+        self._started = self._started or bool(rest)
 
-    def _emit(self, line: bytes) -> None:
-        self._on_line(self._level, line.decode(errors="replace").rstrip("\r"))
+    def _extend(self, text: str) -> None:
+        """Add to the current line: to its head while there is room, else to its count."""
+        room = self._max_chars - self._head_chars
+        kept = text[:room] if room > 0 else ""
+        if kept:
+            self._head.append(kept)
+            self._head_chars += len(kept)
+        self._cut_chars += len(text) - len(kept)
+
+    def _emit(self) -> None:
+        self._extend(self._decoder.decode(b"", final=True))
+        text = "".join(self._head)
+        cut = self._cut_chars
+        if not cut:  # its "\r\n" may have come in two reads
+            text = text.removesuffix("\r")
+        self._head, self._head_chars, self._cut_chars, self._started = [], 0, 0, False
+        self._decoder.reset()
+        self._on_line(self._level, text, cut)
 
     def close(self) -> None:
         """Read what is left (the process has exited), emit the last partial line, stop."""
@@ -157,15 +200,20 @@ class OutputReader:
         with contextlib.suppress(OSError):
             while data := os.read(self._fd, READ_CHUNK):
                 self._take(data)
-        if self._partial:
-            self._emit(self._partial)
-            self._partial = b""
+        if self._started:
+            self._emit()
         os.close(self._fd)
 
 
-def read_output(fds: tuple[int, int], on_line: Callable[[int, str], None]) -> list[OutputReader]:
+def read_output(
+    fds: tuple[int, int],
+    on_line: Callable[[int, str, int], None],
+    max_chars: int = LOG_LINE_LIMIT_CHARS,
+) -> list[OutputReader]:
     """Readers for a run's stdout (INFO lines) and stderr (ERROR lines)."""
     levels = (logging.INFO, logging.ERROR)
     return [
-        OutputReader(fd, level, on_line) for fd, level in zip(fds, levels, strict=True) if fd >= 0
+        OutputReader(fd, level, on_line, max_chars)
+        for fd, level in zip(fds, levels, strict=True)
+        if fd >= 0
     ]

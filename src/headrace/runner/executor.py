@@ -143,7 +143,8 @@ class Executor:
             logger.exception("Could not start a process for flow run %s", run.name)
             return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
         self._pump_events(handle)
-        readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
+        on_line = functools.partial(self._on_line, handle)
+        readers = read_output(handle.process.output, on_line, self._logs.line_limit_chars)
         if handle.kill_reason is not None:
             self._kill_process(handle)
         timer = self._watch_timeout(handle)
@@ -160,6 +161,7 @@ class Executor:
                 handle.events.drain()  # what the process sent before it ended
                 handle.events.close()
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
+        self._logs.end_attempt(run.id, run.name)
         await self._logs.flush()
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:
@@ -176,14 +178,18 @@ class Executor:
         on_event = functools.partial(self._on_event, handle)
         handle.events = EventReader(handle.process.events, on_event)
 
-    def _on_line(self, handle: RunHandle, level: int, line: str) -> None:
-        self._add_log(handle, level, line, time.time())
+    def _on_line(self, handle: RunHandle, level: int, line: str, cut: int) -> None:
+        self._add_log(handle, level, line, time.time(), cut)
 
-    def _add_log(self, handle: RunHandle, level: int, message: str, timestamp: float) -> None:
+    def _add_log(
+        self, handle: RunHandle, level: int, message: str, timestamp: float, cut: int = 0
+    ) -> None:
         # A reader never sees a log line of a run the store still calls PENDING.
         self._flush_running(handle)
         run = handle.run
-        self._logs.add(run.id, run.name, level, message, timestamp, after=handle.running_write)
+        self._logs.add(
+            run.id, run.name, level, message, timestamp, after=handle.running_write, cut=cut
+        )
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:
         match event:

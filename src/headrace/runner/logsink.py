@@ -1,15 +1,24 @@
-"""Run logs on their way to the store: echoed to the console at once, written in batches."""
+"""Run logs on their way to the store: echoed to the console at once, written in batches.
+
+Two limits keep one run from filling the database: a line over
+``HEADRACE_LOG_LINE_LIMIT_CHARS`` is stored once, cut, with a marker; and past
+``HEADRACE_RUN_LOG_LIMIT_BYTES`` of an attempt's lines nothing more of it is stored
+(nor echoed), and its log ends with one line saying how much was dropped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from headrace.flow_runs import LogRecord
+from headrace.process.pipes import cut_line
+from headrace.settings import LOG_LINE_LIMIT_CHARS, RUN_LOG_LIMIT_BYTES
 from headrace.store import AsyncStore
 
 logger = logging.getLogger("headrace.flow_runs")
@@ -20,11 +29,38 @@ RUNNING_WAIT_SECONDS = 30.0
 """How long lines wait for their run's RUNNING to be stored before they are written anyway."""
 
 
+class _Budget:
+    """What is left of one attempt's log limit, and what was dropped past it."""
+
+    __slots__ = ("dropped", "left")
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.dropped = 0
+
+    def take(self, size: int) -> bool:
+        """Whether a line of ``size`` bytes is stored: none is once one did not fit."""
+        if self.dropped or size > self.left:
+            self.dropped += size
+            return False
+        self.left -= size
+        return True
+
+
 class LogSink:
     """Collects log lines from every run's process and writes them in few transactions."""
 
-    def __init__(self, store: AsyncStore) -> None:
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        run_limit_bytes: int = RUN_LOG_LIMIT_BYTES,
+        line_limit_chars: int = LOG_LINE_LIMIT_CHARS,
+    ) -> None:
         self._store = store
+        self.run_limit_bytes = run_limit_bytes
+        self.line_limit_chars = line_limit_chars
+        self._budgets: dict[UUID, _Budget] = {}
         self._pending: list[LogRecord] = []
         self._after: set[asyncio.Future[Any]] = set()
         self._flush_task: asyncio.Task[None] | None = None
@@ -38,8 +74,40 @@ class LogSink:
         message: str,
         ts: float,
         after: asyncio.Future[Any] | None = None,
+        cut: int = 0,
     ) -> None:
-        """Queue a line; it is stored once ``after`` (the write of its run's RUNNING) is done."""
+        """Queue a line; it is stored once ``after`` (the write of its run's RUNNING) is done.
+
+        ``cut``: characters of the line its reader already left out.
+        """
+        message = cut_line(message, self.line_limit_chars, cut)
+        budget = self._budgets.get(flow_run_id)
+        if budget is None:
+            budget = self._budgets[flow_run_id] = _Budget(self.run_limit_bytes)
+        if not budget.take(len(message.encode(errors="replace"))):
+            return
+        self._queue(flow_run_id, run_name, level, message, ts, after)
+
+    def end_attempt(self, flow_run_id: UUID, run_name: str) -> None:
+        """The attempt's process has ended: its log ends with what the limit dropped, if any."""
+        budget = self._budgets.pop(flow_run_id, None)
+        if budget is None or not budget.dropped:
+            return
+        message = (
+            f"{budget.dropped:,} bytes of log dropped "
+            f"(limit {self.run_limit_bytes:,} bytes per run: HEADRACE_RUN_LOG_LIMIT_BYTES)"
+        )
+        self._queue(flow_run_id, run_name, logging.WARNING, message, time.time(), None)
+
+    def _queue(
+        self,
+        flow_run_id: UUID,
+        run_name: str,
+        level: int,
+        message: str,
+        ts: float,
+        after: asyncio.Future[Any] | None,
+    ) -> None:
         if after is not None and not after.done():
             self._after.add(after)
         logger.log(level, "%s | %s", run_name, message, extra={"flow_run_id": str(flow_run_id)})

@@ -67,7 +67,11 @@ class Session:
         self._on_polled = on_polled
         self._next_poll_delay = options.poll_seconds
         self.poll = Poller("poll", self._poll_step, lambda: self._next_poll_delay)
-        self.logs = LogSink(store)
+        self.logs = LogSink(
+            store,
+            run_limit_bytes=options.settings.run_log_limit_bytes,
+            line_limit_chars=options.settings.log_line_limit_chars,
+        )
         self.journal = Journal(options.settings.home, self.record)
         self.dispatcher = Dispatcher(
             store,

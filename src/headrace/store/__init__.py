@@ -19,8 +19,10 @@ The interface, by what it holds (both classes have each method):
   ``count_queued_runs``, ``count_active_runs`` (``claims.py``)
 - logs: ``write_logs`` (one bad line spares the rest of its batch), ``read_logs``
   (``logs.py``)
-- deployments: ``upsert_deployment``, ``read_deployment``,
+- deployments: ``upsert_deployment``, ``set_deployment_paused``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
+- upkeep: ``delete_deployment``, ``delete_flow_run``, ``backup`` (SQLite only)
+  (``admin.py``)
 - runners: ``register_runner``, ``heartbeat`` (which also records the
   deployments a runner serves), ``read_serving_runners``, ``read_live_runner``,
   ``read_active_runs``, ``read_addressed_runs``, ``readdress_flow_run``

@@ -142,6 +142,8 @@ class AsyncStore:
     read_deployment = _threaded(URGENT, SQLStore.read_deployment)
     read_deployment_by_name = _threaded(URGENT, SQLStore.read_deployment_by_name)
     read_deployments = _threaded(URGENT, SQLStore.read_deployments)
+    set_deployment_paused = _threaded(URGENT, SQLStore.set_deployment_paused)
+    delete_deployment = _threaded(URGENT, SQLStore.delete_deployment)
 
     # -- runs ---------------------------------------------------------------
     read_flow_run_by_key = _threaded(URGENT, SQLStore.read_flow_run_by_key)
@@ -150,6 +152,7 @@ class AsyncStore:
     last_planned_times = _threaded(URGENT, SQLStore.last_planned_times)
     read_flow_run = _threaded(URGENT, SQLStore.read_flow_run)
     read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
+    delete_flow_run = _threaded(URGENT, SQLStore.delete_flow_run)
 
     # -- states -------------------------------------------------------------
     schema_is_current = _threaded(URGENT, SQLStore.schema_is_current)

@@ -24,6 +24,7 @@ from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
+from headrace.store.admin import Maintenance
 from headrace.store.claims import Claims
 from headrace.store.logs import LogLines
 from headrace.store.records import MAX_PAGE
@@ -58,7 +59,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines, Runners):
+class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -124,6 +125,26 @@ class SQLStore(Claims, StateChanges, LogLines, Runners):
         removed = conn.execute(flow_runs.delete().where(planned & dropped)).rowcount
         if removed:
             logger.info("Removed %d runs of schedules that changed", removed)
+
+    def set_deployment_paused(self, deployment_id: UUID, paused: bool) -> Deployment:
+        """Pause or resume a deployment's schedules, as registering it paused would.
+
+        Pausing deletes its planned runs that have not started; resuming plans from
+        now on (the time it was paused is not missed time). Runs triggered by hand
+        still run while it is paused.
+        """
+        now = utcnow()
+        with self._write() as conn:
+            before = self._deployment(conn, deployment_id)
+            after = before.model_copy(update={"paused": paused})
+            since = now if _resumes_planning(before, after) else before.planning_since
+            conn.execute(
+                deployments.update()
+                .where(deployments.c.id == deployment_id)
+                .values(paused=paused, updated=now, planning_since=since)
+            )
+            self._remove_unplanned_runs(conn, deployment_id, after, now)
+            return self._deployment(conn, deployment_id)
 
     def read_deployment(self, deployment_id: UUID) -> Deployment:
         with self._read() as conn:
