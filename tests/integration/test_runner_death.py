@@ -6,14 +6,18 @@ import asyncio
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from headrace.client import get_client
+from headrace.flow_runs import NewFlowRun
+from headrace.runner.liveness import CANCEL_CHECK_SECONDS, recovery_seconds
 from headrace.settings import Settings
-from headrace.states import StateType
-from tests.flows import extra
+from headrace.states import State, StateType, utcnow
+from headrace.store import RunnerRecord
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 from tests.integration.test_outcome_durability import markers, runner_process, trigger_touch
 from tests.integration.test_runner import fork_servers
@@ -126,3 +130,35 @@ async def test_runs_of_a_killed_fork_server_get_a_new_attempt(
         assert run.state.type == StateType.COMPLETED, run.state.message
         assert run.run_count == 2
         assert markers(out, "start").count(t0) == 2
+
+
+async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Polling rarely, a runner still takes them over one recovery interval after the timeout."""
+    timeout = 3.0
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_heartbeat_timeout_seconds=timeout
+    )
+    runner = make_runner(settings, query_seconds=10)
+    deployment_id = await runner.add_flow(basic.add)
+    async with running(runner), get_client(settings) as client:
+        await eventually(
+            lambda: asyncio.sleep(0, runner._session.liveness.polls),  # type: ignore[union-attr]
+            bool,
+            what="the first poll and its recovery",
+        )
+        # A runner on another machine claims and starts a run, and dies at once.
+        remote = RunnerRecord(name="far-away", host="another-machine", pid=1)
+        store = client.store.sync
+        store.register_runner(remote)
+        later = utcnow() + timedelta(hours=1)  # not for this runner to claim first
+        new = NewFlowRun(flow_name="add", deployment_id=deployment_id, expected_start_time=later)
+        run, _ = store.create_flow_run(new)
+        store.claim_flow_run(run.id, remote)
+        store.set_state(run.id, State(type=StateType.RUNNING), pid=1)
+        bound = timeout + recovery_seconds(timeout, 10) + CANCEL_CHECK_SECONDS
+        taken = await wait_for_state(client.store, run.id, timeout=bound + 1.5)
+        assert taken.state.type == StateType.CRASHED
+        assert "stopped sending heartbeats" in (taken.state.message or "")
+        assert (utcnow() - remote.heartbeat).total_seconds() < bound + 1.5
