@@ -14,6 +14,7 @@ async def main(database_url: str, home: str, limit: int = 1) -> None:
     settings = Settings(home=home, database_url=database_url)
     runner = Runner(name="doomed", settings=settings, query_seconds=0.2, limit=limit)
     await runner.add_flow(basic.touch, "touch")
+    await runner.add_flow(basic.with_grandchild, "grandchild")
     print("ready", flush=True)
     await runner.start()
 

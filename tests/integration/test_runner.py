@@ -399,7 +399,7 @@ async def test_a_runner_whose_run_was_taken_over_stops_it_and_records_nothing(
         )
         first = await wait_for_state(client.store, run.id, {StateType.RUNNING})
         assert first.pid is not None
-        other = RunnerRecord(name="survivor")
+        other = RunnerRecord(name="survivor", host="another-machine")  # alive elsewhere
         with contextlib.closing(SQLStore(database_url)) as survivor:
             survivor.register_runner(other)
             survivor.set_state(run.id, State(type=StateType.SCHEDULED, name="Rescheduled"))

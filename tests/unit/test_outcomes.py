@@ -186,3 +186,13 @@ def test_a_runner_can_load_runs_from_the_files_and_modules_it_serves() -> None:
     assert served.can_load("/srv/flows.py:helper") and served.can_load("pkg.jobs:other")
     assert not served.can_load("/srv/other.py:etl") and not served.can_load("pkg:jobs")
     assert not served.can_load(None) and not served.can_load("no entrypoint")
+
+
+def test_a_process_lost_with_its_fork_server_is_a_runner_death_not_a_crash() -> None:
+    retried = decide_outcome(run(max_retries=1), ProcessReport(None), NOW)
+    assert (retried.state.type, retried.state.name) == (StateType.SCHEDULED, "Rescheduled")
+    crashed = decide_outcome(run(), ProcessReport(None), NOW)
+    assert crashed.state.type == StateType.CRASHED
+    assert "fork server" in (crashed.state.message or "")
+    finished = decide_outcome(run(max_retries=1), ProcessReport(None, Completed(5)), NOW)
+    assert (finished.state.type, finished.fields["result"]) == (StateType.COMPLETED, 5)

@@ -4,7 +4,7 @@ A run's process never touches the database: it sends the events of
 ``headrace.process.protocol`` over a pipe and the runner, the one writer,
 persists them. Everything the child writes to its stdout and stderr, and
 every ``logging`` record, becomes a run log line. It dies with its fork
-server, which dies with its runner, so no run finishes unrecorded.
+server, which kills it when the runner dies, so no run finishes unrecorded.
 Kept light on imports: no web stack and no database driver.
 """
 
@@ -44,6 +44,9 @@ from headrace.process.protocol import (
 from headrace.runtime import FlowRunContext, enter_flow_run
 
 PR_SET_PDEATHSIG = 1
+
+fork_server_pid = 0
+"""The fork server's pid, in it and in the runs it forks (0 elsewhere)."""
 
 preloaded_modules: frozenset[str] = frozenset()
 """What the fork server had imported when it forked this run: a run should need nothing more."""
@@ -130,6 +133,8 @@ def _die_with_parent() -> None:
 
 def prepare_fork_server() -> None:
     """Do once in the fork server what every run would otherwise do (and pay for) itself."""
+    global fork_server_pid
+    fork_server_pid = os.getpid()
     _prctl()
     logging.getLogger().setLevel(logging.INFO)
 
@@ -137,8 +142,9 @@ def prepare_fork_server() -> None:
 def _isolate(stop_fd: int | None) -> None:
     os.setsid()  # its own process group: cancel kills the run and everything it started
     _die_with_parent()
-    if os.getppid() == 1:  # the parent died before we asked to die with it
-        os._exit(1)
+    parent = os.getppid()
+    if parent == 1 or (fork_server_pid and parent != fork_server_pid):
+        os._exit(1)  # the parent died before we asked to die with it
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     on_sigterm = signal.SIG_DFL if stop_fd is None else _heed_only_the_runner(stop_fd)
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -6,13 +6,16 @@ child side, pydantic and the served flows once; each run is then a ``fork()``
 user's imports). It takes requests and sends replies over the Unix socket ``FD``
 in the wire format of ``headrace.process.protocol``.
 
-When the runner goes away the socket closes and the server exits; its runs
-were forked with "die with your parent" (``PR_SET_PDEATHSIG``) and follow it.
+When the runner goes away the socket closes: the server SIGKILLs the process
+group of every run it started, then exits, and forks nothing for a runner that
+is gone (it checks its parent before each fork). Its runs also die with it
+(``PR_SET_PDEATHSIG``), should the server itself be killed.
 Keeps its imports light: no web stack, no database driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -21,6 +24,7 @@ import selectors
 import signal
 import socket
 import sys
+from typing import NoReturn
 
 from headrace.process.protocol import (
     EXITED,
@@ -95,6 +99,7 @@ def _exit_status(status: int) -> int:
 class ForkServer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.runner_pid = os.getppid()
         self.pids: dict[int, int] = {}
         self.wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
@@ -118,14 +123,35 @@ class ForkServer:
         try:
             request_id, job, fds = _read_request(self.sock)
         except (EOFError, ConnectionError):
-            raise SystemExit(0) from None
+            self.runner_gone()
+        if os.getppid() != self.runner_pid:  # it sent this, then died: start nothing for it
+            self.runner_gone()
         pid = os.fork()
         if pid == 0:
             _run_in_child(self.sock, job, fds)
         for fd in fds:
             os.close(fd)
         self.pids[pid] = request_id
-        self.sock.sendall(REPLY.pack(request_id, STARTED, pid))
+        self._reply(request_id, STARTED, pid)
+
+    def _reply(self, request_id: int, kind: int, value: int) -> None:
+        try:
+            self.sock.sendall(REPLY.pack(request_id, kind, value))
+        except OSError:  # the runner's end is closed: it died
+            self.runner_gone()
+
+    def runner_gone(self) -> NoReturn:
+        """Kill every run still going, and everything it started, then exit at once.
+
+        Nobody is left to record how they end. A run not yet in a group of its
+        own (it calls ``setsid`` first thing) is killed by its pid. No interpreter
+        shutdown: its clean-up is slow, and runs would go on meanwhile.
+        """
+        for pid in self.pids:  # unreaped: neither pid nor group id can be reused yet
+            for kill in (os.kill, os.killpg):
+                with contextlib.suppress(OSError):
+                    kill(pid, signal.SIGKILL)
+        os._exit(0)
 
     def _reap(self) -> None:
         while self.pids:
@@ -137,7 +163,7 @@ class ForkServer:
                 return
             request_id = self.pids.pop(pid, None)
             if request_id is not None:
-                self.sock.sendall(REPLY.pack(request_id, EXITED, _exit_status(status)))
+                self._reply(request_id, EXITED, _exit_status(status))
 
 
 def release_cpus() -> None:
@@ -148,7 +174,6 @@ def release_cpus() -> None:
 
 
 def _preload() -> None:
-    import contextlib
     import multiprocessing.connection  # noqa: F401 - every run reports over one
 
     import headrace.entrypoints

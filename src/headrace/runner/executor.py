@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ class Executor:
             exit_code: int | None = await handle.process.wait()
         except ProcessLost:
             exit_code = None
+            handle.process.signal_group(signal.SIGKILL)  # what it started, before a new attempt
         finally:
             if timer is not None:
                 timer.cancel()

@@ -2,8 +2,10 @@
 
 - A heartbeat, so that runners on other hosts do not take it for dead, with the
   deployments it serves, so that readers see who will run their runs.
-- Every few polls, recovery of the runs of runners that are dead, and of the
-  ad-hoc runs queued for runners that are gone (``recovery.py``).
+- Recovery of the runs of runners that are dead, and of the ad-hoc runs queued
+  for runners that are gone (``recovery.py``), every ``recovery_seconds``: a
+  third of the heartbeat timeout, at most a poll. A dead runner's runs are taken
+  over within the heartbeat timeout plus that interval (and a cancel check).
 - Runs another runner took over are stopped here: one attempt runs at a time.
 - Runs asked to cancel are killed; the cancellation watch checks for them
   often, and at once when the store's change feed says a cancel was asked.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import timedelta
 from uuid import UUID
@@ -28,7 +31,6 @@ from headrace.store import AsyncStore, RunnerRecord
 logger = logging.getLogger(__name__)
 
 CANCEL_CHECK_SECONDS = 0.5
-RECOVERY_EVERY_POLLS = 6
 
 
 class Liveness:
@@ -45,7 +47,6 @@ class Liveness:
         heartbeat_timeout_seconds: float,
         poll_seconds: float,
         cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
-        recovery_every_polls: int = RECOVERY_EVERY_POLLS,
         journal: Journal | None = None,
     ) -> None:
         self._store = store
@@ -57,17 +58,17 @@ class Liveness:
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_seconds)
         # A third of the timeout (and at least every poll): two heartbeats may go missing.
         self._heartbeat_seconds = min(poll_seconds, heartbeat_timeout_seconds / 3)
-        self._recovery_every_polls = recovery_every_polls
+        self.recovery_seconds = recovery_seconds(heartbeat_timeout_seconds, poll_seconds)
         self._last_heartbeat = 0.0
+        self._last_recovery = -math.inf
         self._serving_recorded: set[UUID] | None = None
         self.polls = 0
         self.poller = Poller("cancel watch", self.cancel_step, lambda: cancel_check_seconds)
 
     async def on_poll(self) -> None:
-        """The poll's first share: a heartbeat, and every few polls a recovery."""
+        """The poll's first share: a heartbeat, and a recovery when one is due."""
         await self.heartbeat()
-        if self.polls % self._recovery_every_polls == 0:
-            await self.recover_orphans()
+        await self._recover_when_due()
         self.polls += 1
 
     async def check_runs(self) -> None:
@@ -78,6 +79,7 @@ class Liveness:
     async def cancel_step(self) -> None:
         if time.monotonic() - self._last_heartbeat >= self._heartbeat_seconds:
             await self.heartbeat()  # whatever the poll interval: others must not think us dead
+        await self._recover_when_due()  # and their runs are taken over as soon as they are
         await self.check_cancellations()
 
     async def heartbeat(self) -> None:
@@ -90,6 +92,11 @@ class Liveness:
         self._last_heartbeat = time.monotonic()
         if changed:
             self._serving_recorded = serving
+
+    async def _recover_when_due(self) -> None:
+        if time.monotonic() - self._last_recovery >= self.recovery_seconds:
+            self._last_recovery = time.monotonic()
+            await self.recover_orphans()
 
     async def recover_orphans(self) -> None:
         # Not during a claim: a run claimed but not yet launched would look orphaned.
@@ -132,3 +139,9 @@ class Liveness:
                     "Flow run %s was taken over by another runner; stopping it here",
                     handle.run.name,
                 )
+
+
+def recovery_seconds(heartbeat_timeout_seconds: float, poll_seconds: float) -> float:
+    """How often to look for dead runners' runs: a third of the heartbeat timeout, at most
+    a poll, so that they are taken over soon after the timeout says their runner is dead."""
+    return min(poll_seconds, heartbeat_timeout_seconds / 3)

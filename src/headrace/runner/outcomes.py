@@ -17,6 +17,7 @@ from headrace.process.protocol import Completed, Crashed, Failed, FinalEvent, In
 from headrace.states import State, StateType, utcnow
 
 STOPPED_WHY = "the runner shut down before it finished"
+FORK_SERVER_DIED_WHY = "the fork server that started its process died while it ran"
 
 
 class KillReason(StrEnum):
@@ -83,6 +84,9 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             return decide_failure(run, message, now)
         case Crashed(message), _:
             return Decision(State(type=StateType.CRASHED, message=message))
+        case None, None if report.exit_code is None:
+            # Its process died with the fork server (an OOM kill, say): not the run's doing.
+            return decide_orphan(run, FORK_SERVER_DIED_WHY, now)
         case _:
             return Decision(State(type=StateType.CRASHED, message=explain_exit(report.exit_code)))
 

@@ -1,0 +1,164 @@
+"""No run outlives its runner, and a dead fork server costs a run an attempt, not its end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from headrace.client import get_client
+from headrace.flow_runs import NewFlowRun
+from headrace.runner.liveness import CANCEL_CHECK_SECONDS, recovery_seconds
+from headrace.settings import Settings
+from headrace.states import State, StateType, utcnow
+from headrace.store import RunnerRecord
+from tests.flows import basic, extra
+from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
+from tests.integration.test_outcome_durability import markers, runner_process, trigger_touch
+from tests.integration.test_runner import fork_servers
+
+pytestmark = pytest.mark.timeout(120)
+
+GONE_WITHIN_SECONDS = 2.0
+"""How soon a run, and all it started, must be gone once its runner is."""
+
+
+def run_processes(runner_pid: int) -> list[int]:
+    """The processes the runner's fork servers forked: its runs."""
+    runs = []
+    for server in _children(runner_pid):
+        runs.extend(_children(server))
+    return runs
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
+async def all_dead(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if await process_alive(pid)]
+
+
+async def test_a_killed_runner_takes_its_runs_and_what_they_started_with_it(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    pidfiles = [tmp_path / f"pids{i}" for i in range(2)]
+    with runner_process(database_url, settings.home, limit=2) as process:
+        async with get_client(settings) as client:
+            deployment = await client.read_deployment_by_name("with-grandchild", "grandchild")
+            for pidfile in pidfiles:
+                await client.create_flow_run_from_deployment(
+                    deployment.id, {"pidfile": str(pidfile)}
+                )
+        await eventually(
+            lambda: asyncio.to_thread(lambda: all(p.exists() and p.read_text() for p in pidfiles)),
+            bool,
+            what="the runs to start their grandchildren",
+        )
+        pids = [int(pid) for pidfile in pidfiles for pid in pidfile.read_text().split()]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    await eventually(
+        lambda: all_dead(pids),
+        lambda alive: not alive,
+        timeout=GONE_WITHIN_SECONDS,
+        what="the runs and their grandchildren to die with their runner",
+    )
+
+
+async def test_no_body_starts_or_runs_on_once_its_runner_is_dead(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "markers"
+    with runner_process(database_url, settings.home, limit=6) as process:
+        await trigger_touch(settings, out, 60, sleep=0.05)
+        # Killed while it starts runs as fast as it can.
+        await eventually(
+            lambda: asyncio.to_thread(markers, out, "end"),
+            lambda ended: len(ended) >= 6,
+            timeout=30,
+        )
+        runs = run_processes(process.pid)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        dead = time.time()
+    await eventually(
+        lambda: all_dead(runs),
+        lambda alive: not alive,
+        timeout=GONE_WITHIN_SECONDS,
+        what="the runs to die with their runner",
+    )
+    await asyncio.sleep(0.5)  # time for a body started for the dead runner to show itself
+    starts = [
+        float(line.split()[2]) for line in out.read_text().splitlines() if line.startswith("start")
+    ]
+    assert max(starts) < dead, "a body started after its runner had died"
+
+
+async def test_runs_of_a_killed_fork_server_get_a_new_attempt(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """As an OOM killer might: the fork server is infrastructure, not the runs' fault."""
+    out = tmp_path / "markers"
+    runner = make_runner(settings, limit=4)
+    deployment_id = await runner.add_flow(extra.touch_retried)
+    async with running(runner), get_client(settings) as client:
+        ids = [
+            (
+                await client.create_flow_run_from_deployment(
+                    deployment_id, {"t0": i, "out": str(out), "sleep": 2}
+                )
+            ).id
+            for i in range(4)
+        ]
+        for run_id in ids:
+            await wait_for_state(client.store, run_id, {StateType.RUNNING})
+        (server,) = fork_servers()
+        os.kill(server, signal.SIGKILL)
+        runs = [await wait_for_state(client.store, run_id, timeout=30) for run_id in ids]
+    for t0, run in enumerate(runs):
+        assert run.state.type == StateType.COMPLETED, run.state.message
+        assert run.run_count == 2
+        assert markers(out, "start").count(t0) == 2
+
+
+async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Polling rarely, a runner still takes them over one recovery interval after the timeout."""
+    timeout = 3.0
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_heartbeat_timeout_seconds=timeout
+    )
+    runner = make_runner(settings, query_seconds=10)
+    deployment_id = await runner.add_flow(basic.add)
+    async with running(runner), get_client(settings) as client:
+        await eventually(
+            lambda: asyncio.sleep(0, runner._session.liveness.polls),  # type: ignore[union-attr]
+            bool,
+            what="the first poll and its recovery",
+        )
+        # A runner on another machine claims and starts a run, and dies at once.
+        remote = RunnerRecord(name="far-away", host="another-machine", pid=1)
+        store = client.store.sync
+        store.register_runner(remote)
+        later = utcnow() + timedelta(hours=1)  # not for this runner to claim first
+        new = NewFlowRun(flow_name="add", deployment_id=deployment_id, expected_start_time=later)
+        run, _ = store.create_flow_run(new)
+        store.claim_flow_run(run.id, remote)
+        store.set_state(run.id, State(type=StateType.RUNNING), pid=1)
+        bound = timeout + recovery_seconds(timeout, 10) + CANCEL_CHECK_SECONDS
+        taken = await wait_for_state(client.store, run.id, timeout=bound + 1.5)
+        assert taken.state.type == StateType.CRASHED
+        assert "stopped sending heartbeats" in (taken.state.message or "")
+        assert (utcnow() - remote.heartbeat).total_seconds() < bound + 1.5
