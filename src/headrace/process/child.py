@@ -205,7 +205,7 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
     if root.level != logging.INFO:  # setting it walks every logger: the fork server did
         root.setLevel(logging.INFO)
     try:
-        event = _execute(job, reporter)
+        event = _execute(job, reporter, stop_fd)
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
     finally:
@@ -224,7 +224,7 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
         reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 
 
-def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
+def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> FinalEvent:
     """Load, validate, run: returns the terminal event to report."""
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
@@ -241,6 +241,9 @@ def _execute(job: ChildJob, reporter: Reporter) -> FinalEvent:
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
         return Invalid(storable(f"Parameter validation failed: {exc}"))  # no retry helps
+    if stop_fd is not None and _readable(stop_fd):
+        # The runner died, or means to stop this run, while it loaded: the body never starts.
+        os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
     try:
         result = flow.fn(**parameters)
