@@ -33,6 +33,9 @@ class KillReason(StrEnum):
     the crash rule decides, as for a runner that died, so a body is never re-run unasked."""
     LOST = "lost"
     """Another runner took the run over (this one was presumed dead): stop this attempt."""
+    LEASE = "lease"
+    """Its runner could not renew its heartbeat in time: another may take the run over, so
+    the attempt stops, and its outcome is left to recovery."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             return decide_orphan(run, STOPPED_WHY, now)
         case _, KillReason.LOST:  # not recorded: the run is another attempt now
             return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
+        case _, KillReason.LEASE:  # not recorded either: recovery resolves it
+            return Decision(State(type=StateType.CRASHED, message="Its runner lost its lease"))
         case _, KillReason.TIMEOUT:
             return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
         case Invalid(message), _:  # its parameters: every attempt would fail
