@@ -33,11 +33,11 @@ class Lease:
     @property
     def holds_for(self) -> float:
         """Seconds from a heartbeat being sent to the runner giving up its runs."""
-        return self.timeout_seconds * (1 - STOP_BEFORE_EXPIRY)
+        return self.timeout_seconds - self.timeout_seconds * STOP_BEFORE_EXPIRY
 
-    def renew(self, sent: float) -> bool:
-        """A heartbeat sent at ``sent`` was stored; whether the lease was lapsed before."""
-        lapsed = not self.held()
+    def renew(self, sent: float, now: float | None = None) -> bool:
+        """A heartbeat sent at ``sent`` was stored (``now``); whether the lease had lapsed."""
+        lapsed = not self.held(now)
         if self.renewed_at is None or sent > self.renewed_at:
             self.renewed_at = sent
         return lapsed
