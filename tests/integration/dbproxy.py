@@ -2,6 +2,8 @@
 
 ``down()`` closes every connection through it and refuses new ones, as a
 database that went away does; ``up()`` accepts again on the same port.
+``black_hole()`` keeps connections open but passes nothing either way, as a
+network partition does; ``down()`` then ``up()`` ends it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class DatabaseProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._swallowing = threading.Event()
         self.port = 0
         self.up()
 
@@ -28,7 +31,11 @@ class DatabaseProxy:
         rerouted = sa.make_url(url).set(host="127.0.0.1", port=self.port)
         return rerouted.render_as_string(hide_password=False)
 
+    def black_hole(self) -> None:
+        self._swallowing.set()
+
     def up(self) -> None:
+        self._swallowing.clear()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -53,6 +60,13 @@ class DatabaseProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # down
+            if self._swallowing.is_set():
+                with self._lock:
+                    if self._listener is not listener:
+                        client.close()
+                        return
+                    self._sockets.add(client)  # connected, never answered
+                continue
             try:
                 server = socket.create_connection(self._target)
             except OSError:
@@ -65,13 +79,15 @@ class DatabaseProxy:
                     return
                 self._sockets |= {client, server}
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                args = (a, b, self._swallowing)
+                threading.Thread(target=_pump, args=args, daemon=True).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, swallowing: threading.Event) -> None:
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
-            sink.sendall(data)
+            if not swallowing.is_set():
+                sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
 

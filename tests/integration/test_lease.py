@@ -40,8 +40,9 @@ async def read_attempts(out: Path) -> list[tuple[float, float]]:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("cut", ["refused", "black-holed"])
 async def test_a_cut_off_runner_stops_its_run_before_another_starts_its_next_attempt(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, cut: str
 ) -> None:
     out = tmp_path / "ticks"
     tuning = {
@@ -70,7 +71,8 @@ async def test_a_cut_off_runner_stops_its_run_before_another_starts_its_next_att
             run = await client.create_flow_run_from_deployment(deployment_id, params)
             await wait_for_state(client.store, run.id, {StateType.RUNNING}, timeout=20)
             await stack.enter_async_context(running(taker))
-            proxy.down()
+            cut_off_from_database = proxy.down if cut == "refused" else proxy.black_hole
+            cut_off_from_database()
             try:
                 both = await eventually(
                     lambda: read_attempts(out),
@@ -80,6 +82,7 @@ async def test_a_cut_off_runner_stops_its_run_before_another_starts_its_next_att
                 )
                 await asyncio.sleep(0.5)  # the first attempt would tick on meanwhile
             finally:
+                proxy.down()  # a black hole's connections end here, as they would time out
                 proxy.up()
             (first_start, first_end), (second_start, _) = attempts(out)
             assert first_end < second_start, (
