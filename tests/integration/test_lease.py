@@ -14,7 +14,7 @@ from headrace.runner import session as session_module
 from headrace.settings import Settings
 from headrace.states import StateType
 from headrace.store import RunnerRecord
-from tests.flows import extra
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, running, wait_for_state
 from tests.integration.dbproxy import proxy_for
 
@@ -92,3 +92,39 @@ async def test_a_cut_off_runner_stops_its_run_before_another_starts_its_next_att
             taken = await client.read_flow_run(run.id)
             assert taken.run_count == 2
             assert taken.state.type in {StateType.PENDING, StateType.RUNNING}
+
+
+@pytest.mark.postgres
+async def test_an_outcome_waiting_past_the_lease_is_recovered_from_the_journal_once(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner gives the waiting outcome up with its lease; back, it finds it journaled."""
+    out = tmp_path / "markers"
+    direct = Settings(
+        home=tmp_path / "home",
+        database_url=postgres_url,
+        runner_heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
+        runner_poll_frequency=0.3,
+    )
+    with proxy_for(postgres_url) as proxy:
+        runner = make_runner(
+            direct.model_copy(update={"database_url": proxy.url_for(postgres_url)})
+        )
+        deployment_id = await runner.add_flow(basic.touch)
+        async with running(runner), get_client(direct) as client:
+            params = {"t0": 0, "out": str(out), "sleep": 0.2}
+            run = await client.create_flow_run_from_deployment(deployment_id, params)
+            await wait_for_state(client.store, run.id, {StateType.RUNNING}, timeout=20)
+            proxy.down()
+            await eventually(
+                lambda: asyncio.sleep(0.1, "lost its lease" in caplog.text),
+                bool,
+                timeout=PARTITION_SECONDS,
+                what="the runner to lose its lease",
+            )
+            proxy.up()
+            done = await wait_for_state(client.store, run.id, timeout=20)
+    assert done.state.type == StateType.COMPLETED, done.state.message
+    assert done.run_count == 1
+    assert out.read_text().count("start") == 1, "its body ran again"
+    assert "Not recording the end of" in caplog.text
