@@ -128,3 +128,4 @@ async def test_an_outcome_waiting_past_the_lease_is_recovered_from_the_journal_o
     assert done.run_count == 1
     assert out.read_text().count("start") == 1, "its body ran again"
     assert "Not recording the end of" in caplog.text
+    assert caplog.text.count("Heartbeat stored again") == 1  # not at its start

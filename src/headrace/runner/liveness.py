@@ -99,7 +99,8 @@ class Liveness:
         self._last_heartbeat = time.monotonic()
         if changed:
             self._serving_recorded = serving
-        if self.lease.renew(sent) and self.lease.renewed_at is not None:
+        had_one = self.lease.renewed_at is not None
+        if self.lease.renew(sent) and had_one:
             logger.warning("Heartbeat stored again: this runner holds its lease and claims runs")
         self._arm_lease_timer()
 
