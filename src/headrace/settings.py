@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     runner_backlog_limit: int = Field(default=1000, ge=1)
     runner_shutdown_grace_seconds: float = Field(default=30, ge=0)
     runner_heartbeat_timeout_seconds: float = Field(default=90, gt=0)
+    runner_lease_margin_seconds: float = Field(default=5, ge=0)
+    """Runners on other hosts take a silent runner's runs this long after its heartbeat
+    timeout: what their clocks may disagree by."""
     late_runs_after_seconds: float = Field(default=LATE_RUNS_AFTER_SECONDS, ge=0)
     """A SCHEDULED run overdue by more than this reads as ``Late``."""
     run_log_limit_bytes: int = Field(default=RUN_LOG_LIMIT_BYTES, ge=0)

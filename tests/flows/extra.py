@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -93,3 +94,13 @@ def touch_retried(t0: float, out: str, sleep: float = 0.0) -> float:
     with open(out, "a") as handle:
         handle.write(f"end {t0} {time.time()}\n")
     return start
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def ticking(out: str, seconds: float) -> None:
+    """Appends "<pid> <time>" every 20 ms while its body runs: when each attempt ran."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with open(out, "a") as handle:
+            handle.write(f"{os.getpid()} {time.time()}\n")
+        time.sleep(0.02)

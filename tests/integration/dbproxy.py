@@ -4,7 +4,7 @@
 database that went away does; ``up()`` accepts again on the same port.
 ``black_hole()`` keeps every connection open and accepts new ones, but
 forwards nothing either way, as a network partition does; ``resume()``
-forwards again, what was held back first.
+forwards again, what was held back first (``down()`` then ``up()`` ends it too).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class DatabaseProxy:
         return rerouted.render_as_string(hide_password=False)
 
     def up(self) -> None:
+        self._flowing.set()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))

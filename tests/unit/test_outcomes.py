@@ -116,6 +116,7 @@ def test_a_failure_during_a_kill_is_the_kill(reason: KillReason) -> None:
         KillReason.STOPPED: (StateType.SCHEDULED, "Rescheduled"),  # retries left: a new attempt
         KillReason.TIMEOUT: (StateType.SCHEDULED, "AwaitingRetry"),  # a timeout is a failure
         KillReason.LOST: (StateType.CRASHED, "Crashed"),  # refused: another attempt holds it
+        KillReason.LEASE: (StateType.CRASHED, "Crashed"),  # never stored: recovery decides
     }
     assert (decision.state.type, decision.state.name) == expected[reason]
 

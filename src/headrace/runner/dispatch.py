@@ -17,6 +17,7 @@ from headrace.flow_runs import FlowRun
 from headrace.process.starter import ProcessStarter
 from headrace.runner.executor import Executor, RunHandle
 from headrace.runner.journal import Journal
+from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
 from headrace.runner.poller import Poller
 from headrace.runner.served import ServedDeployments
@@ -43,6 +44,7 @@ class Dispatcher:
         interval_seconds: float,
         replan: Callable[[], None],
         journal: Journal | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._store = store
         self._served = served
@@ -56,6 +58,7 @@ class Dispatcher:
             kill_grace_seconds=kill_grace_seconds,
             on_finished=self.on_run_finished,
             journal=journal,
+            lease=lease,
         )
         self.claimed_total = 0
         """Runs claimed so far: the webserver's backlog estimate subtracts them."""
@@ -67,8 +70,8 @@ class Dispatcher:
 
     async def claim_and_launch(self) -> None:
         async with self.claim_lock:
-            if self.poller.stopping:
-                return
+            if self.poller.stopping or not self.executor.lease_held():
+                return  # without the lease, a claimed run could be another runner's soon
             free = self._limit - len(self.executor.active)
             if free <= 0:
                 self._runs_left_queued = True  # woken for a run there is no slot for

@@ -29,6 +29,7 @@ from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.journal import Entry, Journal
+from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -42,7 +43,8 @@ RUNNING_WRITE_DELAY_SECONDS = 0.02
 quiet run shorter than this records RUNNING and its end in one transaction (the state
 history still shows both, with the child's own times)."""
 PERSIST_ATTEMPTS = 5
-"""Tries to store an outcome the database refuses (an outage is waited out, however long)."""
+"""Tries to store an outcome the database refuses (an outage is waited out while the lease
+holds)."""
 PERSIST_RETRY_SECONDS = 0.5
 PERSIST_RETRY_MAX_SECONDS = 5.0
 """An outcome the database did not take is retried this often at most, for as long as it takes."""
@@ -62,6 +64,8 @@ class RunHandle:
     running_write: asyncio.Future[FlowRun] | None = None
     events: EventReader | None = None
     journal_entry: Entry | None = None
+    lease_lost: bool = False
+    """The runner's lease lapsed during this attempt: nothing about it is recorded here."""
 
 
 class Executor:
@@ -76,9 +80,11 @@ class Executor:
         kill_grace_seconds: float,
         on_finished: Callable[[FlowRun | None], None],
         journal: Journal | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._store = store
         self._starter = starter
+        self._lease = lease
         self._logs = logs
         self._kill_grace_seconds = kill_grace_seconds
         self._on_finished = on_finished
@@ -90,7 +96,7 @@ class Executor:
 
     def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
-        handle = RunHandle(run)
+        handle = RunHandle(run, lease_lost=not self.lease_held())
         earlier = self.active.get(run.id)
         if earlier is not None:  # an attempt of ours was taken over, then claimed again by us
             self.kill(run.id, KillReason.LOST)
@@ -112,10 +118,27 @@ class Executor:
         handle.kill_reason = reason
         return self._kill_process(handle)
 
+    def lease_held(self) -> bool:
+        return self._lease is None or self._lease.held()
+
+    def lose_lease(self) -> int:
+        """The lease lapsed: kill every run's process soon enough that it is gone before the
+        lease expires, and record none of their outcomes (recovery resolves them)."""
+        stopped = 0
+        for handle in [h for h in self.active.values() if not h.lease_lost]:
+            handle.lease_lost = True
+            handle.kill_reason = handle.kill_reason or KillReason.LEASE
+            stopped += handle.process is not None and handle.process.exitcode is None
+            self._kill_process(handle)
+        return stopped
+
     def _kill_process(self, handle: RunHandle) -> asyncio.Task[int] | None:
         if handle.process is None:
             return None  # not started yet: _attempt kills it as soon as it exists
-        return asyncio.get_running_loop().create_task(handle.process.kill(self._kill_grace_seconds))
+        grace = self._kill_grace_seconds
+        if handle.lease_lost and self._lease is not None:
+            grace = self._lease.kill_grace(grace)
+        return asyncio.get_running_loop().create_task(handle.process.kill(grace))
 
     async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         final: FlowRun | None = None
@@ -138,6 +161,9 @@ class Executor:
         job = _job_for(run, entrypoint, handle.journal_entry)
         if job is None:
             return await self._persist(handle, _crashed("The flow run has no entrypoint to load"))
+        if handle.lease_lost:
+            logger.warning("Not starting flow run %s: this runner lost its lease", run.name)
+            return None  # claimed as the lease lapsed: recovery resolves it
         try:
             handle.process = await self._starter.start(job)
         except Exception as exc:
@@ -247,16 +273,16 @@ class Executor:
     async def _persist(self, handle: RunHandle, decision: Decision) -> FlowRun | None:
         """Record the outcome of this attempt; retried until the store takes it.
 
-        However long the database is away, the run keeps its slot (so what waits
-        is bounded by the runner's limit) and stays this runner's: recovery does
-        not take it for lost. Only a stopping runner, or an error that is not an
-        outage, gives up: recovery then resolves the run, from the journal if the
-        child recorded its end there.
+        While the database is away, the run keeps its slot (so what waits is
+        bounded by the runner's limit) and stays this runner's: recovery does not
+        take it for lost. A stopping runner, a lapsed lease (another runner may
+        take the run over) or an error that is not an outage gives up: recovery
+        then resolves the run, from the journal if the child recorded its end there.
         """
         run = handle.run
         failures = 0
         try:
-            while True:
+            while not self._lease_lost_for(handle):
                 try:
                     final = await self._store_outcome(run, decision)
                     break
@@ -267,6 +293,8 @@ class Executor:
                     if not self._keep_trying(run, exc, failures):
                         return None
                     await self._sleep_unless_giving_up(_retry_delay(failures))
+            else:
+                return None
         finally:
             if failures:
                 self.waiting_outcomes -= 1
@@ -275,6 +303,16 @@ class Executor:
         if handle.journal_entry is not None and self._journal is not None:
             self._journal.stored(handle.journal_entry)
         return final
+
+    def _lease_lost_for(self, handle: RunHandle) -> bool:
+        if not handle.lease_lost:
+            return False
+        logger.warning(
+            "Not recording the end of %s: this runner lost its lease, so another may run it "
+            "again (recovery resolves it, from the journal if its process recorded its end)",
+            handle.run.name,
+        )
+        return True
 
     def _keep_trying(self, run: FlowRun, exc: StoreError, failures: int) -> bool:
         outage = isinstance(exc, StoreUnavailable)

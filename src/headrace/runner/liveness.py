@@ -1,7 +1,9 @@
 """Liveness: the runner shows it is alive, and acts on what others decided about its runs.
 
 - A heartbeat, so that runners on other hosts do not take it for dead, with the
-  deployments it serves, so that readers see who will run their runs.
+  deployments it serves, so that readers see who will run their runs. It is a
+  lease (``lease.py``): when no heartbeat could be stored for two thirds of the
+  timeout, the runs' processes are killed before others may take the runs over.
 - Recovery of the runs of runners that are dead, and of the ad-hoc runs queued
   for runners that are gone (``recovery.py``), every ``recovery_seconds``: a
   third of the heartbeat timeout, at most a poll. A dead runner's runs are taken
@@ -22,6 +24,7 @@ from uuid import UUID
 
 from headrace.runner.executor import Executor
 from headrace.runner.journal import Journal
+from headrace.runner.lease import Lease
 from headrace.runner.outcomes import KillReason
 from headrace.runner.poller import Poller
 from headrace.runner.recovery import recover_addressed_runs, recover_orphans, sweep_journals
@@ -48,8 +51,13 @@ class Liveness:
         poll_seconds: float,
         cancel_check_seconds: float = CANCEL_CHECK_SECONDS,
         journal: Journal | None = None,
+        lease: Lease | None = None,
+        lease_margin_seconds: float = 0.0,
     ) -> None:
         self._store = store
+        self.lease = lease or Lease(heartbeat_timeout_seconds)
+        self._lease_margin = timedelta(seconds=lease_margin_seconds)
+        self._lease_timer: asyncio.TimerHandle | None = None
         self._record = record
         self._served = served
         self._executor = executor
@@ -87,11 +95,43 @@ class Liveness:
         tell from these whether anybody will run a deployment's runs."""
         serving = self._served.ids
         changed = serving != self._serving_recorded
+        sent = time.monotonic()  # the stored stamp is no earlier: the lease runs from here
         await self._store.heartbeat(self._record.id, serving=serving if changed else None)
         # Counted once stored: after a database outage the next step tries again at once.
         self._last_heartbeat = time.monotonic()
         if changed:
             self._serving_recorded = serving
+        had_one = self.lease.renewed_at is not None
+        if self.lease.renew(sent) and had_one:
+            logger.warning("Heartbeat stored again: this runner holds its lease and claims runs")
+        self._arm_lease_timer()
+
+    def _arm_lease_timer(self) -> None:
+        """Wake when the lease lapses, whatever the loops are waiting on (a hung database)."""
+        lapses = self.lease.lapses_at()
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+        if lapses is not None:
+            delay = max(0.0, lapses - time.monotonic())
+            self._lease_timer = asyncio.get_running_loop().call_later(delay, self._on_lease_timer)
+
+    def _on_lease_timer(self) -> None:
+        self._lease_timer = None
+        if self.lease.held():
+            self._arm_lease_timer()  # renewed meanwhile
+            return
+        stopped = self._executor.lose_lease()
+        logger.warning(
+            "No heartbeat stored for %.0f s: this runner lost its lease, stopped %d runs "
+            "(others may run them again) and claims none until a heartbeat is stored",
+            self.lease.holds_for,
+            stopped,
+        )
+
+    def close(self) -> None:
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
 
     async def _recover_when_due(self) -> None:
         if time.monotonic() - self._last_recovery >= self.recovery_seconds:
@@ -108,12 +148,14 @@ class Liveness:
                 heartbeat_timeout=self._heartbeat_timeout,
                 active=lambda: set(self._executor.active),
                 journal=self._journal,
+                lease_margin=self._lease_margin,
             )
             await recover_addressed_runs(
                 self._store,
                 self._record,
                 self._served.can_load,
                 heartbeat_timeout=self._heartbeat_timeout,
+                lease_margin=self._lease_margin,
             )
         if self._journal is not None:
             await sweep_journals(self._store, self._journal)

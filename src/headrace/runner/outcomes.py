@@ -34,6 +34,9 @@ class KillReason(StrEnum):
     the crash rule decides, as for a runner that died, so a body is never re-run unasked."""
     LOST = "lost"
     """Another runner took the run over (this one was presumed dead): stop this attempt."""
+    LEASE = "lease"
+    """Its runner could not renew its heartbeat in time: another may take the run over, so
+    the attempt stops, and its outcome is left to recovery."""
 
 
 @dataclass(frozen=True)
@@ -65,19 +68,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             message = "; ".join(filter(None, (late, note))) or None
             fields = {"result": result, "result_truncated": truncated}
             return Decision(State(type=StateType.COMPLETED, message=message), fields)
-        case _, KillReason.CANCEL:
-            return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
-        case _, KillReason.SHUTDOWN:
-            message = "Cancelled: its runner shut down, and its deployment cancels runs then"
-            return Decision(State(type=StateType.CANCELLED, message=message))
-        case _, KillReason.REQUEUE:
-            return requeue("Requeued: its runner shut down before it finished", now)
-        case _, KillReason.STOPPED:
-            return decide_orphan(run, STOPPED_WHY, now)
-        case _, KillReason.LOST:  # not recorded: the run is another attempt now
-            return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
-        case _, KillReason.TIMEOUT:
-            return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
+        case _, KillReason() as reason:
+            return _decide_kill(run, reason, now)
         case Invalid(message), _:  # its parameters: every attempt would fail
             return Decision(State(type=StateType.FAILED, message=message))
         case Failed(message), _:
@@ -89,6 +81,27 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             return decide_orphan(run, FORK_SERVER_DIED_WHY, now)
         case _:
             return Decision(State(type=StateType.CRASHED, message=explain_exit(report.exit_code)))
+
+
+def _decide_kill(run: FlowRun, reason: KillReason, now: datetime) -> Decision:
+    """The state of a run whose process the runner ended itself, for ``reason``."""
+    match reason:
+        case KillReason.CANCEL:
+            return Decision(State(type=StateType.CANCELLED, message="Cancelled by request"))
+        case KillReason.SHUTDOWN:
+            message = "Cancelled: its runner shut down, and its deployment cancels runs then"
+            return Decision(State(type=StateType.CANCELLED, message=message))
+        case KillReason.REQUEUE:
+            return requeue("Requeued: its runner shut down before it finished", now)
+        case KillReason.STOPPED:
+            return decide_orphan(run, STOPPED_WHY, now)
+        case KillReason.LOST:  # not recorded: the run is another attempt now
+            return Decision(State(type=StateType.CRASHED, message="Taken over by another runner"))
+        case KillReason.LEASE:  # not recorded either: recovery resolves it
+            return Decision(State(type=StateType.CRASHED, message="Its runner lost its lease"))
+        case KillReason.TIMEOUT:
+            return decide_failure(run, f"Flow run timed out after {run.timeout_seconds:g} s", now)
+    raise AssertionError(f"no decision for {reason!r}")  # every reason has a case above
 
 
 def decide_failure(run: FlowRun, message: str, now: datetime) -> Decision:

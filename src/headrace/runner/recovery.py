@@ -62,9 +62,16 @@ def why_dead(
     heartbeat_timeout: timedelta,
     is_alive: Callable[[int, datetime], bool] = pid_alive,
     queued: bool = False,
+    lease_margin: timedelta = timedelta(0),
 ) -> str | None:
     """Why ``owner`` can no longer finish its runs (or, ``queued``, start the runs sent to
-    it), or None if it may still be alive."""
+    it), or None if it may still be alive.
+
+    A runner on another host is dead once its lease expired with a margin: silent for
+    ``heartbeat_timeout`` plus ``lease_margin`` by this runner's clock. It stopped its
+    runs before then (``lease.py``), so a new attempt never overlaps an old one while
+    the two hosts' clocks agree within the margin.
+    """
     if owner is None:
         return "its runner is unknown"
     if owner.id == me.id:
@@ -81,7 +88,7 @@ def why_dead(
         # be running, so taking them over could run a run twice. Only another host,
         # which cannot look, goes by heartbeats.
         return None
-    if not owner.presumed_alive(now, heartbeat_timeout):
+    if not owner.presumed_alive(now, heartbeat_timeout + lease_margin):
         return f"{where} stopped sending heartbeats"
     return None
 
@@ -94,6 +101,7 @@ async def recover_orphans(
     heartbeat_timeout: timedelta,
     active: Callable[[], Collection[UUID]] = frozenset,
     journal: Journal | None = None,
+    lease_margin: timedelta = timedelta(0),
 ) -> int:
     """Resolve every orphaned run of these deployments, or of no deployment, at once.
 
@@ -107,7 +115,9 @@ async def recover_orphans(
     resolved = 0
     recorded = None if journal is None else journal.reader()
     for run, owner in await store.read_active_runs(deployment_ids, ad_hoc=True):
-        why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout)
+        why = why_dead(
+            owner, me, now=now, heartbeat_timeout=heartbeat_timeout, lease_margin=lease_margin
+        )
         if why is None and owner is not None and owner.id == me.id and run.id not in active():
             why = "its outcome could not be recorded when its process ended"
         if why is None:
@@ -134,13 +144,21 @@ async def recover_addressed_runs(
     can_load: Callable[[str | None], bool],
     *,
     heartbeat_timeout: timedelta,
+    lease_margin: timedelta = timedelta(0),
 ) -> int:
     """Ad-hoc runs queued for a runner that is gone: this runner takes those it
     ``can_load``; the others end CRASHED, so none waits for ever."""
     now = utcnow()
     resolved = 0
     for run, owner in await store.read_addressed_runs(me.id):
-        why = why_dead(owner, me, now=now, heartbeat_timeout=heartbeat_timeout, queued=True)
+        why = why_dead(
+            owner,
+            me,
+            now=now,
+            heartbeat_timeout=heartbeat_timeout,
+            queued=True,
+            lease_margin=lease_margin,
+        )
         if why is None or run.runner_id is None:
             continue
         if can_load(run.entrypoint):

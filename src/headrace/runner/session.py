@@ -19,6 +19,7 @@ from headrace.process.starter import ForkServerStarter, ProcessStarter
 from headrace.runner.dispatch import Dispatcher
 from headrace.runner.drain import drain
 from headrace.runner.journal import Journal
+from headrace.runner.lease import Lease
 from headrace.runner.liveness import Liveness
 from headrace.runner.logsink import LogSink
 from headrace.runner.poller import Poller
@@ -73,6 +74,8 @@ class Session:
             line_limit_chars=options.settings.log_line_limit_chars,
         )
         self.journal = Journal(options.settings.home, self.record)
+        settings = options.settings
+        lease = Lease(settings.runner_heartbeat_timeout_seconds)
         self.dispatcher = Dispatcher(
             store,
             served,
@@ -84,6 +87,7 @@ class Session:
             interval_seconds=options.dispatch_seconds,
             replan=self.poll.wake,
             journal=self.journal,
+            lease=lease,
         )
         self.liveness = Liveness(
             store,
@@ -91,10 +95,12 @@ class Session:
             served,
             self.dispatcher.executor,
             self.dispatcher.claim_lock,
-            heartbeat_timeout_seconds=options.settings.runner_heartbeat_timeout_seconds,
+            heartbeat_timeout_seconds=settings.runner_heartbeat_timeout_seconds,
             poll_seconds=options.poll_seconds,
             cancel_check_seconds=options.cancel_check_seconds,
             journal=self.journal,
+            lease=lease,
+            lease_margin_seconds=settings.runner_lease_margin_seconds,
         )
 
     @property
@@ -107,6 +113,7 @@ class Session:
             await self.starter.open()
         self.journal.open()
         await self.store.register_runner(self.record)
+        await self.liveness.heartbeat()  # the lease: nothing is claimed without it
         self._unsubscribe = self.store.changes.subscribe(self.wake)
 
     def wake(self, why: Wake) -> None:
@@ -159,6 +166,7 @@ class Session:
         executor = self.dispatcher.executor
         grace = self._options.settings.runner_shutdown_grace_seconds
         await drain(executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry)
+        self.liveness.close()
         await self.logs.close()
         with contextlib.suppress(Exception):
             await self.store.heartbeat(self.record.id, stopped=True)
