@@ -211,7 +211,10 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
     assert job.journal_path is not None
     try:
         append_entry(job.journal_path, job.journal_key, event)
-    except (OSError, ValueError) as exc:  # the pipe still carries it: only a kill of the runner now loses it
+    except (
+        OSError,
+        ValueError,
+    ) as exc:  # the pipe still carries it: only a kill of the runner now loses it
         where = job.journal_path
         reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 

@@ -9,7 +9,7 @@ slots.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from headrace.process.starter import ProcessStarter
 from headrace.runner.executor import Executor, RunHandle
 from headrace.runner.journal import Journal
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.served import ServedDeployments
 from headrace.states import StateType, utcnow
@@ -43,6 +44,7 @@ class Dispatcher:
         interval_seconds: float,
         replan: Callable[[], None],
         journal: Journal | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self._store = store
         self._served = served
@@ -56,6 +58,7 @@ class Dispatcher:
             kill_grace_seconds=kill_grace_seconds,
             on_finished=self.on_run_finished,
             journal=journal,
+            observers=observers,
         )
         self.claimed_total = 0
         """Runs claimed so far: the webserver's backlog estimate subtracts them."""

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -29,6 +29,7 @@ from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Run
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.journal import Entry, Journal
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
@@ -61,6 +62,8 @@ class RunHandle:
     running_write: asyncio.Future[FlowRun] | None = None
     events: EventReader | None = None
     journal_entry: Entry | None = None
+    started_at: float | None = None
+    """When its process started (monotonic seconds)."""
 
 
 class Executor:
@@ -75,8 +78,10 @@ class Executor:
         kill_grace_seconds: float,
         on_finished: Callable[[FlowRun | None], None],
         journal: Journal | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self._store = store
+        self._observers = tuple(observers)
         self._starter = starter
         self._logs = logs
         self._kill_grace_seconds = kill_grace_seconds
@@ -86,6 +91,8 @@ class Executor:
         self.waiting_outcomes = 0
         """Runs that ended and whose outcome the database has not taken yet."""
         self._giving_up = asyncio.Event()
+        self.timed_write: Callable[[float], None] | None = None
+        """Told how long each outcome took to write, when the runner keeps metrics."""
 
     def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
@@ -128,7 +135,14 @@ class Executor:
             if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
                 del self.active[handle.run.id]
             self._on_finished(final)
+            self._tell_finished(handle, final)
         return final
+
+    def _tell_finished(self, handle: RunHandle, final: FlowRun | None) -> None:
+        started = handle.started_at
+        seconds = None if started is None else time.monotonic() - started
+        for observer in self._observers:
+            observer.run_finished(handle.run, final, seconds)
 
     async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
         run = handle.run
@@ -141,7 +155,12 @@ class Executor:
             handle.process = await self._starter.start(job)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
+            for observer in self._observers:
+                observer.start_failed(run)
             return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
+        handle.started_at = time.monotonic()
+        for observer in self._observers:
+            observer.run_started(run)
         self._pump_events(handle)
         readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
         if handle.kill_reason is not None:
@@ -250,7 +269,7 @@ class Executor:
         try:
             while True:
                 try:
-                    final = await self._store_outcome(run, decision)
+                    final = await self._timed_outcome(run, decision)
                     break
                 except StoreError as exc:
                     failures += 1
@@ -281,6 +300,13 @@ class Executor:
             exc,
         )
         return True
+
+    async def _timed_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+        began = time.monotonic()
+        final = await self._store_outcome(run, decision)
+        if self.timed_write is not None:
+            self.timed_write(time.monotonic() - began)
+        return final
 
     async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
         try:

@@ -80,6 +80,11 @@ class Liveness:
             await self.heartbeat()  # whatever the poll interval: others must not think us dead
         await self.check_cancellations()
 
+    @property
+    def heartbeat_age_seconds(self) -> float:
+        """Seconds since the last heartbeat the database took."""
+        return time.monotonic() - self._last_heartbeat
+
     async def heartbeat(self) -> None:
         """Show this runner alive, and record what it serves when that changed: readers
         tell from these whether anybody will run a deployment's runs."""

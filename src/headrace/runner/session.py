@@ -21,6 +21,7 @@ from headrace.runner.drain import drain
 from headrace.runner.journal import Journal
 from headrace.runner.liveness import Liveness
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
@@ -43,6 +44,8 @@ class SessionOptions:
     cancel_check_seconds: float
     kill_grace_seconds: float
     settings: Settings
+    observers: tuple[RunObserver, ...] = ()
+    """Told of each run's start and end: the metrics, a console."""
 
 
 class Session:
@@ -80,6 +83,7 @@ class Session:
             interval_seconds=options.dispatch_seconds,
             replan=self.poll.wake,
             journal=self.journal,
+            observers=options.observers,
         )
         self.liveness = Liveness(
             store,

@@ -37,6 +37,7 @@ from headrace.runner.server.context import ServerContext
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
+from headrace.runner.server.metrics import TimedRequests, add_metrics_route
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
@@ -92,6 +93,11 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
     _add_error_handlers(app)
+    metrics = runner.metrics
+    if metrics is not None:
+        metrics.queued = ctx.backlog.estimate
+        add_metrics_route(app, metrics)
+        app.add_middleware(TimedRequests, http=metrics.http)
     app.add_middleware(
         Guard,
         api_key=settings.api_key,
