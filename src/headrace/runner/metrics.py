@@ -10,7 +10,7 @@ scrape time, never on the way of a run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,10 +18,6 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from headrace.flow_runs import FlowRun
 from headrace.states import utcnow
-
-if TYPE_CHECKING:
-    from headrace.runner.executor import Executor
-    from headrace.runner.liveness import Liveness
 
 M = TypeVar("M", bound=MetricWrapperBase)
 
@@ -117,6 +113,8 @@ class RunnerMetrics:
         self.queued: Callable[[], float] = lambda: 0.0
         """Runs queued for this runner now (the webserver's backlog estimate, when it serves)."""
         self.heartbeat_age: Callable[[], float] = lambda: float("nan")
+        """Seconds since the runner's last heartbeat (the runner says how to read it)."""
+        self.outcome_written = self.store_write("outcome").observe
 
     def _add_gauges(self, runner: RunnerState) -> None:
         gauges = {
@@ -136,11 +134,6 @@ class RunnerMetrics:
         }
         for name, (text, read) in gauges.items():
             Gauge(name, text, registry=self.registry).set_function(read)
-
-    def watch(self, executor: Executor, liveness: Liveness) -> None:
-        """Time the executor's outcome writes; read the heartbeat's age from ``liveness``."""
-        executor.timed_write = self.store_write("outcome").observe
-        self.heartbeat_age = lambda: liveness.heartbeat_age_seconds
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

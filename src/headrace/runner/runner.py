@@ -159,7 +159,8 @@ class Runner:
         session = Session(self.store, self._served, self._starter, options, self._polled)
         self._session = session
         if self.metrics is not None:
-            self.metrics.watch(session.dispatcher.executor, session.liveness)
+            session.dispatcher.executor.timed_write = self.metrics.outcome_written
+            self.metrics.heartbeat_age = lambda: session.liveness.heartbeat_age_seconds
         self._starter, self.record = session.starter, session.record
         await session.open()
 
