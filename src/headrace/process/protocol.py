@@ -25,6 +25,8 @@ class ChildJob:
     journal_path: str | None = None
     """Where the child records its final event before it reports it (see ``journal.py``)."""
     journal_key: str = ""
+    title: str = ""
+    """What ``ps`` shows for the run's process (``headrace run flow/deployment run-name``)."""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------

@@ -94,7 +94,7 @@ class Executor:
         self.timed_write: Callable[[float], None] | None = None
         """Told how long each outcome took to write, when the runner keeps metrics."""
 
-    def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
+    def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
         handle = RunHandle(run)
         earlier = self.active.get(run.id)
@@ -102,7 +102,7 @@ class Executor:
             self.kill(run.id, KillReason.LOST)
         self.active[run.id] = handle
         handle.task = asyncio.get_running_loop().create_task(
-            self._execute(handle, entrypoint), name=f"headrace-run-{run.name}"
+            self._execute(handle, entrypoint, title), name=f"headrace-run-{run.name}"
         )
         return handle
 
@@ -123,10 +123,12 @@ class Executor:
             return None  # not started yet: _attempt kills it as soon as it exists
         return asyncio.get_running_loop().create_task(handle.process.kill(self._kill_grace_seconds))
 
-    async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+    async def _execute(
+        self, handle: RunHandle, entrypoint: str | None, title: str
+    ) -> FlowRun | None:
         final: FlowRun | None = None
         try:
-            final = await self._attempt(handle, entrypoint)
+            final = await self._attempt(handle, entrypoint, title)
         except Exception as exc:
             # Whatever went wrong here, the run must not be left RUNNING under a live runner.
             logger.exception("Executing flow run %s failed", handle.run.name)
@@ -144,11 +146,13 @@ class Executor:
         for observer in self._observers:
             observer.run_finished(handle.run, final, seconds)
 
-    async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+    async def _attempt(
+        self, handle: RunHandle, entrypoint: str | None, title: str
+    ) -> FlowRun | None:
         run = handle.run
         if self._journal is not None:
             handle.journal_entry = self._journal.entry_for(run)
-        job = _job_for(run, entrypoint, handle.journal_entry)
+        job = _job_for(run, entrypoint, handle.journal_entry, title)
         if job is None:
             return await self._persist(handle, _crashed("The flow run has no entrypoint to load"))
         try:
@@ -366,7 +370,9 @@ def _retry_delay(failures: int) -> float:
     return min(PERSIST_RETRY_SECONDS * 2.0 ** (failures - 1), PERSIST_RETRY_MAX_SECONDS)
 
 
-def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> ChildJob | None:
+def _job_for(
+    run: FlowRun, entrypoint: str | None, journal: Entry | None, title: str
+) -> ChildJob | None:
     target = entrypoint or run.entrypoint
     if not target:
         return None
@@ -377,6 +383,7 @@ def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> Chi
         parameters=dict(run.parameters),
         journal_path=None if journal is None else str(journal.segment),
         journal_key="" if journal is None else journal.key,
+        title=title or f"headrace run {run.flow_name} {run.name}",
     )
 
 
