@@ -109,3 +109,18 @@ async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     app = await build_server(make_runner(settings))
     async with client(app) as c:
         assert (await c.get("/metrics")).status_code == 404
+
+
+async def test_refused_triggers_are_counted(tmp_path: Path) -> None:
+    settings = sqlite_settings_in(tmp_path).model_copy(update={"runner_backlog_limit": 1})
+    runner = make_runner(settings)
+    adder = await runner.add_flow(basic.add, "adder")
+    app = await build_server(runner)
+    async with client(app) as c:  # not started: what is queued stays queued
+        statuses = [(await c.post(f"/deployment/{adder}/run", json={"x": 1})).status_code]
+        statuses += [(await c.post(f"/deployment/{adder}/run", json={"x": 2})).status_code]
+        found = samples((await c.get("/metrics")).text)
+    assert statuses == [201, 429]
+    assert value(found, "headrace_trigger_rejections_total") == 1
+    assert value(found, "headrace_flow_runs_created_total", deployment=str(adder)) == 1
+    assert value(found, "headrace_flow_runs_queued") == 1

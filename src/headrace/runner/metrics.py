@@ -55,37 +55,7 @@ class RunnerMetrics:
 
     def __init__(self, runner: RunnerState) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.created = _children(
-            Counter(
-                "headrace_flow_runs_created", "Flow runs created", ["deployment"], registry=registry
-            )
-        )
-        self.started = _children(
-            Counter(
-                "headrace_flow_runs_started",
-                "Flow run processes started",
-                ["deployment"],
-                registry=registry,
-            )
-        )
-        finished = Counter(
-            "headrace_flow_runs_finished",
-            "Flow runs that ended, by final state",
-            ["deployment", "state"],
-            registry=registry,
-        )
-        self._finished = finished
-        self._finished_children: dict[tuple[str, str], Counter] = {}
-        self.rejected = Counter(
-            "headrace_trigger_rejections",
-            "Triggers refused with 429 (backlog full)",
-            registry=registry,
-        )
-        self.start_failures = Counter(
-            "headrace_process_start_failures",
-            "Run processes that could not start",
-            registry=registry,
-        )
+        self._add_counters(registry)
         self.start_latency = Histogram(
             "headrace_flow_run_start_latency_seconds",
             "From a run's trigger (or due time) to its process start",
@@ -108,13 +78,38 @@ class RunnerMetrics:
             )
         )
         self._create_write = self.store_write("create_flow_run")
+        self.outcome_written = self.store_write("outcome").observe
         self.http = HttpMetrics(registry)
-        self._add_gauges(runner)
         self.queued: Callable[[], float] = lambda: 0.0
         """Runs queued for this runner now (the webserver's backlog estimate, when it serves)."""
         self.heartbeat_age: Callable[[], float] = lambda: float("nan")
         """Seconds since the runner's last heartbeat (the runner says how to read it)."""
-        self.outcome_written = self.store_write("outcome").observe
+        self._add_gauges(runner)
+
+    def _add_counters(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(name, text, labels, registry=registry)
+
+        by_deployment = ("deployment",)
+        self.created = _children(
+            counter("headrace_flow_runs_created", "Flow runs created", *by_deployment)
+        )
+        self.started = _children(
+            counter("headrace_flow_runs_started", "Flow run processes started", *by_deployment)
+        )
+        self._finished = counter(
+            "headrace_flow_runs_finished",
+            "Flow runs that ended, by final state",
+            "deployment",
+            "state",
+        )
+        self._finished_children: dict[tuple[str, str], Counter] = {}
+        self.rejected = counter(
+            "headrace_trigger_rejections", "Triggers refused with 429 (backlog full)"
+        )
+        self.start_failures = counter(
+            "headrace_process_start_failures", "Run processes that could not start"
+        )
 
     def _add_gauges(self, runner: RunnerState) -> None:
         gauges = {

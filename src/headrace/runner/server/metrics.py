@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headrace.runner.metrics import CONTENT_TYPE, HttpMetrics, RunnerMetrics
@@ -25,7 +25,14 @@ def add_metrics_route(app: FastAPI, metrics: RunnerMetrics) -> None:
         """The runner's counters, gauges and histograms (Prometheus text format)."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    app.add_api_route("/metrics", read_metrics, methods=["GET"], tags=["runner"])
+    app.add_api_route(
+        "/metrics",
+        read_metrics,
+        methods=["GET"],
+        tags=["runner"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+    )
 
 
 class TimedRequests:
