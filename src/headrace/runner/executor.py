@@ -144,7 +144,15 @@ class Executor:
         started = handle.started_at
         seconds = None if started is None else time.monotonic() - started
         for observer in self._observers:
-            observer.run_finished(handle.run, final, seconds)
+            self._tell(observer.run_finished, handle.run, final, seconds)
+
+    @staticmethod
+    def _tell(hear: Callable[..., None], *args: object) -> None:
+        """An observer that fails (a console whose pipe closed) costs no run anything."""
+        try:
+            hear(*args)
+        except Exception:
+            logger.exception("Could not report a flow run's start or end")
 
     async def _attempt(
         self, handle: RunHandle, entrypoint: str | None, title: str
@@ -160,11 +168,11 @@ class Executor:
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
             for observer in self._observers:
-                observer.start_failed(run)
+                self._tell(observer.start_failed, run)
             return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
         handle.started_at = time.monotonic()
         for observer in self._observers:
-            observer.run_started(run)
+            self._tell(observer.run_started, run)
         self._pump_events(handle)
         readers = read_output(handle.process.output, functools.partial(self._on_line, handle))
         if handle.kill_reason is not None:
