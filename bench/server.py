@@ -28,7 +28,13 @@ class Server:
     """`headrace serve` in a child process, with its own HEADRACE_HOME."""
 
     def __init__(
-        self, home: Path, database_url: str | None, limit: int, backlog_limit: int = 100_000
+        self,
+        home: Path,
+        database_url: str | None,
+        limit: int,
+        backlog_limit: int = 100_000,
+        *,
+        metrics: bool = True,
     ) -> None:
         self.home = home
         self.port = free_port()
@@ -38,6 +44,7 @@ class Server:
             "HEADRACE_HOME": str(home),
             "HEADRACE_RUNNER_BACKLOG_LIMIT": str(backlog_limit),
             "HEADRACE_RUNNER_SHUTDOWN_GRACE_SECONDS": "1",
+            "HEADRACE_METRICS_ENABLED": str(metrics).lower(),
         }
         env["HEADRACE_RUNNER_PIN_CPU"] = "true"  # as measured: the client shares the runner's CPU
         env.pop("HEADRACE_API_KEY", None)

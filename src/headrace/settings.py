@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     runner_server_keep_alive_seconds: int = Field(default=5, ge=1)
     """An idle connection (before its first request or between two) is closed after this."""
 
+    metrics_enabled: bool = True
+    """Whether runners count into their ``GET /metrics`` (off: the route answers 404)."""
+
     runner_poll_frequency: float = Field(default=10, gt=0)
     runner_process_limit: int = Field(default=5, ge=1)
     runner_backlog_limit: int = Field(default=1000, ge=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,6 +148,11 @@ def test_headrace_serve_serves_several_deployments_until_shutdown(
 
     assert httpx.post(f"{url}/shutdown").json() == {"message": "OK"}
     assert process.wait(STOP_SECONDS) == 0, log.read_text()
+    console = log.read_text()
+    for name in ("adder", "doubler"):  # the banner: each deployment's id and trigger URL
+        run_url = deployments[name]["run_url"]
+        assert f"({deployments[name]['id']}) · trigger: POST {url}{run_url}" in console, console
+    assert re.search(rf"Run '{doubled.json()['name']}' of double/doubler completed in ", console)
 
 
 def test_cli_serve_stores_every_deployment_option(

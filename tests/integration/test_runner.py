@@ -344,7 +344,7 @@ def fork_servers() -> list[int]:
     return [
         int(pid)
         for pid in children
-        if b"headrace.process.forkserver" in _read_or_empty(Path(f"/proc/{pid}/cmdline"))
+        if b"headrace forkserver" in _read_or_empty(Path(f"/proc/{pid}/cmdline"))
         and "State:\tZ" not in _read_or_empty(Path(f"/proc/{pid}/status")).decode()
     ]
 

@@ -9,6 +9,7 @@ SIGTERM or Ctrl-C, which drain it gracefully.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,7 @@ async def serve_entrypoint(
         is_file_entrypoint,
         load_flow_from_entrypoint,
     )
+    from headrace.runner.console import RunConsole
     from headrace.runner.serving import runner_for_serving, serve_until_stopped
 
     absolute = absolute_entrypoint(entrypoint)
@@ -76,11 +78,21 @@ async def serve_entrypoint(
     registered: DeploymentOptions = {**options, "entrypoint": absolute}
     deployment_id = await runner.add_flow(flow, name, **registered)
     deployment = runner.deployments[deployment_id]
+    runner.observers.append(RunConsole(runner.deployments, write=plain(console)))
 
     def ready() -> None:  # the port is known once it listens
         console.print(banner(runner, deployment, webserver=runner.webserver))
 
     await serve_until_stopped(runner, ready, freeze_heap=True)
+
+
+def plain(console: Console) -> Callable[[str], None]:
+    """Print a line as it is: run names and error messages are no markup."""
+
+    def write(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    return write
 
 
 def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:

@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import setproctitle
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from headrace.flow_runs import RESULT_SIZE_LIMIT
@@ -196,6 +197,8 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
     only then does a SIGTERM end it.
     """
     _isolate(stop_fd)
+    if job.title:
+        setproctitle.setproctitle(job.title)
     # Line by line, and printing text that is not valid UTF-8 never fails the flow.
     sys.stdout = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115

@@ -26,6 +26,8 @@ import socket
 import sys
 from typing import NoReturn
 
+import setproctitle
+
 from headrace.process.protocol import (
     EXITED,
     FDS_PER_RUN,
@@ -40,6 +42,8 @@ from headrace.process.protocol import (
 )
 
 RUN_NICENESS = 5
+FORK_SERVER_TITLE = "headrace forkserver"
+"""What ``ps`` shows for the fork server."""
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -181,6 +185,7 @@ def _preload() -> None:
     import headrace.parameters
     import headrace.process.child
 
+    setproctitle.setproctitle(FORK_SERVER_TITLE)
     paths = os.environ.get(SYS_PATH_VARIABLE)
     if paths:
         sys.path[:] = json.loads(paths)

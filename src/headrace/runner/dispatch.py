@@ -9,7 +9,7 @@ slots.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from headrace.runner.executor import Executor, RunHandle
 from headrace.runner.journal import Journal
 from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.served import ServedDeployments
 from headrace.states import StateType, utcnow
@@ -45,6 +46,7 @@ class Dispatcher:
         replan: Callable[[], None],
         journal: Journal | None = None,
         lease: Lease | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self._store = store
         self._served = served
@@ -59,6 +61,7 @@ class Dispatcher:
             on_finished=self.on_run_finished,
             journal=journal,
             lease=lease,
+            observers=observers,
         )
         self.claimed_total = 0
         """Runs claimed so far: the webserver's backlog estimate subtracts them."""
@@ -89,14 +92,22 @@ class Dispatcher:
             self._runs_left_queued = len(claimed) == free or bool(limits)
             self.claimed_total += len(claimed)
             for run in claimed:
-                self.executor.launch(run, self._served.entrypoint_for(run))
+                self.executor.launch(run, self._served.entrypoint_for(run), title=self._title(run))
 
     async def claim_one(self, flow_run_id: UUID, entrypoint: str | None) -> RunHandle:
         """Claim and launch one given run, whatever its deployment."""
         async with self.claim_lock:
             run = await self._store.claim_flow_run(flow_run_id, self._record)
             self.claimed_total += 1
-            return self.executor.launch(run, entrypoint)
+            return self.executor.launch(run, entrypoint, title=self._title(run))
+
+    def _title(self, run: FlowRun) -> str:
+        """What ``ps`` shows for the run's process: ``headrace run flow/deployment run-name``."""
+        deployment = (
+            None if run.deployment_id is None else self._served.deployments.get(run.deployment_id)
+        )
+        label = run.flow_name if deployment is None else f"{run.flow_name}/{deployment.name}"
+        return f"headrace run {label} {run.name}"
 
     async def delay_until_next_due(self, after: datetime, poll_seconds: float) -> float:
         """Sleep until the next poll, or until a queued run falls due, whichever is sooner.

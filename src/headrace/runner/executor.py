@@ -8,33 +8,32 @@ watch its timeout -> wait for its exit -> decide the outcome -> persist it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 from headrace.exceptions import (
     InvalidStateTransition,
-    ObjectNotFound,
     StoreError,
-    StoreUnavailable,
 )
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
-from headrace.process.protocol import ChildEvent, ChildJob, FinalEvent, Log, Running
+from headrace.process.protocol import ChildEvent, FinalEvent, Log, Running
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
+from headrace.runner.jobs import crashed, job_for
 from headrace.runner.journal import Entry, Journal
 from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
+from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
-from headrace.states import ACTIVE_STATES, State, StateType
+from headrace.states import State, StateType
 from headrace.store import AsyncStore
-from headrace.store.records import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +41,6 @@ RUNNING_WRITE_DELAY_SECONDS = 0.02
 """RUNNING is written this late (or at the run's first log line, whichever comes first): a
 quiet run shorter than this records RUNNING and its end in one transaction (the state
 history still shows both, with the child's own times)."""
-PERSIST_ATTEMPTS = 5
-"""Tries to store an outcome the database refuses (an outage is waited out while the lease
-holds)."""
-PERSIST_RETRY_SECONDS = 0.5
-PERSIST_RETRY_MAX_SECONDS = 5.0
-"""An outcome the database did not take is retried this often at most, for as long as it takes."""
 
 
 @dataclass(eq=False)
@@ -66,6 +59,8 @@ class RunHandle:
     journal_entry: Entry | None = None
     lease_lost: bool = False
     """The runner's lease lapsed during this attempt: nothing about it is recorded here."""
+    started_at: float | None = None
+    """When its process started (monotonic seconds)."""
 
 
 class Executor:
@@ -81,8 +76,10 @@ class Executor:
         on_finished: Callable[[FlowRun | None], None],
         journal: Journal | None = None,
         lease: Lease | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self._store = store
+        self._observers = tuple(observers)
         self._starter = starter
         self._lease = lease
         self._logs = logs
@@ -90,11 +87,9 @@ class Executor:
         self._on_finished = on_finished
         self._journal = journal
         self.active: dict[UUID, RunHandle] = {}
-        self.waiting_outcomes = 0
-        """Runs that ended and whose outcome the database has not taken yet."""
-        self._giving_up = asyncio.Event()
+        self.outcomes = OutcomeWriter(store)
 
-    def launch(self, run: FlowRun, entrypoint: str | None = None) -> RunHandle:
+    def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
         handle = RunHandle(run, lease_lost=not self.lease_held())
         earlier = self.active.get(run.id)
@@ -102,7 +97,7 @@ class Executor:
             self.kill(run.id, KillReason.LOST)
         self.active[run.id] = handle
         handle.task = asyncio.get_running_loop().create_task(
-            self._execute(handle, entrypoint), name=f"headrace-run-{run.name}"
+            self._execute(handle, entrypoint, title), name=f"headrace-run-{run.name}"
         )
         return handle
 
@@ -140,46 +135,88 @@ class Executor:
             grace = self._lease.kill_grace(grace)
         return asyncio.get_running_loop().create_task(handle.process.kill(grace))
 
-    async def _execute(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+    async def _execute(
+        self, handle: RunHandle, entrypoint: str | None, title: str
+    ) -> FlowRun | None:
         final: FlowRun | None = None
         try:
-            final = await self._attempt(handle, entrypoint)
+            final = await self._attempt(handle, entrypoint, title)
         except Exception as exc:
             # Whatever went wrong here, the run must not be left RUNNING under a live runner.
             logger.exception("Executing flow run %s failed", handle.run.name)
-            final = await self._persist(handle, _crashed(f"The runner failed it: {exc!r}"))
+            final = await self._persist(handle, crashed(f"The runner failed it: {exc!r}"))
         finally:
             if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
                 del self.active[handle.run.id]
             self._on_finished(final)
+            self._tell_finished(handle, final)
         return final
 
-    async def _attempt(self, handle: RunHandle, entrypoint: str | None) -> FlowRun | None:
+    def _tell_finished(self, handle: RunHandle, final: FlowRun | None) -> None:
+        started = handle.started_at
+        seconds = None if started is None else time.monotonic() - started
+        for observer in self._observers:
+            self._tell(observer.run_finished, handle.run, final, seconds)
+
+    @staticmethod
+    def _tell(hear: Callable[..., None], *args: object) -> None:
+        """An observer that fails (a console whose pipe closed) costs no run anything."""
+        try:
+            hear(*args)
+        except Exception:
+            logger.exception("Could not report a flow run's start or end")
+
+    async def _attempt(
+        self, handle: RunHandle, entrypoint: str | None, title: str
+    ) -> FlowRun | None:
+        started = await self._start(handle, entrypoint, title)
+        if isinstance(started, Decision):
+            return await self._persist(handle, started)
+        if not started:
+            return None  # claimed as the lease lapsed: recovery resolves it
+        exit_code = await self._wait_for_exit(handle)
+        return await self._finish(handle, exit_code)
+
+    async def _start(
+        self, handle: RunHandle, entrypoint: str | None, title: str
+    ) -> Decision | bool:
+        """Start the run's process: True, False (not to be started), or why it could not."""
         run = handle.run
         if self._journal is not None:
             handle.journal_entry = self._journal.entry_for(run)
-        job = _job_for(run, entrypoint, handle.journal_entry)
+        job = job_for(run, entrypoint, handle.journal_entry, title)
         if job is None:
-            return await self._persist(handle, _crashed("The flow run has no entrypoint to load"))
+            return crashed("The flow run has no entrypoint to load")
         if handle.lease_lost:
             logger.warning("Not starting flow run %s: this runner lost its lease", run.name)
-            return None  # claimed as the lease lapsed: recovery resolves it
+            return False
         try:
             handle.process = await self._starter.start(job)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
-            return await self._persist(handle, _crashed(f"Could not start its process: {exc!r}"))
+            for observer in self._observers:
+                self._tell(observer.start_failed, run)
+            return crashed(f"Could not start its process: {exc!r}")
+        handle.started_at = time.monotonic()
+        for observer in self._observers:
+            self._tell(observer.run_started, run)
+        return True
+
+    async def _wait_for_exit(self, handle: RunHandle) -> int | None:
+        """Pump the process's events and output, watch its timeout, wait for its exit."""
+        process = handle.process
+        assert process is not None
         self._pump_events(handle)
         on_line = functools.partial(self._on_line, handle)
-        readers = read_output(handle.process.output, on_line, self._logs.line_limit_chars)
+        readers = read_output(process.output, on_line, self._logs.line_limit_chars)
         if handle.kill_reason is not None:
             self._kill_process(handle)
         timer = self._watch_timeout(handle)
         try:
-            exit_code: int | None = await handle.process.wait()
+            return await process.wait()
         except ProcessLost:
-            exit_code = None
-            handle.process.signal_group(signal.SIGKILL)  # what it started, before a new attempt
+            process.signal_group(signal.SIGKILL)  # what it started, before a new attempt
+            return None
         finally:
             if timer is not None:
                 timer.cancel()
@@ -188,6 +225,10 @@ class Executor:
             if handle.events is not None:
                 handle.events.drain()  # what the process sent before it ended
                 handle.events.close()
+
+    async def _finish(self, handle: RunHandle, exit_code: int | None) -> FlowRun | None:
+        """Write what it logged, decide its outcome and persist it."""
+        run = handle.run
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         self._logs.end_attempt(run.id, run.name)
         await self._logs.flush()
@@ -237,7 +278,7 @@ class Executor:
         state = State(type=StateType.RUNNING, timestamp=started)
         run_id = handle.run.id
         handle.running_write = self._store.queue_state(
-            run_id, state, expected=[StateType.PENDING], attempt=_attempt(handle.run), pid=pid
+            run_id, state, expected=[StateType.PENDING], attempt=attempt_of(handle.run), pid=pid
         )
 
     def _flush_running(self, handle: RunHandle) -> None:
@@ -271,137 +312,17 @@ class Executor:
     # -- the one writer ----------------------------------------------------
 
     async def _persist(self, handle: RunHandle, decision: Decision) -> FlowRun | None:
-        """Record the outcome of this attempt; retried until the store takes it.
-
-        While the database is away, the run keeps its slot (so what waits is
-        bounded by the runner's limit) and stays this runner's: recovery does not
-        take it for lost. A stopping runner, a lapsed lease (another runner may
-        take the run over) or an error that is not an outage gives up: recovery
-        then resolves the run, from the journal if the child recorded its end there.
-        """
-        run = handle.run
-        failures = 0
-        try:
-            while not self._lease_lost_for(handle):
-                try:
-                    final = await self._store_outcome(run, decision)
-                    break
-                except StoreError as exc:
-                    failures += 1
-                    if failures == 1:
-                        self.waiting_outcomes += 1
-                    if not self._keep_trying(run, exc, failures):
-                        return None
-                    await self._sleep_unless_giving_up(_retry_delay(failures))
-            else:
-                return None
-        finally:
-            if failures:
-                self.waiting_outcomes -= 1
-        if failures:
-            logger.info("Recorded the end of %s once the database took it", run.name)
-        if handle.journal_entry is not None and self._journal is not None:
+        """Record the outcome of this attempt: the one place a run's outcome is written."""
+        final = await self.outcomes.write(handle.run, decision, lambda: handle.lease_lost)
+        if final is not None and handle.journal_entry is not None and self._journal is not None:
             self._journal.stored(handle.journal_entry)
         return final
 
-    def _lease_lost_for(self, handle: RunHandle) -> bool:
-        if not handle.lease_lost:
-            return False
-        logger.warning(
-            "Not recording the end of %s: this runner lost its lease, so another may run it "
-            "again (recovery resolves it, from the journal if its process recorded its end)",
-            handle.run.name,
-        )
-        return True
-
-    def _keep_trying(self, run: FlowRun, exc: StoreError, failures: int) -> bool:
-        outage = isinstance(exc, StoreUnavailable)
-        if self._giving_up.is_set() or (not outage and failures >= PERSIST_ATTEMPTS):
-            logger.error("Gave up recording the end of %s: %s", run.name, exc)
-            return False
-        waiting = self.waiting_outcomes
-        logger.warning(
-            "Could not record the end of %s (%d outcomes wait for the database): %s",
-            run.name,
-            waiting,
-            exc,
-        )
-        return True
-
-    async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
-        try:
-            return await self._store.set_state(
-                run.id,
-                decision.state,
-                expected=ACTIVE_STATES,
-                attempt=_attempt(run),
-                **decision.fields,
-            )
-        except InvalidStateTransition:
-            return await self._persist_conflict(run, decision)
-        except ObjectNotFound:
-            return None
+    @property
+    def waiting_outcomes(self) -> int:
+        """Runs that ended and whose outcome the database has not taken yet."""
+        return self.outcomes.waiting
 
     def give_up_waiting(self) -> None:
         """Stop retrying outcomes the database did not take (the runner is stopping)."""
-        self._giving_up.set()
-
-    async def _sleep_unless_giving_up(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._giving_up.wait(), seconds)
-
-    async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
-        current = await self._store.read_flow_run(run.id)
-        attempt = _attempt(run)
-        if attempt is not None and (current.runner_id, current.run_count) != attempt:
-            logger.warning(
-                "Flow run %s was taken over (it is attempt %d now); not recording attempt %d",
-                run.name,
-                current.run_count,
-                attempt.run_count,
-            )
-            return current
-        if current.state.type == StateType.CANCELLING:
-            # Cancelled while it ended: a retry or requeue must not outlive the cancel.
-            cancelled = State(type=StateType.CANCELLED, message="Cancelled by request")
-            with contextlib.suppress(InvalidStateTransition):
-                return await self._store.set_state(
-                    run.id, cancelled, expected=[current.state.type], attempt=attempt
-                )
-        logger.warning(
-            "Flow run %s is already %s; not recording %s",
-            run.name,
-            current.state.type.value,
-            decision.state.type.value,
-        )
-        return current
-
-
-def _attempt(run: FlowRun) -> Attempt | None:
-    """The claim this runner is executing: its writes must not land on a later one."""
-    return None if run.runner_id is None else Attempt(run.runner_id, run.run_count)
-
-
-def _retry_delay(failures: int) -> float:
-    return min(PERSIST_RETRY_SECONDS * 2.0 ** (failures - 1), PERSIST_RETRY_MAX_SECONDS)
-
-
-def _job_for(run: FlowRun, entrypoint: str | None, journal: Entry | None) -> ChildJob | None:
-    target = entrypoint or run.entrypoint
-    if not target:
-        return None
-    return ChildJob(
-        flow_run_id=str(run.id),
-        flow_run_name=run.name,
-        entrypoint=target,
-        parameters=dict(run.parameters),
-        journal_path=None if journal is None else str(journal.segment),
-        journal_key="" if journal is None else journal.key,
-        run_count=run.run_count,
-        deployment_id=None if run.deployment_id is None else str(run.deployment_id),
-        scheduled_start_time=run.expected_start_time,
-    )
-
-
-def _crashed(message: str) -> Decision:
-    return Decision(State(type=StateType.CRASHED, message=message))
+        self.outcomes.give_up()

@@ -90,6 +90,11 @@ class Liveness:
         await self._recover_when_due()  # and their runs are taken over as soon as they are
         await self.check_cancellations()
 
+    @property
+    def heartbeat_age_seconds(self) -> float:
+        """Seconds since the last heartbeat the database took."""
+        return time.monotonic() - self._last_heartbeat
+
     async def heartbeat(self) -> None:
         """Show this runner alive, and record what it serves when that changed: readers
         tell from these whether anybody will run a deployment's runs."""

@@ -26,6 +26,7 @@ from headrace.names import default_runner_name
 from headrace.process.starter import ProcessStarter
 from headrace.runner.dispatch import DISPATCH_SECONDS
 from headrace.runner.liveness import CANCEL_CHECK_SECONDS
+from headrace.runner.metrics import RunnerMetrics, RunObserver
 from headrace.runner.served import ServedDeployments
 from headrace.runner.session import Session, SessionOptions, stop_task
 from headrace.runner.signals import on_stop
@@ -79,6 +80,9 @@ class Runner:
         self._entered = 0
         self._hurry = asyncio.Event()
         """Set by a second signal during the drain: stop what still runs at once."""
+        self.metrics = RunnerMetrics(self) if self.settings.metrics_enabled else None
+        self.observers: list[RunObserver] = [] if self.metrics is None else [self.metrics]
+        """Told of each run's start and end (add to it before the runner opens)."""
 
     @property
     def store(self) -> AsyncStore:
@@ -155,9 +159,13 @@ class Runner:
             cancel_check_seconds=self.cancel_check_seconds,
             kill_grace_seconds=self.kill_grace_seconds,
             settings=self.settings,
+            observers=tuple(self.observers),
         )
         session = Session(self.store, self._served, self._starter, options, self._polled)
         self._session = session
+        if self.metrics is not None:
+            session.dispatcher.executor.outcomes.timed_write = self.metrics.outcome_written
+            self.metrics.heartbeat_age = lambda: session.liveness.heartbeat_age_seconds
         self._starter, self.record = session.starter, session.record
         await session.open()
 

@@ -46,6 +46,7 @@ from headrace.deployments import RunnerDeployment
 from headrace.exceptions import HeadraceError
 from headrace.logconfig import configure_logging
 from headrace.process.protocol import RUN_CPUS_VARIABLE
+from headrace.runner.console import RunConsole, banner, write_line
 from headrace.runner.runner import Runner
 from headrace.runner.signals import on_stop
 from headrace.settings import load_settings
@@ -68,7 +69,8 @@ def serve(
     """Serve several deployments from one runner until Ctrl-C or SIGTERM (blocks).
 
     Logs (and every run's output, prefixed with its name) go to the console
-    unless the application configured logging itself.
+    unless the application configured logging itself; a banner names each
+    deployment and its trigger, and a line tells each run's start and end.
     """
     configure_logging()
     settings = runner_options["settings"] = runner_options.get("settings") or load_settings()
@@ -77,7 +79,14 @@ def serve(
         runner = runner_for_serving(limit=limit, webserver=webserver, **runner_options)
         for deployment in deployments:
             await runner.add_deployment(deployment)
-        await serve_until_stopped(runner, freeze_heap=True)
+        runner.observers.append(RunConsole(runner.deployments))
+
+        def ready() -> None:
+            served = runner.deployments.values()
+            for line in banner(served, runner.settings, webserver=runner.webserver):
+                write_line(line)
+
+        await serve_until_stopped(runner, ready, freeze_heap=True)
 
     run_serving(main(), pin_cpu=settings.runner_pin_cpu)
 

@@ -22,6 +22,7 @@ from headrace.runner.journal import Journal
 from headrace.runner.lease import Lease
 from headrace.runner.liveness import Liveness
 from headrace.runner.logsink import LogSink
+from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
@@ -44,6 +45,8 @@ class SessionOptions:
     cancel_check_seconds: float
     kill_grace_seconds: float
     settings: Settings
+    observers: tuple[RunObserver, ...] = ()
+    """Told of each run's start and end: the metrics, a console."""
 
 
 class Session:
@@ -76,8 +79,13 @@ class Session:
         self.journal = Journal(options.settings.home, self.record)
         settings = options.settings
         lease = Lease(settings.runner_heartbeat_timeout_seconds)
-        self.dispatcher = Dispatcher(
-            store,
+        self.dispatcher = self._dispatcher(served, lease)
+        self.liveness = self._liveness(served, lease)
+
+    def _dispatcher(self, served: ServedDeployments, lease: Lease) -> Dispatcher:
+        options = self._options
+        return Dispatcher(
+            self.store,
             served,
             self.record,
             starter=self.starter,
@@ -88,9 +96,14 @@ class Session:
             replan=self.poll.wake,
             journal=self.journal,
             lease=lease,
+            observers=options.observers,
         )
-        self.liveness = Liveness(
-            store,
+
+    def _liveness(self, served: ServedDeployments, lease: Lease) -> Liveness:
+        settings = self._options.settings
+        options = self._options
+        return Liveness(
+            self.store,
             self.record,
             served,
             self.dispatcher.executor,

@@ -39,6 +39,7 @@ from headrace.runner.server.context import ServerContext
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.import_space import collect_import_space
 from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
+from headrace.runner.server.metrics import TimedRequests, add_metrics_route
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.readiness import Readiness
@@ -97,6 +98,11 @@ async def build_server(runner: Runner) -> FastAPI:
     add_run_routes(app)
     _add_error_handlers(app)
     app.add_middleware(BoundedStoreWaits)
+    metrics = runner.metrics
+    if metrics is not None:
+        metrics.queued = ctx.backlog.estimate
+        add_metrics_route(app, metrics)
+        app.add_middleware(TimedRequests, http=metrics.http)
     app.add_middleware(
         Guard,
         api_key=settings.api_key,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
@@ -218,11 +219,17 @@ async def queue_run(
     """Queue ``new`` unless the backlog is full; answer 201, 200 (known key), 202 or 429."""
     backlog = ctx.backlog
     depth = await backlog.depth()
+    metrics = ctx.runner.metrics
     if not backlog.is_full(depth):
+        began = time.perf_counter()
         run, created = await ctx.store.create_flow_run(new)
+        if metrics is not None:
+            metrics.created_run(new.deployment_id, time.perf_counter() - began, created=created)
     elif new.idempotency_key and (known := await ctx.store.read_flow_run_by_key(new)):
         run, created = known, False  # a repeated request asks for no new run: no 429
     else:
+        if metrics is not None:
+            metrics.rejected.inc()
         return message(
             f"The runner's backlog is full ({depth} queued runs); retry later",
             429,
