@@ -235,7 +235,8 @@ def test_a_served_runner_receives_large_results_and_log_records_whole(
     """Events far larger than a pipe write arrive whole on the served runner's loop (uvloop)."""
     size = 40_000
     entrypoint = "tests/flows/extra.py:big_log_and_result"
-    with serving(cli_env, tmp_path, entrypoint, "--param", f"size={size}") as (_, banner):
+    env = {**cli_env, "HEADRACE_LOG_LINE_LIMIT_CHARS": str(2 * size)}  # no line is cut here
+    with serving(env, tmp_path, entrypoint, "--param", f"size={size}") as (_, banner):
         trigger = re.search(r"POST (http://\S+)/deployment/\S+/run", banner)
         assert trigger, banner
         base, trigger_url = trigger[1], trigger[0].removeprefix("POST ")

@@ -136,9 +136,12 @@ async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
     database_url: str, tmp_path: Path
 ) -> None:
     """Polling rarely, a runner still takes them over one recovery interval after the timeout."""
-    timeout = 3.0
+    timeout, margin = 3.0, 0.5
     settings = Settings(
-        home=tmp_path / "home", database_url=database_url, runner_heartbeat_timeout_seconds=timeout
+        home=tmp_path / "home",
+        database_url=database_url,
+        runner_heartbeat_timeout_seconds=timeout,
+        runner_lease_margin_seconds=margin,
     )
     runner = make_runner(settings, query_seconds=10)
     deployment_id = await runner.add_flow(basic.add)
@@ -157,7 +160,7 @@ async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
         run, _ = store.create_flow_run(new)
         store.claim_flow_run(run.id, remote)
         store.set_state(run.id, State(type=StateType.RUNNING), pid=1)
-        bound = timeout + recovery_seconds(timeout, 10) + CANCEL_CHECK_SECONDS
+        bound = timeout + margin + recovery_seconds(timeout, 10) + CANCEL_CHECK_SECONDS
         taken = await wait_for_state(client.store, run.id, timeout=bound + 1.5)
         assert taken.state.type == StateType.CRASHED
         assert "stopped sending heartbeats" in (taken.state.message or "")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from headrace.exceptions import StoreError
 from headrace.process.starter import ForkServerStarter, ProcessStarter
 from headrace.runner.dispatch import Dispatcher
 from headrace.runner.drain import drain
@@ -126,7 +127,10 @@ class Session:
             await self.starter.open()
         self.journal.open()
         await self.store.register_runner(self.record)
-        await self.liveness.heartbeat()  # the lease: nothing is claimed without it
+        # The lease: nothing is claimed without it. A database that fails now fails the
+        # poll's heartbeat too, which retries until it holds.
+        with contextlib.suppress(StoreError):
+            await self.liveness.heartbeat()
         self._unsubscribe = self.store.changes.subscribe(self.wake)
 
     def wake(self, why: Wake) -> None:
