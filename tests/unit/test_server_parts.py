@@ -96,12 +96,10 @@ class _Store:
         return min(self.depth, cap)
 
 
-async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store = _Store()
+def _runner(store: _Store) -> SimpleNamespace:
+    """The parts of a runner a backlog reads."""
     record = SimpleNamespace(id=uuid4(), name="r")
-    runner = SimpleNamespace(
+    return SimpleNamespace(
         store=store,
         deployment_ids=set(),
         record=record,
@@ -109,6 +107,13 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
         query_seconds=0.2,
         claimed_total=0,
     )
+
+
+async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _Store()
+    runner = _runner(store)
     backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
     assert await backlog.depth() == 0
     assert store.counts == 1
@@ -134,15 +139,7 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
 
 async def test_a_full_backlog_refuses_from_memory_until_the_runner_claims() -> None:
     store = _Store()
-    record = SimpleNamespace(id=uuid4(), name="r")
-    runner = SimpleNamespace(
-        store=store,
-        deployment_ids=set(),
-        record=record,
-        name="r",
-        query_seconds=0.2,
-        claimed_total=0,
-    )
+    runner = _runner(store)
     backlog = Backlog(runner, limit=20)  # type: ignore[arg-type]
     store.depth = 20
     assert backlog.is_full(await backlog.depth())
