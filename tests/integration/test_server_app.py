@@ -15,14 +15,9 @@ from headrace.settings import Settings
 from headrace.states import utcnow
 from tests.flows import basic
 from tests.helpers import eventually, make_runner, running
-from tests.integration.server_app import client, served, sqlite_settings_in
+from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_one_run_route_per_deployment_and_no_others(sqlite_settings: Settings) -> None:

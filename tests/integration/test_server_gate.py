@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,16 +20,11 @@ from headrace.settings import Settings
 from headrace.states import StateType, utcnow
 from tests.flows import basic
 from tests.helpers import eventually, free_port, make_runner, running
-from tests.integration.server_app import client, served, sqlite_settings_in
+from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(90)
 
 PAGE = {"Origin": "http://evil.example"}
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_a_web_page_cannot_stop_start_cancel_or_read_over_real_http(

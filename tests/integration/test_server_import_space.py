@@ -16,14 +16,9 @@ from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import basic
 from tests.helpers import make_runner, running, wait_for_state
-from tests.integration.server_app import FLOWS_DIR, UNMANAGED, client, served, sqlite_settings_in
+from tests.integration.server_app import FLOWS_DIR, UNMANAGED, client, served
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_managed_flow_runs_with_its_parent(settings: Settings) -> None:

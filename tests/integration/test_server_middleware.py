@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from headrace.runner.server import build_server
 from headrace.settings import Settings
 from headrace.states import utcnow
-from tests.integration.server_app import client, served, sqlite_settings_in
+from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_api_key_guards_everything_but_health(sqlite_settings: Settings) -> None:

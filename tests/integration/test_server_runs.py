@@ -14,14 +14,9 @@ from headrace.settings import Settings
 from headrace.states import StateType, utcnow
 from headrace.store.records import MAX_PAGE
 from tests.helpers import running, wait_for_state
-from tests.integration.server_app import client, served, sqlite_settings_in
+from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_run_routes(settings: Settings) -> None:

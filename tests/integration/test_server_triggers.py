@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -15,14 +14,9 @@ from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import basic, extra
 from tests.helpers import make_runner, running, wait_for_state
-from tests.integration.server_app import client, served, sqlite_settings_in
+from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return sqlite_settings_in(tmp_path)
 
 
 async def test_trigger_merges_defaults_commits_first_and_runs(settings: Settings) -> None:
