@@ -7,6 +7,7 @@
     ├── FlowDefinitionError           a function cannot become a flow
     ├── ParameterValidationError      parameters do not fit a flow's signature
     ├── InvalidDeployment             a deployment's own definition is wrong
+    │   └── InvalidProjectFile        a project file (headrace.toml) is malformed
     ├── EntrypointError               an entrypoint cannot give a flow
     │   ├── InvalidEntrypoint         the string is not PATH:FUNC or module:func
     │   ├── EntrypointFileNotFound    the file does not exist
@@ -69,6 +70,10 @@ class ParameterValidationError(HeadraceError):
 
 class InvalidDeployment(HeadraceError):
     """The deployment's definition is invalid."""
+
+
+class InvalidProjectFile(InvalidDeployment):
+    """The project file is invalid."""
 
 
 class EntrypointError(HeadraceError):

@@ -9,20 +9,25 @@ inside the commands, so ``headrace --help`` stays quick.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from headrace.cli.consoles import stdout
 from headrace.cli.db import db_app
 from headrace.cli.deployments import deployments_app
-from headrace.cli.errors import reported_errors
+from headrace.cli.errors import UsageProblem, reported_errors
 from headrace.cli.params import collect_parameters
+from headrace.cli.projects import refuse_per_deployment
 from headrace.cli.runs import RUN_EPILOG, run, runs_app
 from headrace.cli.session import command_settings
 from headrace.settings import Settings
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from headrace.cli.serve import ToServe
     from headrace.deployments import DeploymentOptions
 
 app = typer.Typer(
@@ -56,11 +61,23 @@ class LogLevel(StrEnum):
 
 # -- serve ---------------------------------------------------------------------------------
 
-EntrypointArgument = Annotated[
-    str,
+EntrypointArguments = Annotated[
+    list[str] | None,
     typer.Argument(
-        metavar="PATH:FUNC",
-        help="path/to/file.py:function (absolute or relative) or package.module:function.",
+        metavar="[PATH:FUNC]...",
+        help="path/to/file.py:function (absolute or relative) or package.module:function; "
+        "none: the deployments of the project file.",
+        show_default=False,
+    ),
+]
+ProjectFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        metavar="PATH",
+        help="The project file to serve \\[default: ./headrace.toml, else [tool.headrace] "
+        "in ./pyproject.toml].",
     ),
 ]
 NameOption = Annotated[
@@ -116,15 +133,27 @@ WebserverOption = Annotated[bool, typer.Option(hidden=True)]
 LogLevelOption = Annotated[LogLevel, typer.Option(help="Console log level.")]
 
 
+SERVE_HELP = """Serve flows as deployments, from one runner with its webserver, until stopped.
+
+One PATH:FUNC: the options describe its deployment. Several: --name, --cron, --interval,
+--rrule, --timezone, --param(s) and --description are refused, the rest apply to each.
+None: the deployments of the project file.
+"""
+
+
 @app.command(
     epilog=(
         "Examples:\n\n"
         "  headrace serve flows.py:hello --name daily --cron '0 9 * * *' --timezone Asia/Tokyo\n\n"
-        "  headrace serve my_pkg.flows:etl --interval 600 --param limit=100 --port 8081"
-    )
+        "  headrace serve my_pkg.flows:etl --interval 600 --param limit=100 --port 8081\n\n"
+        "  headrace serve etl.py:etl report.py:report   (several flows, one runner)\n\n"
+        "  headrace serve   (the deployments listed in headrace.toml)"
+    ),
+    help=SERVE_HELP,
 )
 def serve(
-    entrypoint: EntrypointArgument,
+    entrypoints: EntrypointArguments = None,
+    file: ProjectFileOption = None,
     name: NameOption = None,
     cron: CronOption = None,
     interval: IntervalOption = None,
@@ -144,45 +173,84 @@ def serve(
     webserver: WebserverOption = True,
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
-    """Serve a flow as a deployment, with its webserver, until Ctrl-C or SIGTERM."""
-    from headrace.cli.serve import schedules_from_options
+    """Serve flows as deployments, from one runner with its webserver, until Ctrl-C or SIGTERM."""
+    from headrace.cli.serve import ToServe, schedules_from_options
 
     with reported_errors():
-        settings = command_settings(
-            runner_server_host=host, runner_server_port=port, runner_process_limit=limit
+        single = _single_deployment_flags(
+            name, cron, interval, rrule, timezone, param, params, description
         )
-        options: DeploymentOptions = {
-            "schedules": schedules_from_options(cron, interval, rrule, timezone),
-            "parameters": collect_parameters(params, param),
-            "tags": tag,
-            "description": description,
-            "paused": paused,
-            "catchup": catchup,
-            "concurrency_limit": concurrency_limit,
-            "on_shutdown": on_shutdown.value,
-        }
-        _serve(settings, entrypoint, name, options, webserver=webserver, log_level=log_level)
+        runner_options = {"host": host, "port": port, "limit": limit}
+        if not entrypoints:
+            served, runner_options = _project_entries(file, single, runner_options)
+        else:
+            _check_entrypoints(entrypoints, file, single)
+            options = _options(
+                schedules=schedules_from_options(cron, interval, rrule, timezone),
+                parameters=collect_parameters(params, param),
+                tags=tag,
+                description=description,
+                paused=paused,
+                catchup=catchup,
+                concurrency_limit=concurrency_limit,
+                on_shutdown=on_shutdown.value,
+            )
+            served = [ToServe(entrypoint, name, options) for entrypoint in entrypoints]
+        settings = command_settings(
+            **{f"runner_{RUNNER_SETTINGS[key]}": value for key, value in runner_options.items()}
+        )
+        _serve(settings, served, webserver=webserver, log_level=log_level)
+
+
+RUNNER_SETTINGS = {"host": "server_host", "port": "server_port", "limit": "process_limit"}
+"""The runner's options (given, or in the project file) and the settings they set."""
+
+
+def _check_entrypoints(entrypoints: list[str], file: Path | None, single: dict[str, bool]) -> None:
+    if file is not None:
+        raise UsageProblem("Give PATH:FUNC or --file, not both")
+    if len(entrypoints) > 1:
+        refuse_per_deployment(single, "with several PATH:FUNC")
+
+
+def _options(**options: Unpack[DeploymentOptions]) -> DeploymentOptions:
+    return options
+
+
+def _single_deployment_flags(*values: object) -> dict[str, bool]:
+    """Which of the options that describe one deployment were given (in this order)."""
+    flags = ["--name", "--cron", "--interval", "--rrule", "--timezone", "--param", "--params"]
+    flags.append("--description")
+    return {flag: value not in (None, []) for flag, value in zip(flags, values, strict=True)}
+
+
+def _project_entries(
+    file: Path | None, single: dict[str, bool], runner_options: dict[str, Any]
+) -> tuple[list[ToServe], dict[str, Any]]:
+    """The project file's deployments, and its runner options under the ones given."""
+    from headrace.cli.projects import find_project_file, load_project, project_entries
+
+    path = find_project_file(file, Path.cwd())
+    refuse_per_deployment(single, f"with a project file ({path.name})")
+    project = load_project(path)
+    from_file = project.runner.model_dump()
+    merged = {
+        key: value if value is not None else from_file[key] for key, value in runner_options.items()
+    }
+    return project_entries(project, path.resolve().parent), merged
 
 
 def _serve(
-    settings: Settings,
-    entrypoint: str,
-    name: str | None,
-    options: DeploymentOptions,
-    *,
-    webserver: bool,
-    log_level: LogLevel,
+    settings: Settings, served: list[ToServe], *, webserver: bool, log_level: LogLevel
 ) -> None:
-    """Load the flow, serve it and block until stopped (the runner is imported only here)."""
-    from headrace.cli.serve import serve_entrypoint
+    """Load the flows, serve them and block until stopped (the runner is imported only here)."""
+    from headrace.cli.serve import serve_entrypoints
     from headrace.logconfig import configure_logging
     from headrace.runner.serving import run_serving
 
     configure_logging(log_level.value)
     run_serving(
-        serve_entrypoint(
-            settings, entrypoint, name, options, webserver=webserver, console=stdout()
-        ),
+        serve_entrypoints(settings, served, webserver=webserver, console=stdout()),
         pin_cpu=settings.runner_pin_cpu,
     )
 

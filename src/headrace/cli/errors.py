@@ -1,7 +1,7 @@
 """How a command ends: its exit codes, and user errors as one red line instead of a traceback.
 
 User errors (an unknown deployment, a bad parameter or setting, an unreachable
-database: any ``HeadraceError``) exit 1; malformed options exit 2. A script
+database: any ``HeadraceError``) exit 1; malformed options and project files exit 2. A script
 that raises while it is imported is followed by the frames that say where.
 """
 
@@ -15,7 +15,12 @@ import typer
 from rich.text import Text
 
 from headrace.cli.consoles import stderr
-from headrace.exceptions import EntrypointScriptError, HeadraceError, ParameterValidationError
+from headrace.exceptions import (
+    EntrypointScriptError,
+    HeadraceError,
+    InvalidProjectFile,
+    ParameterValidationError,
+)
 
 EXIT_FAILED = 1
 """A user error, or a watched run that did not complete."""
@@ -47,7 +52,7 @@ def reported_errors() -> Iterator[None]:
     """Turn user errors into one line and an exit code instead of a traceback."""
     try:
         yield
-    except UsageProblem as exc:
+    except (UsageProblem, InvalidProjectFile) as exc:
         fail(exc, EXIT_USAGE)
     except ParameterValidationError as exc:
         wanted_text = any("of type 'string'" in str(e.get("message")) for e in exc.errors)

@@ -8,8 +8,10 @@ SIGTERM or Ctrl-C, which drain it gracefully.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ from headrace.settings import Settings
 from headrace.submission import runner_url
 
 if TYPE_CHECKING:
-    from headrace.deployments import Deployment, DeploymentOptions
+    from headrace.deployments import Deployment, DeploymentOptions, RunnerDeployment
     from headrace.runner import Runner
     from headrace.schedules import DeploymentSchedule
 
@@ -52,38 +54,62 @@ def schedules_from_options(
     return [] if schedule is None else [schedule]
 
 
-async def serve_entrypoint(
-    settings: Settings,
-    entrypoint: str,
-    name: str | None,
-    options: DeploymentOptions,
-    *,
-    webserver: bool,
-    console: Console,
+@dataclass(frozen=True)
+class ToServe:
+    """One deployment to serve: the flow's entrypoint, its name, options and run policy."""
+
+    entrypoint: str
+    name: str | None
+    options: DeploymentOptions
+    policy: dict[str, float | None] = field(default_factory=dict)
+    """``retries``, ``retry_delay_seconds``, ``timeout_seconds`` replacing the flow's own."""
+
+
+async def serve_entrypoints(
+    settings: Settings, served: list[ToServe], *, webserver: bool, console: Console
 ) -> None:
-    """Serve the flow ``entrypoint`` names as one deployment until stopped."""
+    """Serve each flow as a deployment, from one runner, until stopped.
+
+    Every flow is loaded and checked before anything is stored, so a bad one
+    leaves the store as it was.
+    """
+    from headrace.runner.console import RunConsole
+    from headrace.runner.serving import runner_for_serving, serve_until_stopped
+
+    deployments = [_deployment(entry) for entry in served]
+    runner = runner_for_serving(settings=settings, webserver=webserver)
+    ids = [await runner.add_deployment(deployment) for deployment in deployments]
+    runner.observers.append(RunConsole(runner.deployments, write=plain(console)))
+
+    def ready() -> None:  # the port is known once it listens
+        for number, deployment_id in enumerate(ids, start=1):
+            deployment = runner.deployments[deployment_id]
+            last = number == len(ids)
+            console.print(banner(runner, deployment, webserver=runner.webserver, last=last))
+
+    await serve_until_stopped(runner, ready, freeze_heap=True)
+
+
+def _deployment(entry: ToServe) -> RunnerDeployment:
+    """The flow ``entry`` names, loaded here, as a deployment checked now."""
     from headrace.entrypoints import (
         absolute_entrypoint,
         is_file_entrypoint,
         load_flow_from_entrypoint,
     )
-    from headrace.runner.console import RunConsole
-    from headrace.runner.serving import runner_for_serving, serve_until_stopped
 
-    absolute = absolute_entrypoint(entrypoint)
-    if not is_file_entrypoint(entrypoint) and str(Path.cwd()) not in sys.path:
+    if not is_file_entrypoint(entry.entrypoint) and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does
-    flow = load_flow_from_entrypoint(entrypoint)
-    runner = runner_for_serving(settings=settings, webserver=webserver)
-    registered: DeploymentOptions = {**options, "entrypoint": absolute}
-    deployment_id = await runner.add_flow(flow, name, **registered)
-    deployment = runner.deployments[deployment_id]
-    runner.observers.append(RunConsole(runner.deployments, write=plain(console)))
-
-    def ready() -> None:  # the port is known once it listens
-        console.print(banner(runner, deployment, webserver=runner.webserver))
-
-    await serve_until_stopped(runner, ready, freeze_heap=True)
+    flow = load_flow_from_entrypoint(entry.entrypoint)
+    policy = {key: value for key, value in entry.policy.items() if value is not None}
+    if policy:  # the deployment's own retries and timeout; the flow object stays as it is
+        flow = copy.copy(flow)
+        vars(flow).update(policy)
+    options: DeploymentOptions = {
+        **entry.options,
+        "entrypoint": absolute_entrypoint(entry.entrypoint),
+    }
+    return flow.to_deployment(entry.name, **options)
 
 
 def plain(console: Console) -> Callable[[str], None]:
@@ -95,8 +121,8 @@ def plain(console: Console) -> Callable[[str], None]:
     return write
 
 
-def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
-    """One line: what is served, how to trigger it, how to stop."""
+def banner(runner: Runner, deployment: Deployment, *, webserver: bool, last: bool = True) -> Text:
+    """One line: what is served, how to trigger it, and (on the ``last`` line) how to stop."""
     from headrace.cli.output import deployment_label, describe_schedules
 
     label = deployment_label(deployment)
@@ -108,5 +134,6 @@ def banner(runner: Runner, deployment: Deployment, *, webserver: bool) -> Text:
         text.append(" · trigger: POST ").append(url, style="cyan")
     else:
         text.append(f" · trigger: headrace run {label}")
-    text.append(" · Ctrl-C to stop", style="dim")
+    if last:
+        text.append(" · Ctrl-C to stop", style="dim")
     return text
