@@ -87,18 +87,23 @@ class HeadraceClient:
         deployment_id: UUID,
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        *,
+        name: str | None = None,
+        expected_start_time: datetime | None = None,
     ) -> FlowRun:
         """Queue a run of a deployment: parameters merged over its defaults and checked.
 
         Values are taken as pydantic's JSON mode encodes them (a model, a date,
         an enum, a UUID); NaN and infinities are refused, naming the parameter.
         A known ``idempotency_key`` gives back its run; ``IdempotencyKeyReused`` when
-        that run was created with other (merged) parameters.
+        that run was created with other (merged) parameters. ``name`` replaces the
+        generated one; with ``expected_start_time`` the run waits until then.
         """
         parameters = jsonable_parameters(parameters)
         deployment = await self.store.read_deployment(deployment_id)
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
+        new = new.model_copy(update={"name": name, "expected_start_time": expected_start_time})
         run, _ = await self.store.create_flow_run(new)
         return self._seen(run)
 
@@ -146,18 +151,40 @@ class HeadraceClient:
         deployment_id: UUID | None = None,
         flow_name: str | None = None,
         states: Collection[StateType | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[FlowRun]:
-        """Runs matching every given filter, newest first."""
+        """Runs matching every given filter, newest first (``since``/``until``: created)."""
         runs = await self.store.read_flow_runs(
             deployment_id=deployment_id,
             flow_name=flow_name,
             states=None if states is None else [StateType(s) for s in states],
+            since=since,
+            until=until,
             limit=limit,
             offset=offset,
         )
         return [self._seen(run) for run in runs]
+
+    async def count_flow_runs(
+        self,
+        *,
+        deployment_id: UUID | None = None,
+        flow_name: str | None = None,
+        states: Collection[StateType | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[StateType, int]:
+        """How many runs match every given filter (as ``read_flow_runs``), by state."""
+        return await self.store.count_flow_runs(
+            deployment_id=deployment_id,
+            flow_name=flow_name,
+            states=None if states is None else [StateType(s) for s in states],
+            since=since,
+            until=until,
+        )
 
     async def read_state_history(self, flow_run_id: UUID) -> list[State]:
         await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound

@@ -20,8 +20,9 @@ from headrace.cli.deployments import deployments_app
 from headrace.cli.errors import UsageProblem, reported_errors
 from headrace.cli.params import collect_parameters
 from headrace.cli.projects import refuse_per_deployment
-from headrace.cli.runs import RUN_EPILOG, run, runs_app
+from headrace.cli.runs import runs_app
 from headrace.cli.session import command_settings
+from headrace.cli.trigger import RUN_EPILOG, run
 from headrace.settings import Settings
 
 if TYPE_CHECKING:

@@ -8,7 +8,9 @@ The client, the renderers and the watcher are imported inside the commands, so
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -16,30 +18,19 @@ import typer
 
 from headrace.cli.consoles import echo_json, stderr, stdout
 from headrace.cli.errors import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_TIMEOUT,
     UsageProblem,
     reported_errors,
 )
-from headrace.cli.params import collect_parameters
 from headrace.cli.session import command_settings, with_client
 from headrace.exceptions import ObjectNotFound
 
 if TYPE_CHECKING:
-    from headrace.cli.watch import Follow
     from headrace.client import HeadraceClient
-    from headrace.deployments import Deployment
     from headrace.flow_runs import FlowRun
-    from headrace.states import State
+    from headrace.states import State, StateType
 
 RUNS_LS_DEFAULT_LIMIT = 20
-RUN_EPILOG = (
-    "Examples:\n\n"
-    "  headrace run hello/daily --param name=world --watch\n\n"
-    '  headrace run etl/etl --params \'{"limit": 10, "dry_run": true}\''
-)
-
 runs_app = typer.Typer(
     help="List, inspect, follow, cancel, retry and delete flow runs.",
     no_args_is_help=True,
@@ -49,103 +40,7 @@ runs_app = typer.Typer(
 RunIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The flow run's id.")]
 
 
-# -- run -------------------------------------------------------------------------------------
-
-
-def run(
-    deployment: Annotated[
-        str, typer.Argument(metavar="FLOW/DEPLOYMENT", help="The deployment, or its id.")
-    ],
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", metavar="NAME=VALUE", help="A parameter (JSON or string)."),
-    ] = None,
-    params: Annotated[
-        str | None, typer.Option(metavar="JSON", help="Parameters as a JSON object.")
-    ] = None,
-    watch: Annotated[
-        bool, typer.Option("--watch", "-w", help="Follow state and logs until the run ends.")
-    ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(min=0, help="With --watch: stop watching after this many seconds (exit 124)."),
-    ] = None,
-) -> None:
-    """Create a run of a deployment; a runner serving it picks it up.
-
-    Prints the run's id. With --watch the exit code is 0 when the run completes,
-    1 when it fails, crashes or is cancelled, and 130 on Ctrl-C (the run goes on).
-    """
-    from headrace.cli.watch import Follow
-
-    with reported_errors():
-        if timeout is not None and not watch:
-            raise UsageProblem("--timeout limits --watch: add --watch, or leave --timeout out")
-        settings = command_settings()
-        parameters = collect_parameters(params, param)
-        follow = Follow(timeout_seconds=timeout) if watch else None
-        code = _interruptible(
-            lambda: with_client(settings, _trigger(deployment, parameters, follow))
-        )
-    raise typer.Exit(code)
-
-
-def _trigger(
-    ref: str, parameters: dict[str, Any], follow: Follow | None
-) -> Callable[[HeadraceClient], Awaitable[int]]:
-    async def trigger(client: HeadraceClient) -> int:
-        from headrace.cli.output import deployment_label
-
-        deployment = await client.read_deployment_by_ref(ref)
-        created = await client.create_flow_run_from_deployment(deployment.id, parameters)
-        typer.echo(str(created.id))
-        note = f"Created flow run '{created.name}' of {deployment_label(deployment)}."
-        if follow is None:
-            note += f" Follow it with: headrace runs logs {created.id} --follow"
-        stderr().print(note, soft_wrap=True)
-        await _warn_unless_served(client, deployment)
-        if follow is None:
-            return 0
-        return await _watch(client, created.id, follow)
-
-    return trigger
-
-
-async def _warn_unless_served(client: HeadraceClient, deployment: Deployment) -> None:
-    """Say so when no live runner serves the deployment: else the run just sits there."""
-    from headrace.cli.output import deployment_label
-
-    runners = (await client.read_serving_runners([deployment.id])).get(deployment.id, [])
-    if any(runner.alive for runner in runners):
-        return
-    serve = f"headrace serve {deployment.entrypoint or 'PATH:FUNC'} --name {deployment.name}"
-    stderr().print(
-        f"No runner serving {deployment_label(deployment)} is alive: the run waits until "
-        f"one starts ({serve}, or the program that serves it).",
-        style="yellow",
-        soft_wrap=True,
-        markup=False,
-    )
-
-
-async def _watch(client: HeadraceClient, flow_run_id: UUID, follow: Follow) -> int:
-    from headrace.cli.output import final_line
-    from headrace.cli.watch import follow_run
-    from headrace.states import StateType
-
-    out = stdout()
-    ended = await follow_run(client, flow_run_id, out, follow)
-    if ended is None:
-        stderr().print(
-            f"Stopped watching after {follow.timeout_seconds:g}s; the flow run carries on.",
-            soft_wrap=True,
-        )
-        return EXIT_TIMEOUT
-    out.print(final_line(ended), soft_wrap=True)
-    return 0 if ended.state.type == StateType.COMPLETED else EXIT_FAILED
-
-
-def _interruptible(fn: Callable[[], int]) -> int:
+def interruptible(fn: Callable[[], int]) -> int:
     """``fn()``, or 130 after Ctrl-C, leaving whatever it watched alone."""
     try:
         return fn()
@@ -167,7 +62,8 @@ def _run_id(text: str) -> UUID:
 @runs_app.command(
     "ls",
     epilog="Examples:\n\n  headrace runs ls --state failed --state crashed\n\n"
-    "  headrace runs ls --deployment hello/daily --limit 50",
+    "  headrace runs ls --deployment hello/daily --limit 50\n\n"
+    "  headrace runs ls --since 2h --until 2026-12-07T09:00",
 )
 def runs_ls(
     state: Annotated[
@@ -181,18 +77,30 @@ def runs_ls(
         ),
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    since: Annotated[str | None, typer.Option(metavar="TIME", help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option(metavar="TIME", help=UNTIL_HELP)] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, max=1000, help="Most runs to show.")
     ] = RUNS_LS_DEFAULT_LIMIT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List flow runs, newest first."""
+    """List flow runs, newest first, and how many match in all, by state."""
     from headrace.cli.output import runs_table
+    from headrace.cli.times import parse_time_or_ago
+    from headrace.states import utcnow
 
     with reported_errors():
-        states = parse_states(state)
+        now = utcnow()
+        query = RunQuery(
+            deployment,
+            flow,
+            parse_states(state),
+            None if since is None else parse_time_or_ago(since, "--since", now),
+            None if until is None else parse_time_or_ago(until, "--until", now),
+            limit,
+        )
         settings = command_settings()
-        runs, names = with_client(settings, _runs_and_labels(deployment, flow, states, limit))
+        runs, names, totals = with_client(settings, query.read)
     if as_json:
         echo_json([r.model_dump(mode="json") for r in runs])
     elif not runs:
@@ -200,26 +108,59 @@ def runs_ls(
     else:
         out = stdout()
         out.print(runs_table(runs, names, width=out.width))
+        out.print(totals_line(totals, shown=len(runs)), soft_wrap=True)
 
 
-def _runs_and_labels(
-    deployment: str | None, flow: str | None, states: list[str] | None, limit: int
-) -> Callable[[HeadraceClient], Awaitable[tuple[list[FlowRun], dict[UUID, str]]]]:
-    """The matching runs, and every deployment's label by id (for the table's column)."""
+SINCE_HELP = "Only runs created since then: 2026-12-07T08:00, or 2h (ago)."
+UNTIL_HELP = "Only runs created before then: a time, or a duration ago."
 
-    async def read(client: HeadraceClient) -> tuple[list[FlowRun], dict[UUID, str]]:
+
+@dataclass(frozen=True)
+class RunQuery:
+    """The runs ``runs ls`` lists: filters, and how many to show."""
+
+    deployment: str | None
+    flow: str | None
+    states: list[str] | None
+    since: datetime | None
+    until: datetime | None
+    limit: int
+
+    async def read(
+        self, client: HeadraceClient
+    ) -> tuple[list[FlowRun], dict[UUID, str], dict[StateType, int]]:
+        """The matching runs, every deployment's label by id (for the table's column), and
+        how many runs match in all, by state."""
         from headrace.cli.output import deployment_label
 
         deployment_id = None
-        if deployment is not None:
-            deployment_id = (await client.read_deployment_by_ref(deployment)).id
-        runs = await client.read_flow_runs(
-            deployment_id=deployment_id, flow_name=flow, states=states, limit=limit
-        )
+        if self.deployment is not None:
+            deployment_id = (await client.read_deployment_by_ref(self.deployment)).id
+        filters: dict[str, Any] = {
+            "deployment_id": deployment_id,
+            "flow_name": self.flow,
+            "states": self.states,
+            "since": self.since,
+            "until": self.until,
+        }
+        runs = await client.read_flow_runs(**filters, limit=self.limit)
+        totals = await client.count_flow_runs(**filters) if runs else {}
         names = {d.id: deployment_label(d) for d in await client.read_deployments()}
-        return runs, names
+        return runs, names, totals
 
-    return read
+
+def totals_line(totals: Mapping[StateType, int], *, shown: int) -> str:
+    """``42 runs: 40 completed, 2 failed``, and how many of them the page shows."""
+    from headrace.states import StateType
+
+    total = sum(totals.values())
+    counts = ", ".join(
+        f"{totals[state]} {state.value.lower()}" for state in StateType if totals.get(state)
+    )
+    line = f"{total} run{'s' * (total != 1)}: {counts}"
+    if shown < total:
+        line += f" (the newest {shown} shown; --limit shows more)"
+    return line
 
 
 def parse_states(values: list[str] | None) -> list[str] | None:
@@ -300,7 +241,7 @@ def runs_logs(
     with reported_errors():
         run_id = _run_id(flow_run_id)
         settings = command_settings()
-        code = _interruptible(lambda: with_client(settings, show))
+        code = interruptible(lambda: with_client(settings, show))
     raise typer.Exit(code)
 
 

@@ -10,8 +10,9 @@ The interface, by what it holds (both classes have each method):
 
 - runs: ``create_flow_run`` (idempotent on its key; group commit in
   ``AsyncStore``), ``create_flow_runs``, ``create_planned_runs``,
-  ``last_planned_times``, ``read_flow_run``, ``read_flow_run_by_key``,
-  ``read_flow_runs`` (``sql.py``)
+  ``last_planned_times``, ``read_flow_run``, ``read_flow_run_by_key`` (``sql.py``)
+- listing: ``read_flow_runs``, ``count_flow_runs`` by state, under the same filters
+  (``listing.py``)
 - states: ``set_state`` (a compare-and-set; ``AsyncStore.queue_state`` queues
   one without waiting), ``request_cancellation``, ``cancelling_among``,
   ``taken_among``, ``read_state_history`` (``transitions.py``)

@@ -152,6 +152,7 @@ class AsyncStore:
     last_planned_times = _threaded(URGENT, SQLStore.last_planned_times)
     read_flow_run = _threaded(URGENT, SQLStore.read_flow_run)
     read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
+    count_flow_runs = _threaded(URGENT, SQLStore.count_flow_runs)
     delete_flow_run = _threaded(URGENT, SQLStore.delete_flow_run)
 
     # -- states -------------------------------------------------------------

@@ -26,8 +26,8 @@ from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
 from headrace.store.claims import Claims
+from headrace.store.listing import RunListing
 from headrace.store.logs import LogLines
-from headrace.store.records import MAX_PAGE
 from headrace.store.rows import (
     checked_creation,
     flow_run_from_row,
@@ -59,7 +59,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
+class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance, RunListing):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -327,28 +327,3 @@ class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
         if row is None:
             raise ObjectNotFound(f"No flow run with id {flow_run_id}")
         return flow_run_from_row(row._asdict())
-
-    def read_flow_runs(
-        self,
-        *,
-        ids: Collection[UUID] | None = None,
-        deployment_id: UUID | None = None,
-        flow_name: str | None = None,
-        states: Collection[StateType] | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[FlowRun]:
-        """Runs matching every given filter, newest first."""
-        query = flow_runs.select()
-        if ids is not None:
-            query = query.where(flow_runs.c.id.in_(list(ids)))
-        if deployment_id is not None:
-            query = query.where(flow_runs.c.deployment_id == deployment_id)
-        if flow_name is not None:
-            query = query.where(flow_runs.c.flow_name == flow_name)
-        if states is not None:
-            query = query.where(flow_runs.c.state_type.in_([s.value for s in states]))
-        query = query.order_by(flow_runs.c.created.desc(), flow_runs.c.id)
-        query = query.limit(min(max(limit, 0), MAX_PAGE)).offset(max(offset, 0))
-        with self._read() as conn:
-            return [flow_run_from_row(row._asdict()) for row in conn.execute(query)]
