@@ -1,8 +1,9 @@
 """The orchestration client: read and create deployments and runs, read logs, cancel.
 
 ``get_client()`` talks to the store directly (there is no separate API server
-to run). The store tells the runners serving its database of the runs it
-creates and cancels, so local work never waits for a poll.
+to run), or, with ``HEADRACE_API_URL`` set, to a runner's HTTP API (``remote.py``).
+The store tells the runners serving its database of the runs it creates and
+cancels, so local work never waits for a poll.
 """
 
 from __future__ import annotations
@@ -284,6 +285,13 @@ class HeadraceClient:
 
 @asynccontextmanager
 async def get_client(settings: Settings | None = None) -> AsyncIterator[HeadraceClient]:
-    """The orchestration client for the configured database (``HEADRACE_DATABASE_URL``)."""
+    """The orchestration client for the configured database (``HEADRACE_DATABASE_URL``), or,
+    with ``HEADRACE_API_URL`` set, for the runner's HTTP API there (``headrace.remote``)."""
     settings = settings or load_settings()
+    if settings.api_url:
+        from headrace.remote import RemoteClient  # httpx, only for those who use it
+
+        async with RemoteClient(settings) as client:
+            yield client
+        return
     yield HeadraceClient(open_store(settings), settings)

@@ -22,8 +22,9 @@
     │   ├── StoreUnavailable          the database cannot be reached
     │   │   └── StoreTimeout          the database did not answer in time
     │   └── StoreFull                 the database has no space left
-    └── SubmissionError               a runner webserver refused or did not answer
-        └── RunnerUnreachable         no runner webserver answers
+    ├── SubmissionError               a runner webserver refused or did not answer
+    │   └── RunnerUnreachable         no runner webserver answers
+    └── NotOverHttp                   the HTTP API (HEADRACE_API_URL) has no route for it
 
 Each class's docstring is its default message. HTTP status codes are decided
 only in ``headrace.runner.server``.
@@ -141,3 +142,7 @@ class SubmissionError(HeadraceError):
 class RunnerUnreachable(SubmissionError):
     """No runner webserver answers. Start one with `headrace serve ...` or
     `Runner(webserver=True)`, or set HEADRACE_RUNNER_SERVER_ENABLE=true."""
+
+
+class NotOverHttp(HeadraceError):
+    """The runner's HTTP API cannot do this."""

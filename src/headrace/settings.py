@@ -6,6 +6,7 @@ Nothing reads ``os.environ`` at import time; callers build ``Settings()`` (or
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path("~/.headrace").expanduser())
     database_url: str | None = None
     api_key: str | None = None
+    api_url: str | None = None
+    """A runner's webserver (``http://host:port``): ``get_client()`` and the CLI go through
+    its HTTP API, sending ``api_key``, instead of opening the database."""
     database_timeout_seconds: float = Field(default=5, gt=0)
     """How long a request waits for the database before answering 503, and how soon a
     PostgreSQL connection that went silent (connecting, a statement, the network) errors."""
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("api_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if re.fullmatch(r"https?://[^/\s]+(/\S*)?", value) is None:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL (http://host:8080)")
+        return value.rstrip("/")
 
     @field_validator("runner_server_log_level", mode="before")
     @classmethod

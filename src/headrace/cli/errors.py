@@ -19,6 +19,7 @@ from headrace.exceptions import (
     EntrypointScriptError,
     HeadraceError,
     InvalidProjectFile,
+    NotOverHttp,
     ParameterValidationError,
 )
 
@@ -52,7 +53,7 @@ def reported_errors() -> Iterator[None]:
     """Turn user errors into one line and an exit code instead of a traceback."""
     try:
         yield
-    except (UsageProblem, InvalidProjectFile) as exc:
+    except (UsageProblem, InvalidProjectFile, NotOverHttp) as exc:
         fail(exc, EXIT_USAGE)
     except ParameterValidationError as exc:
         wanted_text = any("of type 'string'" in str(e.get("message")) for e in exc.errors)

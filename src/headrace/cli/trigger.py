@@ -144,7 +144,8 @@ def _trigger(
             expected_start_time=wanted.at,
         )
         typer.echo(str(created.id))
-        stderr().print(_note(created, deployment, asked, follow), soft_wrap=True, markup=False)
+        note = _note(created, deployment, wanted, asked, follow)
+        stderr().print(note, soft_wrap=True, markup=False)
         await _warn_unless_served(client, deployment)
         if follow is None:
             return 0
@@ -153,13 +154,16 @@ def _trigger(
     return trigger
 
 
-def _note(run: FlowRun, deployment: Deployment, asked: datetime, follow: Follow | None) -> str:
+def _note(
+    run: FlowRun, deployment: Deployment, wanted: Wanted, asked: datetime, follow: Follow | None
+) -> str:
     """What was created (or found by its key), when it starts, and how to follow it."""
     from headrace.cli.output import deployment_label
 
-    verb = "Created" if run.created >= asked else "Found (by its idempotency key)"
+    found = wanted.idempotency_key is not None and run.created < asked
+    verb = "Found (by its idempotency key)" if found else "Created"
     note = f"{verb} flow run '{run.name}' of {deployment_label(deployment)}"
-    if run.expected_start_time is not None and run.expected_start_time > asked:
+    if wanted.at is not None and run.expected_start_time is not None:
         starts = run.expected_start_time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
         note += f", to start at {starts}"
     note += "."

@@ -7,8 +7,11 @@ same thing; ``add_run_routes`` adds them to the app.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -74,6 +77,12 @@ Context = Annotated[ServerContext, Depends(server_context)]
 
 def add_run_routes(app: FastAPI) -> None:
     """``/flow_runs...`` and ``/deployments``, over the store the runner uses."""
+    app.add_api_route(  # before /flow_runs/{flow_run_id}, which would take "totals" for an id
+        "/flow_runs/totals",
+        count_flow_runs,
+        summary="Count flow runs by state",
+        tags=["flow runs"],
+    )
     app.add_api_route(
         "/flow_runs/{flow_run_id}",
         read_flow_run,
@@ -104,6 +113,13 @@ def add_run_routes(app: FastAPI) -> None:
         summary="List the served deployments",
         tags=["deployments"],
     )
+    app.add_api_route(
+        "/deployments/{deployment_id}",
+        read_deployment,
+        summary="Read a deployment, with the runners serving it",
+        tags=["deployments"],
+        responses={404: {"description": "No deployment with that id"}},
+    )
 
 
 async def read_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
@@ -116,23 +132,57 @@ async def read_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
     )
 
 
-async def read_flow_runs(
-    ctx: Context,
+@dataclass(frozen=True)
+class RunFilters:
+    """The filters ``GET /flow_runs`` and ``GET /flow_runs/totals`` share."""
+
+    deployment_id: UUID | None
+    states: list[StateType] | None
+    flow_name: str | None
+    since: datetime | None
+    until: datetime | None
+
+    def keywords(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_filters(
     deployment_id: UUID | None = None,
     state: Annotated[list[StateType] | None, Query()] = None,
     flow_name: Annotated[str | None, Query(max_length=1000, pattern=NO_NUL)] = None,
+    since: Annotated[
+        datetime | None, Query(description="Runs created at or after this time (UTC if no zone).")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="Runs created before this time (UTC if no zone).")
+    ] = None,
+) -> RunFilters:
+    return RunFilters(deployment_id, state, flow_name, _aware(since), _aware(until))
+
+
+Filters = Annotated[RunFilters, Depends(run_filters)]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+async def read_flow_runs(
+    ctx: Context,
+    filters: Filters,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
     """Runs matching every filter given, newest first; ``state`` may repeat."""
-    runs = await ctx.client.read_flow_runs(
-        deployment_id=deployment_id,
-        flow_name=flow_name,
-        states=state,
-        limit=limit,
-        offset=offset,
-    )
+    runs = await ctx.client.read_flow_runs(**filters.keywords(), limit=limit, offset=offset)
     return json_response([run_json(run) for run in runs])
+
+
+async def count_flow_runs(ctx: Context, filters: Filters) -> Response:
+    """How many runs match every filter given (as ``GET /flow_runs``), in all and by state."""
+    totals = await ctx.client.count_flow_runs(**filters.keywords())
+    by_state = {state.value: count for state, count in totals.items()}
+    return json_response({"total": sum(by_state.values()), "by_state": by_state})
 
 
 async def cancel_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
@@ -192,6 +242,15 @@ async def read_deployments(ctx: Context) -> Response:
     """Each served deployment: id, name, flow, parameter schema, defaults, schedules,
     and the URL that runs it."""
     return raw_json_response(ctx.deployments_json)
+
+
+async def read_deployment(ctx: Context, deployment_id: UUID) -> Response:
+    """A deployment as it is stored (served here or not), with the runners serving it."""
+    deployment = await ctx.client.read_deployment(deployment_id)
+    runners = (await ctx.client.read_serving_runners([deployment_id])).get(deployment_id, [])
+    data = deployment.model_dump(mode="json")
+    data["runners"] = [runner.model_dump(mode="json") for runner in runners]
+    return json_response(data)
 
 
 def deployments_json(deployments: Iterable[Deployment]) -> bytes:

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -68,6 +69,14 @@ IdempotencyKey = Annotated[
         "the same run (200); with other parameters, 422.",
     ),
 ]
+RunName = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, pattern=r"^[^\x00]*$", description="The run's name."),
+]
+StartAt = Annotated[
+    datetime | None,
+    Query(description="Start the run at this time (UTC if no zone), not at once."),
+]
 Endpoint = Callable[..., Awaitable[Response]]
 
 TRIGGER_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -100,13 +109,20 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
     path = run_path(deployment.id)
 
     async def run_deployment(
-        request: Request, wait: Wait = None, idempotency_key: IdempotencyKey = None
+        request: Request,
+        wait: Wait = None,
+        idempotency_key: IdempotencyKey = None,
+        name: RunName = None,
+        start_at: StartAt = None,
     ) -> Response:
         parameters = await read_parameters(request, empty={})
         checked = flow if source is None else await _followed(source, request, path, deployment)
         new = new_runs.for_deployment(
             deployment, parameters, flow=checked, idempotency_key=idempotency_key
         )
+        if name is not None or start_at is not None:
+            when = start_at.replace(tzinfo=UTC) if start_at and not start_at.tzinfo else start_at
+            new = new.model_copy(update={"name": name, "expected_start_time": when})
         return await queue_run(ctx, new, wait, id_only=True)
 
     return run_deployment
