@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from headrace.cli.completion import complete_deployments
 from headrace.cli.consoles import echo_json, stderr, stdout
 from headrace.cli.errors import reported_errors
 from headrace.cli.session import command_settings, with_client
@@ -35,7 +36,10 @@ deployments_app = typer.Typer(
 )
 
 DeploymentArgument = Annotated[
-    str, typer.Argument(metavar="NAME_OR_ID", help="flow/deployment or id.")
+    str,
+    typer.Argument(
+        metavar="NAME_OR_ID", help="flow/deployment or id.", autocompletion=complete_deployments
+    ),
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
@@ -64,7 +68,7 @@ def deployments_ls(
 
 @deployments_app.command("inspect", epilog="Example: headrace deployments inspect hello/daily")
 def deployments_inspect(
-    deployment: Annotated[str, typer.Argument(metavar="NAME_OR_ID", help="flow/deployment or id.")],
+    deployment: DeploymentArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a deployment: schedules, parameters, the runners serving it and recent runs."""

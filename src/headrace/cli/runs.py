@@ -16,6 +16,7 @@ from uuid import UUID
 
 import typer
 
+from headrace.cli.completion import complete_deployments, complete_runs
 from headrace.cli.consoles import echo_json, stderr, stdout
 from headrace.cli.errors import (
     EXIT_INTERRUPTED,
@@ -37,7 +38,9 @@ runs_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-RunIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The flow run's id.")]
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="The flow run's id.", autocompletion=complete_runs)
+]
 
 
 def interruptible(fn: Callable[[], int]) -> int:
@@ -73,7 +76,11 @@ def runs_ls(
     deployment: Annotated[
         str | None,
         typer.Option(
-            "--deployment", "-d", metavar="NAME_OR_ID", help="Only this deployment's runs."
+            "--deployment",
+            "-d",
+            metavar="NAME_OR_ID",
+            help="Only this deployment's runs.",
+            autocompletion=complete_deployments,
         ),
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,

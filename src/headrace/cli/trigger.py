@@ -14,6 +14,7 @@ from uuid import UUID
 
 import typer
 
+from headrace.cli.completion import complete_deployments
 from headrace.cli.consoles import stderr, stdout
 from headrace.cli.errors import EXIT_FAILED, EXIT_TIMEOUT, UsageProblem, reported_errors
 from headrace.cli.params import collect_parameters
@@ -45,7 +46,12 @@ class Wanted:
 
 
 DeploymentArgument = Annotated[
-    str, typer.Argument(metavar="FLOW/DEPLOYMENT", help="The deployment, or its id.")
+    str,
+    typer.Argument(
+        metavar="FLOW/DEPLOYMENT",
+        help="The deployment, or its id.",
+        autocompletion=complete_deployments,
+    ),
 ]
 ParamOption = Annotated[
     list[str] | None,
