@@ -3,6 +3,7 @@ API, and prints what it prints when it reads the database itself (SQLite and Pos
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,6 +17,9 @@ from typer.testing import CliRunner, Result
 
 from headrace import store as store_module
 from headrace.cli import app
+from headrace.client import get_client
+from headrace.remote import RemoteClient
+from headrace.settings import Settings
 from tests.acceptance.test_cli_e2e import REPO, SHUTDOWN_SECONDS, STARTUP_SECONDS, Lines
 from tests.helpers import free_port
 
@@ -81,6 +85,12 @@ def remote(env: dict[str, str], url: str, **more: str) -> dict[str, str | None]:
     }
 
 
+async def ids_through_get_client(url: str) -> list[str]:
+    async with get_client(Settings(api_url=url, api_key=KEY)) as client:
+        assert isinstance(client, RemoteClient)
+        return [str(run.id) for run in await client.read_flow_runs()]
+
+
 def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: str) -> None:
     far = remote(env, api_url)
     watched = headrace(far, "run", "remote", "-p", "x=2", "--watch")
@@ -104,6 +114,8 @@ def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: 
             assert json.loads(there.stdout) == json.loads(here.stdout), args
         else:
             assert AGO.sub("", there.stdout) == AGO.sub("", here.stdout), args
+    local_ids = [run["id"] for run in json.loads(headrace(env, "runs", "ls", "--json").stdout)]
+    assert asyncio.run(ids_through_get_client(api_url)) == local_ids
     listed = headrace(far, "runs", "ls").stdout.splitlines()
     assert listed[-1] == "2 runs: 1 scheduled, 1 completed"
     assert any(" later " in line for line in listed)
