@@ -146,3 +146,10 @@ class RunnerUnreachable(SubmissionError):
 
 class NotOverHttp(HeadraceError):
     """The runner's HTTP API cannot do this."""
+
+    @classmethod
+    def refusing(cls, what: str) -> NotOverHttp:
+        return cls(
+            f"The headrace HTTP API has no route for {what}: run this command where the "
+            "database is reachable (without HEADRACE_API_URL)"
+        )

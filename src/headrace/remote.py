@@ -281,7 +281,4 @@ def _reason(exc: httpx.TransportError) -> str:
 
 
 def _not_over_http(what: str) -> NoReturn:
-    raise NotOverHttp(
-        f"The headrace HTTP API has no route for {what}: run this command where the "
-        "database is reachable (without HEADRACE_API_URL)"
-    )
+    raise NotOverHttp.refusing(what)

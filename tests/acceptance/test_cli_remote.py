@@ -127,6 +127,8 @@ def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: 
     unsupported = headrace(far, "runs", "retry", "00000000-0000-0000-0000-000000000000")
     assert unsupported.exit_code == 2
     assert "HTTP API has no route for retrying runs" in unsupported.stderr
+    deleting = headrace(far, "deployments", "delete", "add/remote")  # refused before asking
+    assert (deleting.exit_code, deleting.stderr.count("\n")) == (2, 1), deleting.stderr
 
     rejected = headrace(remote(env, api_url, HEADRACE_API_KEY="wrong"), "runs", "ls")
     assert rejected.exit_code == 1
