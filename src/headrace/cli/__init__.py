@@ -83,6 +83,27 @@ DefaultParamsOption = Annotated[
 ]
 TagOption = Annotated[list[str] | None, typer.Option(help="A tag for the deployment.")]
 DescriptionOption = Annotated[str | None, typer.Option(help="\\[default: the flow's docstring]")]
+NotifyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="URL", help="POST each run that ends FAILED or CRASHED here (repeatable)."
+    ),
+]
+NotifyOnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="STATE",
+        help="The final states that --notify posts (repeatable). \\[default: FAILED, CRASHED]",
+    ),
+]
+NotifySecretOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADRACE_NOTIFY_SECRET",
+        show_envvar=False,
+        help="Sign each --notify POST with this secret (HMAC-SHA256).",
+    ),
+]
 PausedOption = Annotated[bool, typer.Option("--paused", help="Register the schedule paused.")]
 CatchupOption = Annotated[
     bool, typer.Option("--catchup", help="Create every missed scheduled run.")
@@ -139,13 +160,16 @@ def serve(
     limit: LimitOption = None,
     concurrency_limit: ConcurrencyLimitOption = None,
     on_shutdown: OnShutdownOption = ShutdownPolicy.finish,
+    notify: NotifyOption = None,
+    notify_on: NotifyOnOption = None,
+    notify_secret: NotifySecretOption = None,
     host: HostOption = None,
     port: PortOption = None,
     webserver: WebserverOption = True,
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
     """Serve a flow as a deployment, with its webserver, until Ctrl-C or SIGTERM."""
-    from headrace.cli.serve import schedules_from_options
+    from headrace.cli.serve import notify_from_options, schedules_from_options
 
     with reported_errors():
         settings = command_settings(
@@ -160,6 +184,7 @@ def serve(
             "catchup": catchup,
             "concurrency_limit": concurrency_limit,
             "on_shutdown": on_shutdown.value,
+            "notify": notify_from_options(notify, notify_on, notify_secret),
         }
         _serve(settings, entrypoint, name, options, webserver=webserver, log_level=log_level)
 

@@ -99,6 +99,13 @@ def add_run_routes(app: FastAPI) -> None:
         responses=LOG_RESPONSES,
     )
     app.add_api_route(
+        "/flow_runs/{flow_run_id}/notifications",
+        read_notifications,
+        summary="Read a flow run's webhook deliveries",
+        tags=["flow runs"],
+        responses=NOT_FOUND,
+    )
+    app.add_api_route(
         "/deployments",
         read_deployments,
         summary="List the served deployments",
@@ -174,6 +181,14 @@ async def read_logs(
     if len(lines) >= MAX_PAGE:  # a full page: there may be more
         headers = {"Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'}
     return json_response([log_json(line) for line in lines], headers=headers)
+
+
+async def read_notifications(ctx: Context, flow_run_id: UUID) -> Response:
+    """Every attempt to deliver the run's webhooks, oldest first: its URL, event, attempt,
+    the receiver's status code or the error, and whether it was delivered."""
+    await ctx.client.read_flow_run(flow_run_id)  # 404 for a run that does not exist
+    deliveries = await ctx.store.read_deliveries(flow_run_id)
+    return json_response([delivery.model_dump(mode="json") for delivery in deliveries])
 
 
 def _log_id(last_event_id: str | None) -> int:
