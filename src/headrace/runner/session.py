@@ -187,7 +187,7 @@ class Session:
         executor = self.dispatcher.executor
         grace = self._options.settings.runner_shutdown_grace_seconds
         await drain(executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry)
-        await self.endings.close(STOP_WAIT_SECONDS)
+        await self.endings.close(min(grace, STOP_WAIT_SECONDS))
         self.liveness.close()
         await self.logs.close()
         with contextlib.suppress(Exception):
