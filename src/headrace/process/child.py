@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import setproctitle
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
@@ -43,6 +43,9 @@ from headrace.process.protocol import (
     Running,
 )
 from headrace.runtime import FlowRunContext, enter_flow_run
+
+if TYPE_CHECKING:
+    from headrace.hooks import HookKind
 
 PR_SET_PDEATHSIG = 1
 
@@ -223,8 +226,6 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
 def _run_hooks(job: ChildJob, flow: Any, event: FinalEvent) -> None:
     """on_completion or on_failure, once the outcome is reported: a hook that hangs or
     dies cannot change it, and the runner records what the hooks print as the run's logs."""
-    from headrace.hooks import HookKind
-
     kind: HookKind
     match event:
         case Completed():
