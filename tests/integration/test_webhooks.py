@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tests.flows import basic
 from tests.helpers import eventually, make_runner, running, wait_for_state
 from tests.integration.receiver import receiving
 from tests.integration.server_app import client as app_client
+from tests.integration.test_outcome_durability import markers, runner_process, trigger_touch
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -134,3 +138,28 @@ async def test_a_receiver_that_is_down_is_tried_a_bounded_number_of_times(
             )
     assert [d.attempt for d in deliveries] == [1, 2, 3]
     assert all(d.status_code is None and d.error and not d.delivered for d in deliveries)
+
+
+async def test_the_runner_that_recovers_a_dead_runners_run_posts_its_crash(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with runner_process(database_url, settings.home) as process:
+        [run_id] = await trigger_touch(settings, out, 1, sleep=60)
+        await eventually(
+            lambda: asyncio.to_thread(markers, out, "start"), bool, what="the body to start"
+        )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    with receiving() as receiver:
+        runner = make_runner(quick(settings))
+        notify = [{"url": receiver.url, "states": ["CRASHED"]}]
+        await runner.add_flow(basic.touch, "touch", notify=notify)
+        async with running(runner), get_client(settings) as client:
+            crashed = await wait_for_state(client.store, run_id)
+            assert crashed.state.type == StateType.CRASHED
+            await eventually(
+                lambda: client.store.read_deliveries(run_id), bool, what="the delivery"
+            )
+        [post] = receiver.seen()
+        assert json.loads(post.body)["event"] == "flow_run.crashed"
