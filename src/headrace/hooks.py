@@ -1,17 +1,19 @@
 """State hooks: a flow's own functions called once a run of it reaches a final state.
 
-Each hook is called as ``hook(flow, flow_run, state)``: the ``Flow``, the run's
-``FlowRunContext`` (what ``headrace.runtime.flow_run`` reads in the body) and
-the final ``State``. A hook that raises is logged under its name and costs
-nothing else: the run's state stays what it was and the next hooks still run.
+Each hook (a function, or an ``async def`` one) is called as
+``hook(flow, flow_run, state)``: the ``Flow``, the run's ``FlowRunContext``
+(what ``headrace.runtime.flow_run`` reads in the body) and the final ``State``.
+A hook that raises is logged under its name and costs nothing else: the run's
+state stays what it was and the next hooks still run.
 Which process calls which hook is decided by who can: the run's process for
 on_completion and on_failure after the body, the runner for the rest.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -56,11 +58,24 @@ def call_hooks(
     failed = 0
     for hook in hooks:
         try:
-            hook(flow, flow_run, state)
-        except Exception as exc:
+            _call(hook, flow, flow_run, state)
+        except (Exception, SystemExit) as exc:
             failed += 1
             text = f"{kind} hook {hook_name(hook)} raised {type(exc).__name__}: {exc}"
             logger.exception("%s", text)
             if report is not None:
                 report(text)
     return failed
+
+
+def _call(hook: Hook, flow: object, flow_run: FlowRunContext, state: State) -> None:
+    """Call one hook; an ``async def`` hook is run to its end on an event loop of its own."""
+    result = hook(flow, flow_run, state)
+    if inspect.isawaitable(result):
+        import asyncio  # here: most hooks are plain functions
+
+        asyncio.run(_await(result))
+
+
+async def _await(awaitable: Awaitable[object]) -> None:
+    await awaitable

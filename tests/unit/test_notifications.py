@@ -63,6 +63,19 @@ def test_a_hook_that_raises_is_reported_and_the_next_still_runs() -> None:
     ]
 
 
+def test_an_async_hook_is_awaited_and_one_that_exits_stops_no_other() -> None:
+    async def later(flow: Any, flow_run: FlowRunContext, state: State) -> None:
+        flow_run.parameters.setdefault("seen", []).append(f"async {state.type.value}")
+
+    def leaves(flow: Any, flow_run: FlowRunContext, state: State) -> None:
+        raise SystemExit(3)
+
+    context = FlowRunContext(id="r", name="run", parameters={})
+    state = State(type=StateType.COMPLETED)
+    assert call_hooks("on_completion", [leaves, later, record], hooked, context, state) == 1
+    assert context.parameters["seen"] == ["async COMPLETED", "COMPLETED"]
+
+
 def test_targets_take_urls_dicts_or_notify_and_name_what_is_wrong() -> None:
     deployment = plain.to_deployment(
         notify=["https://a.example/h", {"url": "http://b.example", "states": ["completed"]}]
