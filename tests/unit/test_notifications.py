@@ -15,6 +15,8 @@ from headrace.cli.serve import notify_from_options
 from headrace.exceptions import FlowDefinitionError, InvalidDeployment
 from headrace.hooks import call_hooks
 from headrace.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from headrace.process.protocol import Completed, Failed, Invalid
+from headrace.runner.endings import runner_hook_kind
 from headrace.runtime import FlowRunContext
 from headrace.states import State, StateType
 
@@ -74,6 +76,17 @@ def test_an_async_hook_is_awaited_and_one_that_exits_stops_no_other() -> None:
     state = State(type=StateType.COMPLETED)
     assert call_hooks("on_completion", [leaves, later, record], hooked, context, state) == 1
     assert context.parameters["seen"] == ["async COMPLETED", "COMPLETED"]
+
+
+def test_the_runner_calls_only_the_hooks_a_runs_process_could_not() -> None:
+    assert runner_hook_kind(StateType.CRASHED, None) == "on_crashed"
+    assert runner_hook_kind(StateType.CANCELLED, Failed("raised as it was cancelled")) == (
+        "on_cancellation"
+    )
+    assert runner_hook_kind(StateType.FAILED, None) == "on_failure"  # timed out: killed
+    assert runner_hook_kind(StateType.FAILED, Failed("raised")) is None
+    assert runner_hook_kind(StateType.FAILED, Invalid("bad parameters")) is None
+    assert runner_hook_kind(StateType.COMPLETED, Completed(1)) is None
 
 
 def test_targets_take_urls_dicts_or_notify_and_name_what_is_wrong() -> None:

@@ -230,7 +230,9 @@ def _run_hooks(job: ChildJob, flow: Any, event: FinalEvent) -> None:
     match event:
         case Completed():
             kind = "on_completion"
-        case Failed() | Invalid() if job.last_attempt:
+        case Invalid():  # never retried: no attempt would validate
+            kind = "on_failure"
+        case Failed() if job.last_attempt:
             kind = "on_failure"
         case _:
             return
