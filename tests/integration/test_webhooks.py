@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -56,6 +57,8 @@ async def test_a_failed_run_is_posted_signed_and_a_completed_one_is_not(
             shown = (await web.get(f"/flow_runs/{failed.id}/notifications")).json()
             as_read = (await web.get(f"/flow_runs/{failed.id}")).json()
             assert (await web.get(f"/flow_runs/{completed.id}/notifications")).json() == []
+            assert (await web.get(f"/flow_runs/{uuid4()}/notifications")).status_code == 404
+            assert await client.read_notification_deliveries(failed.id) == deliveries
         [post] = receiver.seen()  # the completed run was never posted
         timestamp = post.headers[TIMESTAMP_HEADER]
         mac = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + post.body, hashlib.sha256)

@@ -186,8 +186,7 @@ async def read_logs(
 async def read_notifications(ctx: Context, flow_run_id: UUID) -> Response:
     """Every attempt to deliver the run's webhooks, oldest first: its URL, event, attempt,
     the receiver's status code or the error, and whether it was delivered."""
-    await ctx.client.read_flow_run(flow_run_id)  # 404 for a run that does not exist
-    deliveries = await ctx.store.read_deliveries(flow_run_id)
+    deliveries = await ctx.client.read_notification_deliveries(flow_run_id)
     return json_response([delivery.model_dump(mode="json") for delivery in deliveries])
 
 
