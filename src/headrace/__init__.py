@@ -14,11 +14,13 @@ from headrace.flows import Flow, flow
 
 if TYPE_CHECKING:
     from headrace.client import get_client
+    from headrace.notifications import Notify
     from headrace.runner import Runner, serve
     from headrace.submission import submit_to_runner, wait_for_submitted_runs
 
 __all__ = [
     "Flow",
+    "Notify",
     "Runner",
     "flow",
     "get_client",
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Notify": "headrace.notifications",
     "Runner": "headrace.runner",
     "serve": "headrace.runner",
     "get_client": "headrace.client",

@@ -22,6 +22,7 @@ from headrace.deployments import Deployment
 from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
+from headrace.notifications import Delivery
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType, utcnow
@@ -194,6 +195,11 @@ class HeadraceClient:
     async def read_logs(self, flow_run_id: UUID, *, after_id: int = 0) -> list[LogRecord]:
         await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound
         return await self.store.read_logs(flow_run_id, after_id=after_id)
+
+    async def read_notification_deliveries(self, flow_run_id: UUID) -> list[Delivery]:
+        """Every attempt to deliver the run's webhooks, oldest first."""
+        await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound
+        return await self.store.read_deliveries(flow_run_id)
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""

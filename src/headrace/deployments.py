@@ -20,6 +20,7 @@ from typing_extensions import TypedDict, Unpack
 
 from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
+from headrace.notifications import Notify, notify_targets
 from headrace.schedules import DeploymentSchedule, construct_schedule, next_times
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class DeploymentOptions(TypedDict, total=False):
     concurrency_limit: int | None  # None: no limit
     on_shutdown: OnShutdown  # "finish"
     entrypoint: str | None  # None: where the flow's function is defined
+    notify: list[Notify | str | dict[str, Any]] | None  # None; webhooks of final states
 
 
 OPTION_NAMES = frozenset(DeploymentOptions.__annotations__)
@@ -86,6 +88,8 @@ class DeploymentSpec(BaseModel):
     retries: int = Field(default=0, ge=0)
     retry_delay_seconds: float = Field(default=0, ge=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
+    notify: list[Notify] = Field(default_factory=list)
+    """Webhooks: where to POST a run that ends in a chosen final state (``notifications.py``)."""
 
 
 class Deployment(DeploymentSpec):
@@ -117,6 +121,7 @@ class RunnerDeployment:
     catchup: bool
     concurrency_limit: int | None
     on_shutdown: OnShutdown
+    notify: list[Notify]
 
     def __init__(
         self, flow: Flow[Any, Any], name: str | None = None, **options: Unpack[DeploymentOptions]
@@ -135,6 +140,10 @@ class RunnerDeployment:
         self.concurrency_limit = options.get("concurrency_limit")
         self.on_shutdown = options.get("on_shutdown", "finish")
         self.entrypoint = options.get("entrypoint") or entrypoint_of(flow)
+        try:
+            self.notify = notify_targets(options.get("notify"))
+        except ValueError as exc:
+            raise InvalidDeployment(f"Deployment {self.name!r}: {exc}") from None
         self._check_defaults()
         try:
             self.to_spec()  # its options (limits, policies) are checked now, not when served
@@ -188,6 +197,7 @@ class RunnerDeployment:
             retries=self.flow.retries,
             retry_delay_seconds=self.flow.retry_delay_seconds,
             timeout_seconds=self.flow.timeout_seconds,
+            notify=self.notify,
         )
 
 

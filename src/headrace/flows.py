@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
+from headrace.hooks import Hook, HookKind, check_hooks
 from headrace.signatures import check_signature
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class Flow(Generic[P, R]):
         retries: int = 0,
         retry_delay_seconds: float = 0,
         timeout_seconds: float | None = None,
+        on_completion: Sequence[Hook] | None = None,
+        on_failure: Sequence[Hook] | None = None,
+        on_crashed: Sequence[Hook] | None = None,
+        on_cancellation: Sequence[Hook] | None = None,
     ) -> None:
         if not callable(fn):
             raise FlowDefinitionError(f"@flow needs a function, got {fn!r}")
@@ -50,7 +55,16 @@ class Flow(Generic[P, R]):
         self.retries = _check_retries(retries)
         self.retry_delay_seconds = _check_delay(retry_delay_seconds)
         self.timeout_seconds = _check_timeout(timeout_seconds)
+        self.on_completion = _hooks("on_completion", on_completion)
+        self.on_failure = _hooks("on_failure", on_failure)
+        self.on_crashed = _hooks("on_crashed", on_crashed)
+        self.on_cancellation = _hooks("on_cancellation", on_cancellation)
         functools.update_wrapper(self, fn, updated=())
+
+    def hooks(self, kind: HookKind) -> tuple[Hook, ...]:
+        """The hooks of one kind (``on_failure``, ...), in the order given."""
+        hooks: tuple[Hook, ...] = getattr(self, kind)
+        return hooks
 
     @property
     def parameters(self) -> ParameterSchema:
@@ -157,6 +171,13 @@ def _check_delay(seconds: float) -> float:
     return float(seconds)
 
 
+def _hooks(kind: str, hooks: Sequence[Hook] | None) -> tuple[Hook, ...]:
+    try:
+        return check_hooks(kind, hooks)
+    except ValueError as exc:
+        raise FlowDefinitionError(str(exc)) from None
+
+
 def _check_timeout(seconds: float | None) -> float | None:
     if seconds is None:
         return None
@@ -178,6 +199,10 @@ def flow(
     retries: int = 0,
     retry_delay_seconds: float = 0,
     timeout_seconds: float | None = None,
+    on_completion: Sequence[Hook] | None = None,
+    on_failure: Sequence[Hook] | None = None,
+    on_crashed: Sequence[Hook] | None = None,
+    on_cancellation: Sequence[Hook] | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
@@ -191,8 +216,16 @@ def flow(
     retries: int = 0,
     retry_delay_seconds: float = 0,
     timeout_seconds: float | None = None,
+    on_completion: Sequence[Hook] | None = None,
+    on_failure: Sequence[Hook] | None = None,
+    on_crashed: Sequence[Hook] | None = None,
+    on_cancellation: Sequence[Hook] | None = None,
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
-    """Turn a sync or async function into a Flow, with or without options."""
+    """Turn a sync or async function into a Flow, with or without options.
+
+    The ``on_*`` hooks are lists of ``hook(flow, flow_run, state)`` functions
+    called once a run ends COMPLETED, FAILED, CRASHED or CANCELLED (``hooks.py``).
+    """
 
     def decorate(function: Callable[P, R]) -> Flow[P, R]:
         return Flow(
@@ -203,6 +236,10 @@ def flow(
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
             timeout_seconds=timeout_seconds,
+            on_completion=on_completion,
+            on_failure=on_failure,
+            on_crashed=on_crashed,
+            on_cancellation=on_cancellation,
         )
 
     return decorate if fn is None else decorate(fn)

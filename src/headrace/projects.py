@@ -11,10 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from headrace.deployments import DeploymentOptions, OnShutdown, describe_invalid
 from headrace.exceptions import InvalidProjectFile
+from headrace.notifications import notify_targets
 from headrace.schedules import DeploymentSchedule, construct_schedule
 
 
@@ -59,7 +67,8 @@ class ProjectDeployment(_Strict):
     """A deployment: a flow's entrypoint and the options it is served with.
 
     ``cron``/``interval``/``rrule`` (with ``timezone``) is one schedule;
-    ``schedules`` holds more. ``retries``, ``retry_delay_seconds`` and
+    ``schedules`` holds more. ``notify`` lists webhooks (URLs, or tables with
+    ``url``, ``states``, ``secret``). ``retries``, ``retry_delay_seconds`` and
     ``timeout_seconds`` replace the flow's own.
     """
 
@@ -79,9 +88,16 @@ class ProjectDeployment(_Strict):
     catchup: bool = False
     concurrency_limit: int | None = Field(default=None, ge=1)
     on_shutdown: OnShutdown = "finish"
+    notify: list[str | dict[str, Any]] = Field(default_factory=list)
     retries: int | None = Field(default=None, ge=0)
     retry_delay_seconds: float | None = Field(default=None, ge=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_targets(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        notify_targets(value)  # checked now; the deployment checks them again when built
+        return value
 
     @model_validator(mode="after")
     def _schedule_is_valid(self) -> ProjectDeployment:
@@ -103,6 +119,7 @@ class ProjectDeployment(_Strict):
             "catchup": self.catchup,
             "concurrency_limit": self.concurrency_limit,
             "on_shutdown": self.on_shutdown,
+            "notify": list(self.notify),
         }
 
 

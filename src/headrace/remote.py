@@ -34,6 +34,7 @@ from headrace.exceptions import (
     RunnerUnreachable,
 )
 from headrace.flow_runs import FlowRun, LogRecord
+from headrace.notifications import Delivery
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings
 from headrace.states import State, StateType
@@ -216,6 +217,10 @@ class RemoteClient(HeadraceClient):
         path = f"/flow_runs/{flow_run_id}/logs"
         lines = await self._request("GET", path, params={"after_id": after_id})
         return [LogRecord.model_validate(line) for line in lines]
+
+    async def read_notification_deliveries(self, flow_run_id: UUID) -> list[Delivery]:
+        found = await self._request("GET", f"/flow_runs/{flow_run_id}/notifications")
+        return [Delivery.model_validate(delivery) for delivery in found]
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         data = await self._request("POST", f"/flow_runs/{flow_run_id}/cancel")

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     """An attempt's log lines stored at most (UTF-8 bytes); past it one line counts the rest."""
     log_line_limit_chars: int = Field(default=LOG_LINE_LIMIT_CHARS, ge=1)
     """A longer log line is stored once, cut to this, with a marker counting what was cut."""
+    webhook_attempts: int = Field(default=5, ge=1)
+    """Tries to deliver one webhook: a network error or a 5xx answer is tried again."""
+    webhook_retry_seconds: float = Field(default=2, gt=0)
+    """The wait before the second try; it doubles for each further one."""
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    """How long one try waits for the receiver to answer."""
     runner_pin_cpu: bool = False
     """A serving process keeps its own threads on one CPU (its runs use them all). Off by
     default: every serving process would take the same CPU."""

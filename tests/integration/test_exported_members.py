@@ -10,6 +10,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(headrace.__all__) == sorted(
         [
             "Flow",
+            "Notify",
             "Runner",
             "flow",
             "get_client",

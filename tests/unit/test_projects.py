@@ -30,6 +30,7 @@ def test_every_option_becomes_a_deployment_keyword() -> None:
                     concurrency_limit=1,
                     on_shutdown="requeue",
                     retries=2,
+                    notify=["https://hooks.example.com/a", {"url": "http://b", "secret": "s"}],
                 )
             ],
         },
@@ -49,6 +50,7 @@ def test_every_option_becomes_a_deployment_keyword() -> None:
         "requeue",
     )
     assert only.retries == 2
+    assert len(options["notify"] or []) == 2
 
 
 @pytest.mark.parametrize(
@@ -75,6 +77,10 @@ def test_every_option_becomes_a_deployment_keyword() -> None:
             'deployment "etl.py:etl": concurrency_limit: Input should be greater than or equal',
         ),
         ({"deployments": [{"name": "x"}]}, 'deployment "x": entrypoint: Field required'),
+        (
+            {"deployments": [deployment(notify=["ftp://x"])]},
+            'deployment "nightly": notify: notify target 1: url: ',
+        ),
         ({"deployments": [deployment(), deployment()]}, '"nightly" is listed twice'),
         ({"runner": {"port": 70000}, "deployments": [deployment()]}, "runner.port: Input"),
         ({"deployment": [deployment()]}, "headrace.toml: no deployments"),

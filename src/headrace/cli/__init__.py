@@ -101,6 +101,27 @@ DefaultParamsOption = Annotated[
 ]
 TagOption = Annotated[list[str] | None, typer.Option(help="A tag for the deployment.")]
 DescriptionOption = Annotated[str | None, typer.Option(help="\\[default: the flow's docstring]")]
+NotifyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="URL", help="POST each run that ends FAILED or CRASHED here (repeatable)."
+    ),
+]
+NotifyOnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="STATE",
+        help="The final states that --notify posts (repeatable). \\[default: FAILED, CRASHED]",
+    ),
+]
+NotifySecretOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADRACE_NOTIFY_SECRET",
+        show_envvar=False,
+        help="Sign each --notify POST with this secret (HMAC-SHA256).",
+    ),
+]
 PausedOption = Annotated[bool, typer.Option("--paused", help="Register the schedule paused.")]
 CatchupOption = Annotated[
     bool, typer.Option("--catchup", help="Create every missed scheduled run.")
@@ -169,20 +190,22 @@ def serve(
     limit: LimitOption = None,
     concurrency_limit: ConcurrencyLimitOption = None,
     on_shutdown: OnShutdownOption = ShutdownPolicy.finish,
+    notify: NotifyOption = None,
+    notify_on: NotifyOnOption = None,
+    notify_secret: NotifySecretOption = None,
     host: HostOption = None,
     port: PortOption = None,
     webserver: WebserverOption = True,
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
     """Serve flows as deployments, from one runner with its webserver, until Ctrl-C or SIGTERM."""
-    from headrace.cli.serve import ToServe, schedules_from_options
+    from headrace.cli.serve import ToServe, notify_from_options, schedules_from_options
 
     with reported_errors():
-        single = _single_deployment_flags(
-            name, cron, interval, rrule, timezone, param, params, description
-        )
+        single = _flags_given(name, cron, interval, rrule, timezone, param, params, description)
         runner_options = {"host": host, "port": port, "limit": limit}
         if not entrypoints:
+            single |= {"--notify": bool(notify), "--notify-on": bool(notify_on)}
             served, runner_options = _project_entries(file, single, runner_options)
         else:
             _check_entrypoints(entrypoints, file, single)
@@ -195,11 +218,10 @@ def serve(
                 catchup=catchup,
                 concurrency_limit=concurrency_limit,
                 on_shutdown=on_shutdown.value,
+                notify=notify_from_options(notify, notify_on, notify_secret),
             )
             served = [ToServe(entrypoint, name, options) for entrypoint in entrypoints]
-        settings = command_settings(
-            **{f"runner_{RUNNER_SETTINGS[key]}": value for key, value in runner_options.items()}
-        )
+        settings = _runner_settings(runner_options)
         _serve(settings, served, webserver=webserver, log_level=log_level)
 
 
@@ -218,7 +240,14 @@ def _options(**options: Unpack[DeploymentOptions]) -> DeploymentOptions:
     return options
 
 
-def _single_deployment_flags(*values: object) -> dict[str, bool]:
+def _runner_settings(runner_options: dict[str, Any]) -> Settings:
+    """The settings, with the runner's options (given, or from the project file) laid over."""
+    return command_settings(
+        **{f"runner_{RUNNER_SETTINGS[key]}": value for key, value in runner_options.items()}
+    )
+
+
+def _flags_given(*values: object) -> dict[str, bool]:
     """Which of the options that describe one deployment were given (in this order)."""
     flags = ["--name", "--cron", "--interval", "--rrule", "--timezone", "--param", "--params"]
     flags.append("--description")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -24,6 +24,7 @@ from headrace.submission import runner_url
 
 if TYPE_CHECKING:
     from headrace.deployments import Deployment, DeploymentOptions, RunnerDeployment
+    from headrace.notifications import Notify
     from headrace.runner import Runner
     from headrace.schedules import DeploymentSchedule
 
@@ -52,6 +53,25 @@ def schedules_from_options(
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
     return [] if schedule is None else [schedule]
+
+
+def notify_from_options(
+    urls: list[str] | None, states: list[str] | None, secret: str | None
+) -> list[Notify | str | dict[str, Any]]:
+    """The webhooks ``--notify`` (with ``--notify-on``, ``--notify-secret``) describes."""
+    from headrace.notifications import notify_targets
+
+    if not urls:
+        if states or secret:
+            raise UsageProblem("--notify-on and --notify-secret need --notify URL")
+        return []
+    extra: dict[str, Any] = {"secret": secret} if secret else {}
+    if states:
+        extra["states"] = states
+    try:
+        return list(notify_targets([{"url": url, **extra} for url in urls]))
+    except ValueError as exc:
+        raise UsageProblem(f"--notify: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import setproctitle
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
@@ -43,6 +43,9 @@ from headrace.process.protocol import (
     Running,
 )
 from headrace.runtime import FlowRunContext, enter_flow_run
+
+if TYPE_CHECKING:
+    from headrace.hooks import HookKind
 
 PR_SET_PDEATHSIG = 1
 
@@ -207,14 +210,45 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
     root.handlers[:] = [_PipeHandler(reporter)]
     if root.level != logging.INFO:  # setting it walks every logger: the fork server did
         root.setLevel(logging.INFO)
+    flow: Any = None
     try:
-        event = _execute(job, reporter, stop_fd)
+        event, flow = _execute(job, reporter, stop_fd)
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
     reporter.send(event)
+    if flow is not None:
+        _run_hooks(job, flow, event)
+
+
+def _run_hooks(job: ChildJob, flow: Any, event: FinalEvent) -> None:
+    """on_completion or on_failure, once the outcome is reported: a hook that hangs or
+    dies cannot change it, and the runner records what the hooks print as the run's logs."""
+    kind: HookKind
+    match event:
+        case Completed():
+            kind = "on_completion"
+        case Invalid():  # never retried: no attempt would validate
+            kind = "on_failure"
+        case Failed() if job.last_attempt:
+            kind = "on_failure"
+        case _:
+            return
+    hooks = flow.hooks(kind)
+    if not hooks:
+        return
+    from headrace.hooks import call_hooks
+    from headrace.states import State, StateType
+
+    state_type = StateType.COMPLETED if kind == "on_completion" else StateType.FAILED
+    state = State(type=state_type, message=getattr(event, "message", None))
+    try:
+        call_hooks(kind, hooks, flow, _context(job), state)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
@@ -227,8 +261,10 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
         reporter.log(logging.WARNING, f"Could not record the run's outcome in {where}: {exc}")
 
 
-def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> FinalEvent:
-    """Load, validate, run: returns the terminal event to report."""
+def _execute(
+    job: ChildJob, reporter: Reporter, stop_fd: int | None = None
+) -> tuple[FinalEvent, Any]:
+    """Load, validate, run: returns the terminal event to report, and the flow (if loaded)."""
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
 
@@ -239,11 +275,11 @@ def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> F
         # A script's error already ends with the frames that say where it was raised.
         detail = "" if getattr(exc, "traceback_text", "") else f"\n{traceback.format_exc()}"
         message = f"Could not load the flow from {job.entrypoint!r}: {exc}{detail}"
-        return Crashed(storable(message))
+        return Crashed(storable(message)), None
     try:
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
-        return Invalid(storable(f"Parameter validation failed: {exc}"))  # no retry helps
+        return Invalid(storable(f"Parameter validation failed: {exc}")), flow  # no retry helps
     if stop_fd is not None and _readable(stop_fd):
         # The runner died, or means to stop this run, while it loaded: the body never starts.
         os._exit(1)
@@ -257,8 +293,8 @@ def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> F
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
-        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
-    return encode_result(result)
+        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}")), flow
+    return encode_result(result), flow
 
 
 def _context(job: ChildJob) -> FlowRunContext:

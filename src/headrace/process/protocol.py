@@ -32,6 +32,8 @@ class ChildJob:
     scheduled_start_time: datetime | None = None
     """When the run was due (its expected start time)."""
     parent_flow_run_id: str | None = None
+    last_attempt: bool = True
+    """No retry follows a failure of this attempt: its on_failure hooks run."""
     title: str = ""
     """What ``ps`` shows for the run's process (``headrace run flow/deployment run-name``)."""
 

@@ -88,6 +88,9 @@ class Executor:
         self._journal = journal
         self.active: dict[UUID, RunHandle] = {}
         self.outcomes = OutcomeWriter(store)
+        self.on_ended: Callable[[FlowRun, FinalEvent | None], None] | None = None
+        """Told of each run whose final state this runner wrote, with what its process
+        reported (its hooks and webhooks follow)."""
 
     def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
@@ -313,7 +316,13 @@ class Executor:
 
     async def _persist(self, handle: RunHandle, decision: Decision) -> FlowRun | None:
         """Record the outcome of this attempt: the one place a run's outcome is written."""
-        final = await self.outcomes.write(handle.run, decision, lambda: handle.lease_lost)
+        on_ended = self.on_ended
+
+        def written(final: FlowRun) -> None:
+            if on_ended is not None and final.state.type.is_terminal:
+                self._tell(on_ended, final, handle.final_event)
+
+        final = await self.outcomes.write(handle.run, decision, lambda: handle.lease_lost, written)
         if final is not None and handle.journal_entry is not None and self._journal is not None:
             self._journal.stored(handle.journal_entry)
         return final

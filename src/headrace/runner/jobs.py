@@ -26,6 +26,7 @@ def job_for(
         run_count=run.run_count,
         deployment_id=None if run.deployment_id is None else str(run.deployment_id),
         scheduled_start_time=run.expected_start_time,
+        last_attempt=run.attempts_left == 0,
         title=title or f"headrace run {run.flow_name} {run.name}",
     )
 

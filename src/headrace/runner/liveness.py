@@ -154,6 +154,7 @@ class Liveness:
                 active=lambda: set(self._executor.active),
                 journal=self._journal,
                 lease_margin=self._lease_margin,
+                on_ended=self._executor.on_ended,
             )
             await recover_addressed_runs(
                 self._store,
@@ -161,6 +162,7 @@ class Liveness:
                 self._served.can_load,
                 heartbeat_timeout=self._heartbeat_timeout,
                 lease_margin=self._lease_margin,
+                on_ended=self._executor.on_ended,
             )
         if self._journal is not None:
             await sweep_journals(self._store, self._journal)

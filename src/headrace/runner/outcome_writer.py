@@ -44,7 +44,11 @@ class OutcomeWriter:
         """Told how long each outcome took to write, when the runner keeps metrics."""
 
     async def write(
-        self, run: FlowRun, decision: Decision, lease_lost: Callable[[], bool]
+        self,
+        run: FlowRun,
+        decision: Decision,
+        lease_lost: Callable[[], bool],
+        on_written: Callable[[FlowRun], None] | None = None,
     ) -> FlowRun | None:
         """Record the outcome of this attempt; retried until the store takes it.
 
@@ -53,12 +57,13 @@ class OutcomeWriter:
         take it for lost. A stopping runner, a lapsed lease (another runner may
         take the run over) or an error that is not an outage gives up: recovery
         then resolves the run, from the journal if the child recorded its end there.
+        ``on_written`` hears of the run as stored only when this write stored it.
         """
         failures = 0
         try:
             while not self._lease_lost_for(run, lease_lost):
                 try:
-                    final = await self._timed_outcome(run, decision)
+                    final = await self._timed_outcome(run, decision, on_written)
                     break
                 except StoreError as exc:
                     failures += 1
@@ -100,16 +105,20 @@ class OutcomeWriter:
         )
         return True
 
-    async def _timed_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+    async def _timed_outcome(
+        self, run: FlowRun, decision: Decision, on_written: Callable[[FlowRun], None] | None
+    ) -> FlowRun | None:
         began = time.monotonic()
-        final = await self._store_outcome(run, decision)
+        final = await self._store_outcome(run, decision, on_written or _ignore)
         if self.timed_write is not None:
             self.timed_write(time.monotonic() - began)
         return final
 
-    async def _store_outcome(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+    async def _store_outcome(
+        self, run: FlowRun, decision: Decision, on_written: Callable[[FlowRun], None]
+    ) -> FlowRun | None:
         try:
-            return await self._store.set_state(
+            final = await self._store.set_state(
                 run.id,
                 decision.state,
                 expected=ACTIVE_STATES,
@@ -117,9 +126,11 @@ class OutcomeWriter:
                 **decision.fields,
             )
         except InvalidStateTransition:
-            return await self._persist_conflict(run, decision)
+            return await self._persist_conflict(run, decision, on_written)
         except ObjectNotFound:
             return None
+        on_written(final)
+        return final
 
     def give_up(self) -> None:
         """Stop retrying outcomes the database did not take (the runner is stopping)."""
@@ -129,7 +140,9 @@ class OutcomeWriter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._giving_up.wait(), seconds)
 
-    async def _persist_conflict(self, run: FlowRun, decision: Decision) -> FlowRun | None:
+    async def _persist_conflict(
+        self, run: FlowRun, decision: Decision, on_written: Callable[[FlowRun], None]
+    ) -> FlowRun | None:
         current = await self._store.read_flow_run(run.id)
         attempt = attempt_of(run)
         if attempt is not None and (current.runner_id, current.run_count) != attempt:
@@ -144,9 +157,11 @@ class OutcomeWriter:
             # Cancelled while it ended: a retry or requeue must not outlive the cancel.
             cancelled = State(type=StateType.CANCELLED, message="Cancelled by request")
             with contextlib.suppress(InvalidStateTransition):
-                return await self._store.set_state(
+                final = await self._store.set_state(
                     run.id, cancelled, expected=[current.state.type], attempt=attempt
                 )
+                on_written(final)
+                return final
         logger.warning(
             "Flow run %s is already %s; not recording %s",
             run.name,
@@ -154,6 +169,10 @@ class OutcomeWriter:
             decision.state.type.value,
         )
         return current
+
+
+def _ignore(run: FlowRun) -> None:
+    pass
 
 
 def attempt_of(run: FlowRun) -> Attempt | None:

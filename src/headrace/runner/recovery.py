@@ -11,11 +11,16 @@ from pathlib import Path
 from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import FlowRun
+from headrace.process.protocol import FinalEvent
 from headrace.runner.journal import ForeignJournal, Journal, foreign_journals
 from headrace.runner.outcomes import Decision, ProcessReport, decide_orphan, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord
 from headrace.store.records import Attempt
+
+Ended = Callable[[FlowRun, FinalEvent | None], None]
+"""Told of a run whose final state recovery wrote, with what its process journaled."""
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ async def recover_orphans(
     active: Callable[[], Collection[UUID]] = frozenset,
     journal: Journal | None = None,
     lease_margin: timedelta = timedelta(0),
+    on_ended: Ended | None = None,
 ) -> int:
     """Resolve every orphaned run of these deployments, or of no deployment, at once.
 
@@ -128,11 +134,12 @@ async def recover_orphans(
         else:
             decision = decide_outcome(run, ProcessReport(0, event), now)
         try:
-            await store.set_state(
+            final = await store.set_state(
                 run.id, decision.state, expected=[run.state.type], **decision.fields
             )
         except InvalidStateTransition:
             continue  # someone else resolved it first
+        _tell_ended(on_ended, final, event)
         logger.warning("Flow run %s: %s", run.name, _told(decision, event is not None, why))
         resolved += 1
     return resolved
@@ -145,6 +152,7 @@ async def recover_addressed_runs(
     *,
     heartbeat_timeout: timedelta,
     lease_margin: timedelta = timedelta(0),
+    on_ended: Ended | None = None,
 ) -> int:
     """Ad-hoc runs queued for a runner that is gone: this runner takes those it
     ``can_load``; the others end CRASHED, so none waits for ever."""
@@ -168,7 +176,7 @@ async def recover_addressed_runs(
             continue
         message = f"Crashed before it started: {why}; no live runner serves its flow"
         try:
-            await store.set_state(
+            final = await store.set_state(
                 run.id,
                 State(type=StateType.CRASHED, message=message),
                 expected=[StateType.SCHEDULED],
@@ -176,9 +184,20 @@ async def recover_addressed_runs(
             )
         except InvalidStateTransition:
             continue  # claimed, sent elsewhere or ended meanwhile
+        _tell_ended(on_ended, final, None)
         logger.warning("Flow run %s: %s", run.name, message)
         resolved += 1
     return resolved
+
+
+def _tell_ended(on_ended: Ended | None, final: FlowRun, event: FinalEvent | None) -> None:
+    """This runner wrote a run's final state: its hooks and webhooks follow here."""
+    if on_ended is None or not final.state.type.is_terminal:
+        return
+    try:
+        on_ended(final, event)
+    except Exception:
+        logger.exception("Could not follow up the end of flow run %s", final.name)
 
 
 def _told(decision: Decision, replayed: bool, why: str) -> str:

@@ -19,6 +19,7 @@ from headrace.exceptions import StoreError
 from headrace.process.starter import ForkServerStarter, ProcessStarter
 from headrace.runner.dispatch import Dispatcher
 from headrace.runner.drain import drain
+from headrace.runner.endings import Endings
 from headrace.runner.journal import Journal
 from headrace.runner.lease import Lease
 from headrace.runner.liveness import Liveness
@@ -27,6 +28,7 @@ from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
+from headrace.runner.webhooks import STOP_WAIT_SECONDS, Webhooks, webhook_policy
 from headrace.settings import Settings
 from headrace.states import utcnow
 from headrace.store import AsyncStore, RunnerRecord
@@ -81,6 +83,8 @@ class Session:
         settings = options.settings
         lease = Lease(settings.runner_heartbeat_timeout_seconds)
         self.dispatcher = self._dispatcher(served, lease)
+        self.endings = Endings(store, served, Webhooks(store, webhook_policy(settings)))
+        self.dispatcher.executor.on_ended = self.endings.ended
         self.liveness = self._liveness(served, lease)
 
     def _dispatcher(self, served: ServedDeployments, lease: Lease) -> Dispatcher:
@@ -183,6 +187,7 @@ class Session:
         executor = self.dispatcher.executor
         grace = self._options.settings.runner_shutdown_grace_seconds
         await drain(executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry)
+        await self.endings.close(min(grace, STOP_WAIT_SECONDS))
         self.liveness.close()
         await self.logs.close()
         with contextlib.suppress(Exception):

@@ -20,6 +20,7 @@ The interface, by what it holds (both classes have each method):
   ``count_queued_runs``, ``count_active_runs`` (``claims.py``)
 - logs: ``write_logs`` (one bad line spares the rest of its batch), ``read_logs``
   (``logs.py``)
+- webhooks: ``record_delivery``, ``read_deliveries`` (``deliveries.py``)
 - deployments: ``upsert_deployment``, ``set_deployment_paused``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
 - upkeep: ``delete_deployment``, ``delete_flow_run``, ``backup`` (SQLite only)

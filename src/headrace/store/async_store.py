@@ -172,6 +172,10 @@ class AsyncStore:
     write_logs = _threaded(BACKGROUND, SQLStore.write_logs)
     read_logs = _threaded(URGENT, SQLStore.read_logs)
 
+    # -- webhook deliveries -------------------------------------------------
+    record_delivery = _threaded(BACKGROUND, SQLStore.record_delivery)
+    read_deliveries = _threaded(URGENT, SQLStore.read_deliveries)
+
     # -- runners ------------------------------------------------------------
     register_runner = _threaded(URGENT, SQLStore.register_runner)
     heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)

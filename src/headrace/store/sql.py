@@ -22,10 +22,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from headrace.deployments import Deployment, DeploymentSpec
 from headrace.exceptions import HeadraceError, ObjectNotFound, StoreError
 from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.notifications import REVEAL_SECRETS
 from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
 from headrace.store.claims import Claims
+from headrace.store.deliveries import Deliveries
 from headrace.store.listing import RunListing
 from headrace.store.logs import LogLines
 from headrace.store.rows import (
@@ -59,7 +61,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance, RunListing):
+class SQLStore(Claims, StateChanges, LogLines, Deliveries, Runners, Maintenance, RunListing):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -67,7 +69,7 @@ class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance, RunListing)
     def upsert_deployment(self, spec: DeploymentSpec) -> Deployment:
         """Create or update the deployment named (flow name, name), keeping its id."""
         now = utcnow()
-        values = spec.model_dump(mode="json")
+        values = spec.model_dump(mode="json", context=REVEAL_SECRETS)
         key = (deployments.c.flow_name == spec.flow_name) & (deployments.c.name == spec.name)
         for _ in range(2):
             try:

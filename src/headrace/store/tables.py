@@ -93,6 +93,7 @@ deployments = sa.Table(
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.Column("planning_since", UTCDateTime()),
+    sa.Column("notify", JSON, nullable=False, server_default="[]"),
     sa.UniqueConstraint("flow_name", "name"),
 )
 
@@ -207,3 +208,24 @@ runner_deployments = sa.Table(
     sa.Index("ix_runner_deployments_deployment_id", "deployment_id"),
 )
 """Which runner serves which deployment: what "is anybody going to run this?" reads."""
+
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "flow_run_id",
+        sa.Uuid(),
+        sa.ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("url", StorableString(), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status_code", sa.Integer()),
+    sa.Column("error", StorableText()),
+    sa.Column("delivered", sa.Boolean(), nullable=False),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Index("ix_notification_deliveries_flow_run_id_id", "flow_run_id", "id"),
+)
+"""Each attempt to deliver a run's webhook: what the receiver answered, or why nobody did."""

@@ -75,14 +75,26 @@ def server_context(request: Request) -> ServerContext:
 Context = Annotated[ServerContext, Depends(server_context)]
 
 
-def add_run_routes(app: FastAPI) -> None:
-    """``/flow_runs...`` and ``/deployments``, over the store the runner uses."""
-    app.add_api_route(  # before /flow_runs/{flow_run_id}, which would take "totals" for an id
+def add_totals_and_deployment_routes(app: FastAPI) -> None:
+    """What a remote client reads besides runs: totals by state, a deployment by id."""
+    app.add_api_route(
         "/flow_runs/totals",
         count_flow_runs,
         summary="Count flow runs by state",
         tags=["flow runs"],
     )
+    app.add_api_route(
+        "/deployments/{deployment_id}",
+        read_deployment,
+        summary="Read a deployment, with the runners serving it",
+        tags=["deployments"],
+        responses={404: {"description": "No deployment with that id"}},
+    )
+
+
+def add_run_routes(app: FastAPI) -> None:
+    """``/flow_runs...`` and ``/deployments``, over the store the runner uses."""
+    add_totals_and_deployment_routes(app)  # before /flow_runs/{flow_run_id}: "totals" is no id
     app.add_api_route(
         "/flow_runs/{flow_run_id}",
         read_flow_run,
@@ -108,17 +120,17 @@ def add_run_routes(app: FastAPI) -> None:
         responses=LOG_RESPONSES,
     )
     app.add_api_route(
+        "/flow_runs/{flow_run_id}/notifications",
+        read_notifications,
+        summary="Read a flow run's webhook deliveries",
+        tags=["flow runs"],
+        responses=NOT_FOUND,
+    )
+    app.add_api_route(
         "/deployments",
         read_deployments,
         summary="List the served deployments",
         tags=["deployments"],
-    )
-    app.add_api_route(
-        "/deployments/{deployment_id}",
-        read_deployment,
-        summary="Read a deployment, with the runners serving it",
-        tags=["deployments"],
-        responses={404: {"description": "No deployment with that id"}},
     )
 
 
@@ -224,6 +236,13 @@ async def read_logs(
     if len(lines) >= MAX_PAGE:  # a full page: there may be more
         headers = {"Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'}
     return json_response([log_json(line) for line in lines], headers=headers)
+
+
+async def read_notifications(ctx: Context, flow_run_id: UUID) -> Response:
+    """Every attempt to deliver the run's webhooks, oldest first: its URL, event, attempt,
+    the receiver's status code or the error, and whether it was delivered."""
+    deliveries = await ctx.client.read_notification_deliveries(flow_run_id)
+    return json_response([delivery.model_dump(mode="json") for delivery in deliveries])
 
 
 def _log_id(last_event_id: str | None) -> int:
