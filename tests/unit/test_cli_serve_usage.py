@@ -26,6 +26,10 @@ def serve(tmp_path: Path, *args: str) -> tuple[int, str]:
             "set them per deployment in headrace.toml",
         ),
         (["a.py:etl", "--file", "headrace.toml"], "Error: Give PATH:FUNC or --file, not both"),
+        (
+            ["a.py:etl", "b.py:f", "a.py:etl"],
+            "Error: a.py:etl is given twice: serve each flow once",
+        ),
         (["--file", "missing.toml"], "Error: No project file missing.toml"),
     ],
 )

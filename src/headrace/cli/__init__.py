@@ -234,6 +234,9 @@ def _check_entrypoints(entrypoints: list[str], file: Path | None, single: dict[s
         raise UsageProblem("Give PATH:FUNC or --file, not both")
     if len(entrypoints) > 1:
         refuse_per_deployment(single, "with several PATH:FUNC")
+    repeated = sorted({e for e in entrypoints if entrypoints.count(e) > 1})
+    if repeated:
+        raise UsageProblem(f"{repeated[0]} is given twice: serve each flow once")
 
 
 def _options(**options: Unpack[DeploymentOptions]) -> DeploymentOptions:
