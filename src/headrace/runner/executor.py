@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -61,6 +61,8 @@ class RunHandle:
     """The runner's lease lapsed during this attempt: nothing about it is recorded here."""
     started_at: float | None = None
     """When its process started (monotonic seconds)."""
+    log_fields: dict[str, object] = field(default_factory=dict)
+    """What each of its echoed log lines carries: the run's id, name, deployment, attempt."""
 
 
 class Executor:
@@ -89,9 +91,25 @@ class Executor:
         self.active: dict[UUID, RunHandle] = {}
         self.outcomes = OutcomeWriter(store)
 
-    def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
-        """Start executing a claimed (PENDING) run in the background."""
+    def launch(
+        self,
+        run: FlowRun,
+        entrypoint: str | None = None,
+        *,
+        title: str = "",
+        deployment: str | None = None,
+    ) -> RunHandle:
+        """Start executing a claimed (PENDING) run in the background.
+
+        ``deployment``: how its log lines name its deployment (``flow/deployment``).
+        """
         handle = RunHandle(run, lease_lost=not self.lease_held())
+        handle.log_fields = {
+            "flow_run_id": str(run.id),
+            "flow_run_name": run.name,
+            "deployment": deployment,
+            "attempt": run.run_count,
+        }
         earlier = self.active.get(run.id)
         if earlier is not None:  # an attempt of ours was taken over, then claimed again by us
             self.kill(run.id, KillReason.LOST)
@@ -230,7 +248,7 @@ class Executor:
         """Write what it logged, decide its outcome and persist it."""
         run = handle.run
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
-        self._logs.end_attempt(run.id, run.name)
+        self._logs.end_attempt(run.id, run.name, handle.log_fields)
         await self._logs.flush()
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:
@@ -257,7 +275,14 @@ class Executor:
         self._flush_running(handle)
         run = handle.run
         self._logs.add(
-            run.id, run.name, level, message, timestamp, after=handle.running_write, cut=cut
+            run.id,
+            run.name,
+            level,
+            message,
+            timestamp,
+            after=handle.running_write,
+            cut=cut,
+            fields=handle.log_fields,
         )
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:

@@ -13,6 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from headrace.runner.streaks import FailureStreak
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class Poller:
         self._interval = interval
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self.failures = 0
+        self.streak = FailureStreak(logger, f"The runner's {name}")
         self.steps = 0
         """Steps finished (failed ones too): 0 until the loop has run once."""
 
@@ -49,14 +51,18 @@ class Poller:
         self._wake.clear()
         try:
             await self._step()
-        except Exception:
-            self.failures += 1
-            logger.exception("The runner's %s failed; retrying", self.name)
+        except Exception as exc:
+            self.streak.failed(exc)  # its first failure, then a reminder a minute at most
             return False
         finally:
             self.steps += 1
-        self.failures = 0
+        self.streak.succeeded()
         return True
+
+    @property
+    def failures(self) -> int:
+        """Steps failed in a row, up to now."""
+        return self.streak.failures
 
     async def run(self) -> None:
         while not self._stop.is_set():

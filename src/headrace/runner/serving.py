@@ -72,8 +72,8 @@ def serve(
     unless the application configured logging itself; a banner names each
     deployment and its trigger, and a line tells each run's start and end.
     """
-    configure_logging()
     settings = runner_options["settings"] = runner_options.get("settings") or load_settings()
+    configure_logging(log_format=settings.log_format)
 
     async def main() -> None:
         runner = runner_for_serving(limit=limit, webserver=webserver, **runner_options)
