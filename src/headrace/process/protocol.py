@@ -34,6 +34,8 @@ class ChildJob:
     parent_flow_run_id: str | None = None
     title: str = ""
     """What ``ps`` shows for the run's process (``headrace run flow/deployment run-name``)."""
+    traceparent: str | None = None
+    """The W3C trace context the run continues: its ``TRACEPARENT`` environment variable."""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------

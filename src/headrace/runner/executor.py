@@ -32,6 +32,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.tracing import RunTrace, run_trace
 from headrace.states import State, StateType
 from headrace.store import AsyncStore
 
@@ -63,6 +64,7 @@ class RunHandle:
     """When its process started (monotonic seconds)."""
     log_fields: dict[str, object] = field(default_factory=dict)
     """What each of its echoed log lines carries: the run's id, name, deployment, attempt."""
+    trace: RunTrace = field(default_factory=lambda: RunTrace(None, None))
 
 
 class Executor:
@@ -110,6 +112,7 @@ class Executor:
             "deployment": deployment,
             "attempt": run.run_count,
         }
+        handle.trace = run_trace(run, deployment)
         earlier = self.active.get(run.id)
         if earlier is not None:  # an attempt of ours was taken over, then claimed again by us
             self.kill(run.id, KillReason.LOST)
@@ -168,6 +171,7 @@ class Executor:
                 del self.active[handle.run.id]
             self._on_finished(final)
             self._tell_finished(handle, final)
+            handle.trace.finished(final)
         return final
 
     def _tell_finished(self, handle: RunHandle, final: FlowRun | None) -> None:
@@ -202,7 +206,7 @@ class Executor:
         run = handle.run
         if self._journal is not None:
             handle.journal_entry = self._journal.entry_for(run)
-        job = job_for(run, entrypoint, handle.journal_entry, title)
+        job = job_for(run, entrypoint, handle.journal_entry, title, handle.trace.traceparent)
         if job is None:
             return crashed("The flow run has no entrypoint to load")
         if handle.lease_lost:
@@ -216,6 +220,7 @@ class Executor:
                 self._tell(observer.start_failed, run)
             return crashed(f"Could not start its process: {exc!r}")
         handle.started_at = time.monotonic()
+        handle.trace.event("process started", pid=handle.process.pid)
         for observer in self._observers:
             self._tell(observer.run_started, run)
         return True
@@ -247,6 +252,7 @@ class Executor:
     async def _finish(self, handle: RunHandle, exit_code: int | None) -> FlowRun | None:
         """Write what it logged, decide its outcome and persist it."""
         run = handle.run
+        handle.trace.event("process ended", exit_code=-1 if exit_code is None else exit_code)
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         self._logs.end_attempt(run.id, run.name, handle.log_fields)
         await self._logs.flush()
