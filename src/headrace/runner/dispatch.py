@@ -71,14 +71,15 @@ class Dispatcher:
         """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self.poller = Poller("dispatch", self.claim_and_launch, lambda: interval_seconds)
 
-    async def claim_and_launch(self) -> None:
+    async def claim_and_launch(self) -> bool:
+        """Claim due runs into the free slots; False when it did not try (no lease, no slot)."""
         async with self.claim_lock:
             if self.poller.stopping or not self.executor.lease_held():
-                return  # without the lease, a claimed run could be another runner's soon
+                return False  # without the lease, a claimed run could be another runner's soon
             free = self._limit - len(self.executor.active)
             if free <= 0:
                 self._runs_left_queued = True  # woken for a run there is no slot for
-                return
+                return False
             limits = self._served.concurrency_limits()
             claimed = await self._store.claim_runs(
                 deployment_ids=self._served.ids,
@@ -93,6 +94,7 @@ class Dispatcher:
             self.claimed_total += len(claimed)
             for run in claimed:
                 self._launch(run, self._served.entrypoint_for(run))
+            return True
 
     async def claim_one(self, flow_run_id: UUID, entrypoint: str | None) -> RunHandle:
         """Claim and launch one given run, whatever its deployment."""

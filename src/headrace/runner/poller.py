@@ -19,12 +19,16 @@ logger = logging.getLogger(__name__)
 
 
 class Poller:
-    """Calls ``step`` now, then whenever woken or ``interval()`` seconds have passed."""
+    """Calls ``step`` now, then whenever woken or ``interval()`` seconds have passed.
+
+    A step that returns False did nothing (it waits on something else, as the
+    dispatcher waits for the lease): a streak of failures neither grows nor ends.
+    """
 
     def __init__(
         self,
         name: str,
-        step: Callable[[], Awaitable[None]],
+        step: Callable[[], Awaitable[bool | None]],
         interval: Callable[[], float],
     ) -> None:
         self.name = name
@@ -50,13 +54,14 @@ class Poller:
         """One step; a failure is logged and reported, never raised."""
         self._wake.clear()
         try:
-            await self._step()
+            done = await self._step()
         except Exception as exc:
             self.streak.failed(exc)  # its first failure, then a reminder a minute at most
             return False
         finally:
             self.steps += 1
-        self.streak.succeeded()
+        if done is not False:
+            self.streak.succeeded()
         return True
 
     @property

@@ -134,12 +134,12 @@ def trigger_span(
 
 
 def run_attributes(run: FlowRun) -> dict[str, str | int]:
+    """What names a run in its spans (and the trigger's)."""
     return {
         "headrace.flow_run.id": str(run.id),
         "headrace.flow_run.name": run.name,
         "headrace.flow.name": run.flow_name,
         "headrace.deployment.id": str(run.deployment_id or ""),
-        "headrace.flow_run.attempt": run.run_count,
     }
 
 
@@ -176,7 +176,10 @@ def run_trace(run: FlowRun, deployment: str | None) -> RunTrace:
     if found is None:
         return RunTrace(None, run.traceparent)
     began = run.created.timestamp() if run.run_count <= 1 else time.time()
-    attributes = run_attributes(run) | {"headrace.deployment.name": deployment or ""}
+    attributes = run_attributes(run) | {
+        "headrace.deployment.name": deployment or "",
+        "headrace.flow_run.attempt": run.run_count,
+    }
     span = found.start_span(
         f"flow run {deployment or run.flow_name}",
         context=_context_of(run.traceparent),
