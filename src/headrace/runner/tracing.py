@@ -20,6 +20,7 @@ OpenTelemetry is imported on first use, never when a runner merely starts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from uuid import UUID
 
 from headrace.flow_runs import FlowRun
 from headrace.states import StateType
+
+logger = logging.getLogger(__name__)
 
 TRACEPARENT_HEADER = "traceparent"
 QUEUE_SPAN = "queue flow run"
@@ -160,18 +163,37 @@ class RunTrace:
         if span is None:
             return
         self._span = None
-        if final is not None:
-            span.set_attribute("headrace.flow_run.state", final.state.type.value)
-            if final.state.type not in _ENDED_WELL:
-                from opentelemetry.trace import Status, StatusCode
+        try:
+            _end(span, final)
+        except Exception:
+            logger.exception("Could not end the span of a flow run")
 
-                span.set_status(Status(StatusCode.ERROR, final.state.message or ""))
-        span.end()
+
+def _end(span: Any, final: FlowRun | None) -> None:
+    if final is not None:
+        span.set_attribute("headrace.flow_run.state", final.state.type.value)
+        if final.state.type not in _ENDED_WELL:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, final.state.message or ""))
+    span.end()
 
 
 def run_trace(run: FlowRun, deployment: str | None) -> RunTrace:
     """Start the span of this attempt of ``run``: a child of the trigger's, from the run's
-    creation (its first attempt) or from now (a retry, a takeover)."""
+    creation (its first attempt) or from now (a retry, a takeover).
+
+    Tracing that fails (a span processor that raises) costs the run nothing: it is
+    started untraced.
+    """
+    try:
+        return _run_trace(run, deployment)
+    except Exception:
+        logger.exception("Could not start the span of flow run %s; running it untraced", run.name)
+        return RunTrace(None, run.traceparent)
+
+
+def _run_trace(run: FlowRun, deployment: str | None) -> RunTrace:
     found = tracer()
     if found is None:
         return RunTrace(None, run.traceparent)
