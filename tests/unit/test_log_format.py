@@ -6,7 +6,11 @@ import json
 import logging
 import sys
 
+import pytest
+
+from headrace.exceptions import ConfigurationError
 from headrace.logconfig import JsonFormatter, formatter_for
+from headrace.settings import load_settings
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -46,3 +50,13 @@ def test_a_run_line_is_the_runs_own_words_in_json_and_named_in_text() -> None:
     assert json.loads(formatter_for("json").format(line))["message"] == "loaded 12 rows"
     assert "run_line" not in json.loads(formatter_for("json").format(line))
     assert formatter_for("text").format(line).endswith("brisk-otter | loaded 12 rows")
+
+
+def test_the_format_is_read_from_its_variable_and_a_wrong_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEADRACE_LOG_FORMAT", "JSON")
+    assert load_settings().log_format == "json"
+    monkeypatch.setenv("HEADRACE_LOG_FORMAT", "yaml")
+    with pytest.raises(ConfigurationError, match="HEADRACE_LOG_FORMAT"):
+        load_settings()
