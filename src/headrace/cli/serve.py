@@ -87,7 +87,7 @@ async def serve_entrypoint(
         is_file_entrypoint,
         load_flow_from_entrypoint,
     )
-    from headrace.runner.console import RunConsole
+    from headrace.runner.console import RunConsole, say_line
     from headrace.runner.serving import runner_for_serving, serve_until_stopped
 
     absolute = absolute_entrypoint(entrypoint)
@@ -98,10 +98,17 @@ async def serve_entrypoint(
     registered: DeploymentOptions = {**options, "entrypoint": absolute}
     deployment_id = await runner.add_flow(flow, name, **registered)
     deployment = runner.deployments[deployment_id]
-    runner.observers.append(RunConsole(runner.deployments, write=plain(console)))
+    as_records = settings.log_format == "json"
+    runner.observers.append(
+        RunConsole(runner.deployments, write=plain(console), as_records=as_records)
+    )
 
     def ready() -> None:  # the port is known once it listens
-        console.print(banner(runner, deployment, webserver=runner.webserver))
+        line = banner(runner, deployment, webserver=runner.webserver)
+        if as_records:
+            say_line(line.plain, as_record=True)
+        else:
+            console.print(line)
 
     await serve_until_stopped(runner, ready, freeze_heap=True)
 
