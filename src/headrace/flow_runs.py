@@ -44,6 +44,8 @@ class FlowRun(BaseModel):
     result: Any = None
     result_truncated: bool = False
     """The run returned a result too large to keep: ``result`` is null, not the value."""
+    traceparent: str | None = None
+    """The W3C trace context of the request that created it: its spans join that trace."""
 
     @property
     def state_type(self) -> StateType:
@@ -80,6 +82,8 @@ class NewFlowRun(BaseModel):
     """For a run of no deployment: the one runner that may claim it (None: only
     ``Runner.execute_flow_run`` does)."""
     runner_name: str | None = None
+    traceparent: str | None = None
+    """The W3C trace context the run continues (``headrace.runner.tracing``)."""
 
 
 class LogRecord(BaseModel):

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from headrace.exceptions import ConfigurationError
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "HEADRACE_"
 
@@ -48,12 +49,19 @@ class Settings(BaseSettings):
     """How long a request waits for the database before answering 503, and how soon a
     PostgreSQL connection that went silent (connecting, a statement, the network) errors."""
 
+    log_format: LogFormat = "text"
+    """``json``: one JSON object per line (``timestamp``, ``level``, ``logger``, ``message``,
+    and a run line's ``flow_run_id``, ``flow_run_name``, ``deployment``, ``attempt``), for
+    log collectors to index; ``text``: for people reading a console."""
+
     runner_server_enable: bool = False
     runner_server_host: str = "localhost"
     runner_server_port: int = Field(default=8080, ge=0, le=65535)
     runner_server_log_level: LogLevel = "error"
     runner_server_missed_polls_tolerance: int = Field(default=2, ge=1)
     runner_server_allow_unmanaged_flows: bool = False
+    runner_server_access_log: bool = False
+    """One log line per webserver request: method, route template, status, duration."""
     runner_server_allowed_hosts: str | None = None
     """Comma-separated ``Host`` names the webserver answers (``*``: any); unset, the
     default of its bind: loopback names on a loopback bind, any host otherwise."""
@@ -106,7 +114,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http:// or https:// URL (http://host:8080)")
         return value.rstrip("/")
 
-    @field_validator("runner_server_log_level", mode="before")
+    @field_validator("runner_server_log_level", "log_format", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import uuid4
 
 import pytest
@@ -61,3 +62,21 @@ def test_each_end_gets_its_line(state: StateType, message: str | None, line: str
 
 def test_last_line_of_nothing_says_so() -> None:
     assert last_line(None) == last_line("\n \n") == "(no message)"
+
+
+def test_with_json_logs_the_lines_are_records_with_the_runs_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    printed: list[str] = []
+    console = RunConsole({}, write=printed.append, as_records=True)
+    run = run_in(StateType.PENDING)
+    with caplog.at_level(logging.INFO, logger="headrace.console"):
+        console.run_started(run)
+        console.run_finished(run, run_in(StateType.FAILED, "ValueError: no rows"), 1.5)
+    assert printed == []  # nothing in plain text among the JSON lines
+    started, failed = caplog.records
+    assert started.getMessage() == f"Run 'brisk-otter' of etl started ({run.id})"
+    assert failed.getMessage() == "Run 'brisk-otter' of etl failed after 1.50s: ValueError: no rows"
+    assert failed.__dict__["flow_run_id"] == str(run.id)
+    assert failed.__dict__["flow_run_name"] == "brisk-otter"
+    assert (failed.__dict__["state"], failed.__dict__["duration_seconds"]) == ("FAILED", 1.5)

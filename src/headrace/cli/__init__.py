@@ -281,7 +281,7 @@ def _serve(
     from headrace.logconfig import configure_logging
     from headrace.runner.serving import run_serving
 
-    configure_logging(log_level.value)
+    configure_logging(log_level.value, settings.log_format)
     run_serving(
         serve_entrypoints(settings, served, webserver=webserver, console=stdout()),
         pin_cpu=settings.runner_pin_cpu,

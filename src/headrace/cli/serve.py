@@ -93,19 +93,26 @@ async def serve_entrypoints(
     Every flow is loaded and checked before anything is stored, so a bad one
     leaves the store as it was.
     """
-    from headrace.runner.console import RunConsole
+    from headrace.runner.console import RunConsole, say_line
     from headrace.runner.serving import runner_for_serving, serve_until_stopped
 
     deployments = [_deployment(entry) for entry in served]
     runner = runner_for_serving(settings=settings, webserver=webserver)
     ids = [await runner.add_deployment(deployment) for deployment in deployments]
-    runner.observers.append(RunConsole(runner.deployments, write=plain(console)))
+    as_records = settings.log_format == "json"
+    runner.observers.append(
+        RunConsole(runner.deployments, write=plain(console), as_records=as_records)
+    )
 
     def ready() -> None:  # the port is known once it listens
         for number, deployment_id in enumerate(ids, start=1):
             deployment = runner.deployments[deployment_id]
             last = number == len(ids)
-            console.print(banner(runner, deployment, webserver=runner.webserver, last=last))
+            line = banner(runner, deployment, webserver=runner.webserver, last=last)
+            if as_records:
+                say_line(line.plain, as_record=True)
+            else:
+                console.print(line)
 
     await serve_until_stopped(runner, ready, freeze_heap=True)
 

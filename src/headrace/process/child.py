@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 PR_SET_PDEATHSIG = 1
 
+TRACEPARENT_VARIABLE = "TRACEPARENT"
+"""W3C trace context for programs and tracing libraries (OpenTelemetry's environment carrier)."""
+
 fork_server_pid = 0
 """The fork server's pid, in it and in the runs it forks (0 elsewhere)."""
 
@@ -268,6 +271,7 @@ def _execute(
     from headrace.entrypoints import load_flow_from_entrypoint
     from headrace.exceptions import EntrypointError, ParameterValidationError
 
+    _trace_environment(job.traceparent)
     enter_flow_run(_context(job))  # before the flow's module code runs, too
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
@@ -295,6 +299,14 @@ def _execute(
         print(text, file=sys.stderr, end="")
         return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}")), flow
     return encode_result(result), flow
+
+
+def _trace_environment(traceparent: str | None) -> None:
+    """``TRACEPARENT``: the run's own trace, never one the runner was started in."""
+    if traceparent:
+        os.environ[TRACEPARENT_VARIABLE] = traceparent
+    else:
+        os.environ.pop(TRACEPARENT_VARIABLE, None)
 
 
 def _context(job: ChildJob) -> FlowRunContext:

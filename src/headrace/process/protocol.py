@@ -36,6 +36,8 @@ class ChildJob:
     """No retry follows a failure of this attempt: its on_failure hooks run."""
     title: str = ""
     """What ``ps`` shows for the run's process (``headrace run flow/deployment run-name``)."""
+    traceparent: str | None = None
+    """The W3C trace context the run continues: its ``TRACEPARENT`` environment variable."""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------

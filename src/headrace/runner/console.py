@@ -3,10 +3,14 @@
 A person watching ``headrace serve`` (or ``serve()``) sees each run start and
 how it ended (completed with its duration, failed or crashed with the last
 line of the error, cancelled) without opening the dashboard or the database.
+With ``HEADRACE_LOG_FORMAT=json`` the same lines are log records of
+``headrace.console`` instead, carrying the run's fields, so that a collector
+reading JSON lines never meets a line of plain text.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from uuid import UUID
@@ -15,6 +19,8 @@ from headrace.deployments import Deployment
 from headrace.flow_runs import FlowRun
 from headrace.settings import Settings
 from headrace.states import StateType
+
+logger = logging.getLogger("headrace.console")
 
 BIND_ALL = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 """A webserver listening on every address is reached, and named, on loopback."""
@@ -25,22 +31,50 @@ def write_line(line: str) -> None:
     print(line, file=sys.stdout, flush=True)
 
 
+def say_line(line: str, *, as_record: bool = False) -> None:
+    """A console line, or (JSON logs) a ``headrace.console`` record of it."""
+    if as_record:
+        logger.info("%s", line)
+    else:
+        write_line(line)
+
+
 class RunConsole:
     """Prints a line when a run's process starts and when the run ends, however it ends."""
 
     def __init__(
-        self, deployments: Mapping[UUID, Deployment], write: Callable[[str], None] = write_line
+        self,
+        deployments: Mapping[UUID, Deployment],
+        write: Callable[[str], None] = write_line,
+        *,
+        as_records: bool = False,
     ) -> None:
         self._deployments = deployments
         self._write = write
+        self._as_records = as_records
+
+    def _deployment(self, run: FlowRun) -> str | None:
+        deployment = None if run.deployment_id is None else self._deployments.get(run.deployment_id)
+        return None if deployment is None else f"{run.flow_name}/{deployment.name}"
 
     def _label(self, run: FlowRun) -> str:
-        deployment = None if run.deployment_id is None else self._deployments.get(run.deployment_id)
-        flow = run.flow_name if deployment is None else f"{run.flow_name}/{deployment.name}"
-        return f"Run {run.name!r} of {flow}"
+        return f"Run {run.name!r} of {self._deployment(run) or run.flow_name}"
+
+    def _say(self, run: FlowRun, line: str, **fields: object) -> None:
+        if not self._as_records:
+            self._write(line)
+            return
+        extra = {
+            "flow_run_id": str(run.id),
+            "flow_run_name": run.name,
+            "deployment": self._deployment(run),
+            "attempt": run.run_count,
+            **fields,
+        }
+        logger.info("%s", line, extra=extra)
 
     def run_started(self, run: FlowRun) -> None:
-        self._write(f"{self._label(run)} started ({run.id})")
+        self._say(run, f"{self._label(run)} started ({run.id})")
 
     def start_failed(self, run: FlowRun) -> None:
         """Told as the crash that follows it."""
@@ -49,21 +83,22 @@ class RunConsole:
         after = "" if seconds is None else f" after {seconds:.2f}s"
         label = self._label(run)
         if final is None:
-            self._write(f"{label} ended{after}; its outcome is not recorded yet")
+            self._say(run, f"{label} ended{after}; its outcome is not recorded yet")
             return
         why = last_line(final.state.message)
+        fields = {"state": final.state.type.value, "duration_seconds": seconds}
         match final.state.type:
             case StateType.COMPLETED:
                 took = "" if seconds is None else f" in {seconds:.2f}s"
-                self._write(f"{label} completed{took}")
+                self._say(run, f"{label} completed{took}", **fields)
             case StateType.FAILED:
-                self._write(f"{label} failed{after}: {why}")
+                self._say(run, f"{label} failed{after}: {why}", **fields)
             case StateType.CRASHED:
-                self._write(f"{label} crashed{after}: {why}")
+                self._say(run, f"{label} crashed{after}: {why}", **fields)
             case StateType.CANCELLED:
-                self._write(f"{label} was cancelled{after}")
+                self._say(run, f"{label} was cancelled{after}", **fields)
             case _:
-                self._write(f"{label} ended{after} and will run again: {why}")
+                self._say(run, f"{label} ended{after} and will run again: {why}", **fields)
 
 
 def last_line(text: str | None) -> str:

@@ -71,14 +71,15 @@ class Dispatcher:
         """Whether the last claim may have left due runs behind (a finished run then claims)."""
         self.poller = Poller("dispatch", self.claim_and_launch, lambda: interval_seconds)
 
-    async def claim_and_launch(self) -> None:
+    async def claim_and_launch(self) -> bool:
+        """Claim due runs into the free slots; False when it did not try (no lease, no slot)."""
         async with self.claim_lock:
             if self.poller.stopping or not self.executor.lease_held():
-                return  # without the lease, a claimed run could be another runner's soon
+                return False  # without the lease, a claimed run could be another runner's soon
             free = self._limit - len(self.executor.active)
             if free <= 0:
                 self._runs_left_queued = True  # woken for a run there is no slot for
-                return
+                return False
             limits = self._served.concurrency_limits()
             claimed = await self._store.claim_runs(
                 deployment_ids=self._served.ids,
@@ -92,22 +93,25 @@ class Dispatcher:
             self._runs_left_queued = len(claimed) == free or bool(limits)
             self.claimed_total += len(claimed)
             for run in claimed:
-                self.executor.launch(run, self._served.entrypoint_for(run), title=self._title(run))
+                self._launch(run, self._served.entrypoint_for(run))
+            return True
 
     async def claim_one(self, flow_run_id: UUID, entrypoint: str | None) -> RunHandle:
         """Claim and launch one given run, whatever its deployment."""
         async with self.claim_lock:
             run = await self._store.claim_flow_run(flow_run_id, self._record)
             self.claimed_total += 1
-            return self.executor.launch(run, entrypoint, title=self._title(run))
+            return self._launch(run, entrypoint)
 
-    def _title(self, run: FlowRun) -> str:
-        """What ``ps`` shows for the run's process: ``headrace run flow/deployment run-name``."""
+    def _launch(self, run: FlowRun, entrypoint: str | None) -> RunHandle:
+        """Launch with what ``ps`` shows (``headrace run flow/deployment run-name``) and the
+        deployment its log lines name."""
         deployment = (
             None if run.deployment_id is None else self._served.deployments.get(run.deployment_id)
         )
-        label = run.flow_name if deployment is None else f"{run.flow_name}/{deployment.name}"
-        return f"headrace run {label} {run.name}"
+        named = None if deployment is None else f"{run.flow_name}/{deployment.name}"
+        title = f"headrace run {named or run.flow_name} {run.name}"
+        return self.executor.launch(run, entrypoint, title=title, deployment=named)
 
     async def delay_until_next_due(self, after: datetime, poll_seconds: float) -> float:
         """Sleep until the next poll, or until a queued run falls due, whichever is sooner.

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -32,6 +32,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.tracing import RunTrace, run_trace
 from headrace.states import State, StateType
 from headrace.store import AsyncStore
 
@@ -61,6 +62,9 @@ class RunHandle:
     """The runner's lease lapsed during this attempt: nothing about it is recorded here."""
     started_at: float | None = None
     """When its process started (monotonic seconds)."""
+    log_fields: dict[str, object] = field(default_factory=dict)
+    """What each of its echoed log lines carries: the run's id, name, deployment, attempt."""
+    trace: RunTrace = field(default_factory=lambda: RunTrace(None, None))
 
 
 class Executor:
@@ -92,9 +96,26 @@ class Executor:
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
 
-    def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
-        """Start executing a claimed (PENDING) run in the background."""
+    def launch(
+        self,
+        run: FlowRun,
+        entrypoint: str | None = None,
+        *,
+        title: str = "",
+        deployment: str | None = None,
+    ) -> RunHandle:
+        """Start executing a claimed (PENDING) run in the background.
+
+        ``deployment``: how its log lines name its deployment (``flow/deployment``).
+        """
         handle = RunHandle(run, lease_lost=not self.lease_held())
+        handle.log_fields = {
+            "flow_run_id": str(run.id),
+            "flow_run_name": run.name,
+            "deployment": deployment,
+            "attempt": run.run_count,
+        }
+        handle.trace = run_trace(run, deployment)
         earlier = self.active.get(run.id)
         if earlier is not None:  # an attempt of ours was taken over, then claimed again by us
             self.kill(run.id, KillReason.LOST)
@@ -153,6 +174,7 @@ class Executor:
                 del self.active[handle.run.id]
             self._on_finished(final)
             self._tell_finished(handle, final)
+            handle.trace.finished(final)
         return final
 
     def _tell_finished(self, handle: RunHandle, final: FlowRun | None) -> None:
@@ -187,7 +209,7 @@ class Executor:
         run = handle.run
         if self._journal is not None:
             handle.journal_entry = self._journal.entry_for(run)
-        job = job_for(run, entrypoint, handle.journal_entry, title)
+        job = job_for(run, entrypoint, handle.journal_entry, title, handle.trace.traceparent)
         if job is None:
             return crashed("The flow run has no entrypoint to load")
         if handle.lease_lost:
@@ -201,6 +223,7 @@ class Executor:
                 self._tell(observer.start_failed, run)
             return crashed(f"Could not start its process: {exc!r}")
         handle.started_at = time.monotonic()
+        handle.trace.event("process started", pid=handle.process.pid)
         for observer in self._observers:
             self._tell(observer.run_started, run)
         return True
@@ -232,8 +255,9 @@ class Executor:
     async def _finish(self, handle: RunHandle, exit_code: int | None) -> FlowRun | None:
         """Write what it logged, decide its outcome and persist it."""
         run = handle.run
+        handle.trace.event("process ended", exit_code=-1 if exit_code is None else exit_code)
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
-        self._logs.end_attempt(run.id, run.name)
+        self._logs.end_attempt(run.id, run.name, handle.log_fields)
         await self._logs.flush()
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:
@@ -260,7 +284,14 @@ class Executor:
         self._flush_running(handle)
         run = handle.run
         self._logs.add(
-            run.id, run.name, level, message, timestamp, after=handle.running_write, cut=cut
+            run.id,
+            run.name,
+            level,
+            message,
+            timestamp,
+            after=handle.running_write,
+            cut=cut,
+            fields=handle.log_fields,
         )
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:

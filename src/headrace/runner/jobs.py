@@ -10,7 +10,11 @@ from headrace.states import State, StateType
 
 
 def job_for(
-    run: FlowRun, entrypoint: str | None, journal: Entry | None, title: str
+    run: FlowRun,
+    entrypoint: str | None,
+    journal: Entry | None,
+    title: str,
+    traceparent: str | None = None,
 ) -> ChildJob | None:
     """The job of ``run``'s process, or None when it has nothing to load."""
     target = entrypoint or run.entrypoint
@@ -28,6 +32,7 @@ def job_for(
         scheduled_start_time=run.expected_start_time,
         last_attempt=run.attempts_left == 0,
         title=title or f"headrace run {run.flow_name} {run.name}",
+        traceparent=traceparent,
     )
 
 

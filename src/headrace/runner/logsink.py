@@ -18,6 +18,7 @@ from uuid import UUID
 
 from headrace.flow_runs import LogRecord
 from headrace.process.pipes import cut_line
+from headrace.runner.streaks import FailureStreak
 from headrace.settings import LOG_LINE_LIMIT_CHARS, RUN_LOG_LIMIT_BYTES
 from headrace.store import AsyncStore
 
@@ -25,6 +26,8 @@ logger = logging.getLogger("headrace.flow_runs")
 
 FLUSH_INTERVAL_SECONDS = 0.1
 FLUSH_BATCH = 500
+RUN_LINE = "run_line"
+"""The echoed record's copy of the line alone: the JSON log format's ``message``."""
 RUNNING_WAIT_SECONDS = 30.0
 """How long lines wait for their run's RUNNING to be stored before they are written anyway."""
 
@@ -65,6 +68,11 @@ class LogSink:
         self._after: set[asyncio.Future[Any]] = set()
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._failing = FailureStreak(
+            logger, "Storing run log lines", meanwhile="lines not stored are on the console only"
+        )
+        self.lines_lost = 0
+        """Lines the database did not take (they were on the console)."""
 
     def add(
         self,
@@ -75,10 +83,12 @@ class LogSink:
         ts: float,
         after: asyncio.Future[Any] | None = None,
         cut: int = 0,
+        fields: dict[str, object] | None = None,
     ) -> None:
         """Queue a line; it is stored once ``after`` (the write of its run's RUNNING) is done.
 
-        ``cut``: characters of the line its reader already left out.
+        ``cut``: characters of the line its reader already left out. ``fields``: what the
+        echoed line carries besides (the run's id, name, deployment, attempt).
         """
         message = cut_line(message, self.line_limit_chars, cut)
         budget = self._budgets.get(flow_run_id)
@@ -86,9 +96,11 @@ class LogSink:
             budget = self._budgets[flow_run_id] = _Budget(self.run_limit_bytes)
         if not budget.take(len(message.encode(errors="replace"))):
             return
-        self._queue(flow_run_id, run_name, level, message, ts, after)
+        self._queue(flow_run_id, run_name, level, message, ts, after, fields)
 
-    def end_attempt(self, flow_run_id: UUID, run_name: str) -> None:
+    def end_attempt(
+        self, flow_run_id: UUID, run_name: str, fields: dict[str, object] | None = None
+    ) -> None:
         """The attempt's process has ended: its log ends with what the limit dropped, if any."""
         budget = self._budgets.pop(flow_run_id, None)
         if budget is None or not budget.dropped:
@@ -97,7 +109,7 @@ class LogSink:
             f"{budget.dropped:,} bytes of log dropped "
             f"(limit {self.run_limit_bytes:,} bytes per run: HEADRACE_RUN_LOG_LIMIT_BYTES)"
         )
-        self._queue(flow_run_id, run_name, logging.WARNING, message, time.time(), None)
+        self._queue(flow_run_id, run_name, logging.WARNING, message, time.time(), None, fields)
 
     def _queue(
         self,
@@ -107,10 +119,13 @@ class LogSink:
         message: str,
         ts: float,
         after: asyncio.Future[Any] | None,
+        fields: dict[str, object] | None,
     ) -> None:
         if after is not None and not after.done():
             self._after.add(after)
-        logger.log(level, "%s | %s", run_name, message, extra={"flow_run_id": str(flow_run_id)})
+        extra = {"flow_run_id": str(flow_run_id), "flow_run_name": run_name, **(fields or {})}
+        extra[RUN_LINE] = message
+        logger.log(level, "%s | %s", run_name, message, extra=extra)
         self._pending.append(
             LogRecord(
                 flow_run_id=flow_run_id,
@@ -146,10 +161,11 @@ class LogSink:
                 await asyncio.wait(after, timeout=RUNNING_WAIT_SECONDS)
             try:
                 await self._store.write_logs(batch)
-            except Exception:
-                logger.exception(
-                    "Could not store %d log lines; they are on the console", len(batch)
-                )
+            except Exception as exc:
+                self.lines_lost += len(batch)
+                self._failing.failed(exc)
+            else:
+                self._failing.succeeded()
 
     async def close(self) -> None:
         if self._flush_task is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError, StoreUnavailable
 from headrace.flow_runs import FlowRun
 from headrace.runner.outcomes import Decision
+from headrace.runner.streaks import FailureStreak
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
 from headrace.store.records import Attempt
@@ -40,6 +41,9 @@ class OutcomeWriter:
         self.waiting = 0
         """Runs that ended and whose outcome the database has not taken yet."""
         self._giving_up = asyncio.Event()
+        self._failing = FailureStreak(
+            logger, "Recording the end of runs", meanwhile="each is retried, keeping its slot"
+        )
         self.timed_write: Callable[[float], None] | None = None
         """Told how long each outcome took to write, when the runner keeps metrics."""
 
@@ -64,6 +68,7 @@ class OutcomeWriter:
             while not self._lease_lost_for(run, lease_lost):
                 try:
                     final = await self._timed_outcome(run, decision, on_written)
+                    self._failing.succeeded()
                     break
                 except StoreError as exc:
                     failures += 1
@@ -96,13 +101,14 @@ class OutcomeWriter:
         if self._giving_up.is_set() or (not outage and failures >= PERSIST_ATTEMPTS):
             logger.error("Gave up recording the end of %s: %s", run.name, exc)
             return False
-        waiting = self.waiting
-        logger.warning(
-            "Could not record the end of %s (%d outcomes wait for the database): %s",
-            run.name,
-            waiting,
-            exc,
-        )
+        self._failing.failed(exc, {"flow_run_id": str(run.id), "flow_run_name": run.name})
+        if failures == 1:  # once per run: what waits is bounded by the runner's limit
+            logger.warning(
+                "Could not record the end of %s (%d outcomes wait for the database): %s",
+                run.name,
+                self.waiting,
+                exc,
+            )
         return True
 
     async def _timed_outcome(

@@ -13,16 +13,22 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from headrace.runner.streaks import FailureStreak
+
 logger = logging.getLogger(__name__)
 
 
 class Poller:
-    """Calls ``step`` now, then whenever woken or ``interval()`` seconds have passed."""
+    """Calls ``step`` now, then whenever woken or ``interval()`` seconds have passed.
+
+    A step that returns False did nothing (it waits on something else, as the
+    dispatcher waits for the lease): a streak of failures neither grows nor ends.
+    """
 
     def __init__(
         self,
         name: str,
-        step: Callable[[], Awaitable[None]],
+        step: Callable[[], Awaitable[bool | None]],
         interval: Callable[[], float],
     ) -> None:
         self.name = name
@@ -30,7 +36,7 @@ class Poller:
         self._interval = interval
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self.failures = 0
+        self.streak = FailureStreak(logger, f"The runner's {name}")
         self.steps = 0
         """Steps finished (failed ones too): 0 until the loop has run once."""
 
@@ -48,15 +54,20 @@ class Poller:
         """One step; a failure is logged and reported, never raised."""
         self._wake.clear()
         try:
-            await self._step()
-        except Exception:
-            self.failures += 1
-            logger.exception("The runner's %s failed; retrying", self.name)
+            done = await self._step()
+        except Exception as exc:
+            self.streak.failed(exc)  # its first failure, then a reminder a minute at most
             return False
         finally:
             self.steps += 1
-        self.failures = 0
+        if done is not False:
+            self.streak.succeeded()
         return True
+
+    @property
+    def failures(self) -> int:
+        """Steps failed in a row, up to now."""
+        return self.streak.failures
 
     async def run(self) -> None:
         while not self._stop.is_set():

@@ -46,7 +46,7 @@ from headrace.deployments import RunnerDeployment
 from headrace.exceptions import HeadraceError
 from headrace.logconfig import configure_logging
 from headrace.process.protocol import RUN_CPUS_VARIABLE
-from headrace.runner.console import RunConsole, banner, write_line
+from headrace.runner.console import RunConsole, banner, say_line
 from headrace.runner.runner import Runner
 from headrace.runner.signals import on_stop
 from headrace.settings import load_settings
@@ -72,19 +72,20 @@ def serve(
     unless the application configured logging itself; a banner names each
     deployment and its trigger, and a line tells each run's start and end.
     """
-    configure_logging()
     settings = runner_options["settings"] = runner_options.get("settings") or load_settings()
+    configure_logging(log_format=settings.log_format)
 
     async def main() -> None:
         runner = runner_for_serving(limit=limit, webserver=webserver, **runner_options)
         for deployment in deployments:
             await runner.add_deployment(deployment)
-        runner.observers.append(RunConsole(runner.deployments))
+        as_records = settings.log_format == "json"
+        runner.observers.append(RunConsole(runner.deployments, as_records=as_records))
 
         def ready() -> None:
             served = runner.deployments.values()
             for line in banner(served, runner.settings, webserver=runner.webserver):
-                write_line(line)
+                say_line(line, as_record=as_records)
 
         await serve_until_stopped(runner, ready, freeze_heap=True)
 

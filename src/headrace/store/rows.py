@@ -119,6 +119,8 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "runner_name": new.runner_name,
         "created": now,
         "updated": now,
+        # Only when there is one: inserts stay valid on a schema a test migrated down.
+        **({"traceparent": new.traceparent} if new.traceparent else {}),
     }
 
 

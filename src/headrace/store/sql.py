@@ -253,6 +253,8 @@ class SQLStore(Claims, StateChanges, LogLines, Deliveries, Runners, Maintenance,
                 if new.idempotency_key is not None:
                     known[key] = run
             if rows:
+                if any("traceparent" in row for row in rows):  # one statement: the same keys
+                    rows = [{"traceparent": None, **row} for row in rows]
                 conn.execute(flow_runs.insert(), rows)  # the database records each SCHEDULED
         return results
 

@@ -125,6 +125,7 @@ flow_runs = sa.Table(
     sa.Column("pid", sa.Integer()),
     sa.Column("result", JSON),
     sa.Column("result_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("traceparent", sa.String(55)),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),

@@ -34,6 +34,7 @@ from headrace.exceptions import (
     StoreTimeout,
     StoreUnavailable,
 )
+from headrace.runner.server.access_log import AccessLog
 from headrace.runner.server.backlog import Backlog
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
@@ -97,8 +98,15 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
     _add_error_handlers(app)
+    _add_middleware(app, ctx)
+    return app
+
+
+def _add_middleware(app: FastAPI, ctx: ServerContext) -> None:
+    """Innermost first: store waits, request timing, the gate, the access log."""
+    settings = ctx.settings
     app.add_middleware(BoundedStoreWaits)
-    metrics = runner.metrics
+    metrics = ctx.runner.metrics
     if metrics is not None:
         metrics.queued = ctx.backlog.estimate
         add_metrics_route(app, metrics)
@@ -109,7 +117,8 @@ async def build_server(runner: Runner) -> FastAPI:
         allowed_hosts=allowed_hosts(settings),
         allowed_origins=allowed_origins(settings),
     )
-    return app
+    if settings.runner_server_access_log:
+        app.add_middleware(AccessLog)
 
 
 def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:

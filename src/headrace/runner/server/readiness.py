@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from headrace.runner.streaks import FailureStreak
+
 if TYPE_CHECKING:
     from headrace.runner.server.context import ServerContext
 
@@ -33,6 +35,7 @@ class Readiness:
         self._checked_at = -float("inf")
         self._database: str | None = None
         self._check: asyncio.Future[str | None] | None = None
+        self._failing = FailureStreak(logger, "GET /ready's database check", meanwhile="not ready")
 
     async def problem(self) -> str | None:
         """Why the runner is not ready, or None."""
@@ -49,9 +52,10 @@ class Readiness:
         try:
             current = await self._ctx.store.schema_is_current()
         except Exception as exc:  # a closed store, say: not ready, and never a 500
-            logger.warning("GET /ready: %s", exc)
+            self._failing.failed(exc)
             problem: str | None = UNREACHABLE
         else:
+            self._failing.succeeded()
             problem = None if current else SCHEMA_BEHIND
         self._database, self._checked_at = problem, time.monotonic()
         return problem

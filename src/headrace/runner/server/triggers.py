@@ -43,6 +43,7 @@ from headrace.runner.server.json_io import (
 from headrace.runner.server.openapi import deployment_body
 from headrace.runner.server.runs import run_path
 from headrace.runner.server.watch import MAX_WAIT_SECONDS, wait_for_end
+from headrace.runner.tracing import TRACEPARENT_HEADER, TriggerTrace, traceparent_of, trigger_span
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def deployment_endpoint(ctx: ServerContext, deployment: Deployment) -> Endpoint:
         if name is not None or start_at is not None:
             when = start_at.replace(tzinfo=UTC) if start_at and not start_at.tzinfo else start_at
             new = new.model_copy(update={"name": name, "expected_start_time": when})
-        return await queue_run(ctx, new, wait, id_only=True)
+        return await traced_queue_run(ctx, request, new, wait, id_only=True)
 
     return run_deployment
 
@@ -182,7 +183,7 @@ def flow_endpoint(ctx: ServerContext) -> Endpoint:
             parent_task_run_id=wanted.parent_task_run_id,
             idempotency_key=idempotency_key,
         )
-        return await queue_run(ctx, new, wait)
+        return await traced_queue_run(ctx, request, new, wait)
 
     return run_flow
 
@@ -229,8 +230,32 @@ def _check_managed(ctx: ServerContext, flow: AnyFlow | None, entrypoint: str) ->
     return None
 
 
+async def traced_queue_run(
+    ctx: ServerContext,
+    request: Request,
+    new: NewFlowRun,
+    wait: float | None,
+    *,
+    id_only: bool = False,
+) -> Response:
+    """``queue_run`` in the trigger's span; the run keeps the trace context it continues."""
+    incoming = traceparent_of(request.headers.get(TRACEPARENT_HEADER))
+    name = f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+    with trigger_span(incoming, name, new.deployment_id) as trace:
+        if trace.traceparent:
+            new = new.model_copy(update={"traceparent": trace.traceparent})
+        response = await queue_run(ctx, new, wait, id_only=id_only, trace=trace)
+        trace.answered(response.status_code)
+        return response
+
+
 async def queue_run(
-    ctx: ServerContext, new: NewFlowRun, wait: float | None, *, id_only: bool = False
+    ctx: ServerContext,
+    new: NewFlowRun,
+    wait: float | None,
+    *,
+    id_only: bool = False,
+    trace: TriggerTrace | None = None,
 ) -> Response:
     """Queue ``new`` unless the backlog is full; answer 201, 200 (known key), 202 or 429."""
     backlog = ctx.backlog
@@ -251,6 +276,8 @@ async def queue_run(
             429,
             {"Retry-After": str(backlog.retry_after_seconds), QUEUE_DEPTH_HEADER: str(depth)},
         )
+    if trace is not None:
+        trace.created(run, created)
     if created:
         backlog.queued()
         depth += 1  # the store's change feed has woken the runners of this database
