@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -86,6 +86,9 @@ class DeploymentSpec(BaseModel):
     retries: int = Field(default=0, ge=0)
     retry_delay_seconds: float = Field(default=0, ge=0)
     timeout_seconds: float | None = Field(default=None, gt=0)
+    retry_delays: list[Annotated[float, Field(ge=0)]] | None = None
+    """One delay per retry, the last one repeated (None: ``retry_delay_seconds`` each time)."""
+    retry_jitter_factor: float | None = Field(default=None, ge=0)
 
 
 class Deployment(DeploymentSpec):
@@ -188,6 +191,8 @@ class RunnerDeployment:
             retries=self.flow.retries,
             retry_delay_seconds=self.flow.retry_delay_seconds,
             timeout_seconds=self.flow.timeout_seconds,
+            retry_delays=self.flow.retry_delays,
+            retry_jitter_factor=self.flow.retry_jitter_factor,
         )
 
 

@@ -14,6 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
+from headrace.retries import (
+    RetryCondition,
+    RetryDelays,
+    check_condition,
+    check_jitter,
+    resolve_delays,
+)
 from headrace.signatures import check_signature
 
 if TYPE_CHECKING:
@@ -37,8 +44,10 @@ class Flow(Generic[P, R]):
         version: str | None = None,
         description: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float = 0,
+        retry_delay_seconds: RetryDelays = 0,
         timeout_seconds: float | None = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: RetryCondition | None = None,
     ) -> None:
         if not callable(fn):
             raise FlowDefinitionError(f"@flow needs a function, got {fn!r}")
@@ -48,7 +57,11 @@ class Flow(Generic[P, R]):
         self.version = version
         self.description = description if description is not None else inspect.getdoc(fn)
         self.retries = _check_retries(retries)
-        self.retry_delay_seconds = _check_delay(retry_delay_seconds)
+        self.retry_delays = resolve_delays(self.retries, retry_delay_seconds)
+        """One delay per retry, the last one repeated (``headrace.retries``)."""
+        self.retry_delay_seconds = self.retry_delays[0]
+        self.retry_jitter_factor = check_jitter(retry_jitter_factor)
+        self.retry_condition_fn = check_condition(retry_condition_fn)
         self.timeout_seconds = _check_timeout(timeout_seconds)
         functools.update_wrapper(self, fn, updated=())
 
@@ -151,12 +164,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_delay(seconds: float) -> float:
-    if not _is_number(seconds) or seconds < 0:
-        raise FlowDefinitionError(f"retry_delay_seconds must be a number >= 0, got {seconds!r}")
-    return float(seconds)
-
-
 def _check_timeout(seconds: float | None) -> float | None:
     if seconds is None:
         return None
@@ -176,8 +183,10 @@ def flow(
     version: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: RetryDelays = 0,
     timeout_seconds: float | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryCondition | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
@@ -189,10 +198,16 @@ def flow(
     version: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: RetryDelays = 0,
     timeout_seconds: float | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryCondition | None = None,
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
-    """Turn a sync or async function into a Flow, with or without options."""
+    """Turn a sync or async function into a Flow, with or without options.
+
+    Retry options are ``headrace.retries``': a delay list or ``exponential_backoff``,
+    jitter, and a ``retry_condition_fn(exception) -> bool``.
+    """
 
     def decorate(function: Callable[P, R]) -> Flow[P, R]:
         return Flow(
@@ -203,6 +218,8 @@ def flow(
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
             timeout_seconds=timeout_seconds,
+            retry_jitter_factor=retry_jitter_factor,
+            retry_condition_fn=retry_condition_fn,
         )
 
     return decorate if fn is None else decorate(fn)

@@ -11,11 +11,14 @@ def test_public_names_are_pinned() -> None:
         [
             "Flow",
             "Runner",
+            "Task",
+            "exponential_backoff",
             "flow",
             "get_client",
             "runtime",
             "serve",
             "submit_to_runner",
+            "task",
             "wait_for_submitted_runs",
         ]
     )

@@ -42,6 +42,8 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
+from headrace.process.taskruns import current_task_run, engine_for
+from headrace.retries import should_retry
 from headrace.runtime import FlowRunContext, enter_flow_run
 
 PR_SET_PDEATHSIG = 1
@@ -72,7 +74,7 @@ class Reporter:
             self._connection.send(event)
 
     def log(self, level: int, message: str) -> None:
-        self.send(Log(level, storable(message), time.time()))
+        self.send(Log(level, storable(message), time.time(), current_task_run.get()))
 
 
 class _PipeHandler(logging.Handler):
@@ -248,6 +250,7 @@ def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> F
         # The runner died, or means to stop this run, while it loaded: the body never starts.
         os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
+    engine_for(job, reporter.send, encode_result)
     try:
         result = flow.fn(**parameters)
         if inspect.isawaitable(result):
@@ -257,7 +260,9 @@ def _execute(job: ChildJob, reporter: Reporter, stop_fd: int | None = None) -> F
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
-        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}"))
+        retry, note = should_retry(getattr(flow, "retry_condition_fn", None), exc)
+        note = f" ({note})" if note else ""
+        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}{note}\n{text}"), retry)
     return encode_result(result)
 
 

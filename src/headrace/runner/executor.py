@@ -23,7 +23,14 @@ from headrace.exceptions import (
 )
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
-from headrace.process.protocol import ChildEvent, FinalEvent, Log, Running
+from headrace.process.protocol import (
+    ChildEvent,
+    FinalEvent,
+    Log,
+    Running,
+    TaskCached,
+    TaskRunUpdate,
+)
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.jobs import crashed, job_for
 from headrace.runner.journal import Entry, Journal
@@ -32,6 +39,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.task_events import TaskRunSink
 from headrace.states import State, StateType
 from headrace.store import AsyncStore
 
@@ -88,6 +96,7 @@ class Executor:
         self._journal = journal
         self.active: dict[UUID, RunHandle] = {}
         self.outcomes = OutcomeWriter(store)
+        self.task_runs = TaskRunSink(store)
 
     def launch(self, run: FlowRun, entrypoint: str | None = None, *, title: str = "") -> RunHandle:
         """Start executing a claimed (PENDING) run in the background."""
@@ -187,6 +196,7 @@ class Executor:
         job = job_for(run, entrypoint, handle.journal_entry, title)
         if job is None:
             return crashed("The flow run has no entrypoint to load")
+        job = await self.task_runs.job_with_cache(job, run)
         if handle.lease_lost:
             logger.warning("Not starting flow run %s: this runner lost its lease", run.name)
             return False
@@ -232,6 +242,7 @@ class Executor:
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         self._logs.end_attempt(run.id, run.name)
         await self._logs.flush()
+        await self.task_runs.flush()  # before its end: a retry is handed what it cached
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:
             handle.final_event = self._journal.recorded(entry)  # recorded, but not reported
@@ -262,8 +273,12 @@ class Executor:
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:
         match event:
-            case Log(level, message, timestamp):
+            case Log(level, message, timestamp, task_run_name):
+                if task_run_name is not None:
+                    message = f"{task_run_name} | {message}"
                 self._add_log(handle, level, message, timestamp)
+            case TaskRunUpdate() | TaskCached():
+                self.task_runs.add(handle.run, event)
             case Running(started, pid):
                 handle.running_args = (datetime.fromtimestamp(started, UTC), pid)
                 handle.running_timer = asyncio.get_running_loop().call_later(

@@ -171,6 +171,12 @@ class AsyncStore:
     write_logs = _threaded(BACKGROUND, SQLStore.write_logs)
     read_logs = _threaded(URGENT, SQLStore.read_logs)
 
+    # -- task runs ----------------------------------------------------------
+    write_task_runs = _threaded(BACKGROUND, SQLStore.write_task_runs)
+    read_task_runs = _threaded(URGENT, SQLStore.read_task_runs)
+    write_task_cache = _threaded(BACKGROUND, SQLStore.write_task_cache)
+    read_task_cache = _threaded(URGENT, SQLStore.read_task_cache)
+
     # -- runners ------------------------------------------------------------
     register_runner = _threaded(URGENT, SQLStore.register_runner)
     heartbeat = _threaded(BACKGROUND, SQLStore.heartbeat)

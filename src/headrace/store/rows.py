@@ -115,6 +115,8 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "max_retries": new.max_retries,
         "retry_delay_seconds": new.retry_delay_seconds,
         "timeout_seconds": new.timeout_seconds,
+        "retry_delays": new.retry_delays,
+        "retry_jitter_factor": new.retry_jitter_factor,
         "runner_id": new.runner_id,
         "runner_name": new.runner_name,
         "created": now,

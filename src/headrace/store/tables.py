@@ -93,6 +93,8 @@ deployments = sa.Table(
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.Column("planning_since", UTCDateTime()),
+    sa.Column("retry_delays", JSON),
+    sa.Column("retry_jitter_factor", sa.Float()),
     sa.UniqueConstraint("flow_name", "name"),
 )
 
@@ -126,6 +128,8 @@ flow_runs = sa.Table(
     sa.Column("result_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.Column("retry_delays", JSON),
+    sa.Column("retry_jitter_factor", sa.Float()),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
     # "scheduled runs due before T, oldest first": a partial index of queued runs only.
     sa.Index(
@@ -207,3 +211,39 @@ runner_deployments = sa.Table(
     sa.Index("ix_runner_deployments_deployment_id", "deployment_id"),
 )
 """Which runner serves which deployment: what "is anybody going to run this?" reads."""
+
+task_runs = sa.Table(
+    "task_runs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column(
+        "flow_run_id",
+        sa.Uuid(),
+        sa.ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("task_name", StorableString(), nullable=False),
+    sa.Column("state_type", sa.String(16), nullable=False),
+    sa.Column("state_name", StorableString(), nullable=False),
+    sa.Column("state_message", StorableText()),
+    sa.Column("state_timestamp", UTCDateTime(), nullable=False),
+    sa.Column("run_count", sa.Integer(), nullable=False),
+    sa.Column("start_time", UTCDateTime()),
+    sa.Column("end_time", UTCDateTime()),
+    sa.Column("cache_key", StorableString()),
+    sa.Index("ix_task_runs_flow_run_id_start_time", "flow_run_id", "start_time"),
+)
+"""The task calls of each flow run, as their runs' processes reported them."""
+
+task_cache = sa.Table(
+    "task_cache",
+    metadata,
+    sa.Column("scope", StorableString(), primary_key=True),
+    sa.Column("key", StorableString(), primary_key=True),
+    sa.Column("result", JSON),
+    sa.Column("expires", UTCDateTime()),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Index("ix_task_cache_scope_created", "scope", "created"),
+)
+"""Task results kept under their cache keys, per deployment (``task_runs.cache_scope``)."""

@@ -1,0 +1,133 @@
+"""Task runs on their way to the store, and the task cache on its way to a run's process.
+
+A run's process reports each task run as it starts, retries and ends
+(``TaskRunUpdate``) and each result to cache (``TaskCached``). Here they are
+collected, the latest update of a task run winning, and written in batches:
+a thousand task calls cost a few transactions, not two thousand. Before a
+run's end is recorded its batch is written (``flush``), so a retry of the run
+is handed the results its first attempt cached.
+
+The process cannot read the cache itself (it never opens the database), so
+``job_with_cache`` gives it the live entries of its deployment with its job,
+bounded by ``TASK_CACHE_ENTRIES_PER_JOB`` and ``TASK_CACHE_BYTES_PER_JOB``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from uuid import UUID
+
+from headrace.flow_runs import FlowRun
+from headrace.process.protocol import ChildJob, TaskCached, TaskEvent, TaskRunUpdate
+from headrace.states import State, StateType, utcnow
+from headrace.store import AsyncStore
+from headrace.task_runs import TaskCacheEntry, TaskRun, cache_scope
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_SECONDS = 0.2
+FLUSH_BATCH = 1000
+
+
+def _time(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def task_run_of(run: FlowRun, event: TaskRunUpdate) -> TaskRun:
+    """The task run an update describes, as stored."""
+    state = State(
+        type=StateType(event.state_type),
+        name=event.state_name,
+        message=event.message,
+        timestamp=_time(event.end_time) or utcnow(),
+    )
+    return TaskRun(
+        id=UUID(event.id),
+        flow_run_id=run.id,
+        name=event.name,
+        task_name=event.task_name,
+        state=state,
+        run_count=event.run_count,
+        start_time=_time(event.start_time),
+        end_time=_time(event.end_time),
+        cache_key=event.cache_key,
+    )
+
+
+class TaskRunSink:
+    """Collects the task events of every run's process and stores them in few transactions."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self._store = store
+        self._runs: dict[UUID, TaskRun] = {}
+        self._cache: list[TaskCacheEntry] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def add(self, run: FlowRun, event: TaskEvent) -> None:
+        """Queue an event of ``run``'s process (a malformed one is logged and dropped)."""
+        try:
+            if isinstance(event, TaskCached):
+                scope = cache_scope(run.deployment_id, run.flow_name)
+                expires = _time(event.expires)
+                self._cache.append(
+                    TaskCacheEntry(scope=scope, key=event.key, result=event.result, expires=expires)
+                )
+            else:
+                task_run = task_run_of(run, event)
+                self._runs[task_run.id] = task_run
+        except (ValueError, TypeError) as exc:
+            logger.warning("Ignored a task event of %s that made no sense: %s", run.name, exc)
+            return
+        if len(self._runs) + len(self._cache) >= FLUSH_BATCH:
+            self._schedule(0)
+        elif self._flush_task is None:
+            self._schedule(FLUSH_INTERVAL_SECONDS)
+
+    def _schedule(self, delay: float) -> None:
+        if self._flush_task is not None and delay > 0:
+            return
+        self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._flush_task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything collected so far (a run's task runs land before its end)."""
+        async with self._lock:
+            runs, self._runs = list(self._runs.values()), {}
+            cache, self._cache = self._cache, []
+            try:
+                if cache:
+                    await self._store.write_task_cache(cache, utcnow())
+                if runs:
+                    await self._store.write_task_runs(runs)
+            except Exception:
+                logger.exception(
+                    "Could not store %d task runs and %d cached results", len(runs), len(cache)
+                )
+
+    async def close(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+            self._flush_task = None
+        await self.flush()
+
+    async def job_with_cache(self, job: ChildJob, run: FlowRun) -> ChildJob:
+        """``job`` with the live task cache entries of ``run``'s deployment (none if the
+        database cannot say: the tasks then run again, which is always correct)."""
+        scope = cache_scope(run.deployment_id, run.flow_name)
+        try:
+            entries = await self._store.read_task_cache(scope, utcnow())
+        except Exception as exc:
+            logger.warning("Could not read the task cache for %s: %s", run.name, exc)
+            return job
+        return dataclasses.replace(job, task_cache=entries) if entries else job
