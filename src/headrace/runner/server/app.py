@@ -44,6 +44,7 @@ from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.readiness import Readiness
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
+from headrace.runner.server.task_runs import add_task_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
     FlowRunRequest,
@@ -96,6 +97,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
+    add_task_run_routes(app)
     _add_error_handlers(app)
     app.add_middleware(BoundedStoreWaits)
     metrics = runner.metrics
