@@ -42,7 +42,7 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
-from headrace.process.taskruns import current_task_run, engine_for
+from headrace.process.taskruns import current_task_run, engine_for, flush_task_runs
 from headrace.retries import should_retry
 from headrace.runtime import FlowRunContext, enter_flow_run
 
@@ -211,6 +211,7 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
         root.setLevel(logging.INFO)
     try:
         event = _execute(job, reporter, stop_fd)
+        flush_task_runs()  # its task runs are stored before its end
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
     finally:

@@ -125,9 +125,18 @@ class TaskCached(NamedTuple):
     """When it stops being reused (``time.time()``), or never (None)."""
 
 
-TaskEvent = TaskRunUpdate | TaskCached
+class TaskRunEvents(NamedTuple):
+    """Task run updates and cache entries, batched: one pipe write for many task calls.
 
-ChildEvent = Running | Log | FinalEvent | TaskEvent
+    Only the latest update of each task run in a batch is sent (started and ended
+    within one batch, a task run costs one update).
+    """
+
+    updates: list[TaskRunUpdate]
+    cached: list[TaskCached]
+
+
+ChildEvent = Running | Log | FinalEvent | TaskRunEvents
 
 
 # -- the fork server's wire format, over its Unix socket ------------------------

@@ -24,6 +24,7 @@ from typing import Any
 from headrace import runtime
 from headrace.jsonvalues import storable
 from headrace.process.protocol import ChildEvent, ChildJob, Completed, TaskCached, TaskRunUpdate
+from headrace.process.task_reports import TaskReports
 from headrace.retries import delay_before, should_retry
 from headrace.tasks import Task, TaskFuture, install_engine, loop_future, resolve_futures
 
@@ -58,7 +59,7 @@ class RunTaskEngine:
         cache: dict[str, Any] | None = None,
         encode: Callable[[Any], tuple[Any, str | None]] | None = None,
     ) -> None:
-        self._send = send
+        self.reports = TaskReports(send)
         self._cache: dict[str, tuple[Any, float | None]] = {
             key: (entry[0], entry[1]) for key, entry in (cache or {}).items()
         }
@@ -205,7 +206,7 @@ class RunTaskEngine:
                 until = None if expires is None else time.time() + expires.total_seconds()
                 with self._lock:
                     self._cache[run.key] = (value, until)
-                self._send(TaskCached(run.key, value, until))
+                self.reports.cache(TaskCached(run.key, value, until))
             else:
                 note = f"Not cached: {why_not}"
         self._report(run, "COMPLETED", "Completed", note, ended=True)
@@ -222,7 +223,7 @@ class RunTaskEngine:
     ) -> None:
         if message is not None:
             message = storable(message[:MESSAGE_LIMIT_CHARS])
-        self._send(
+        self.reports.update(
             TaskRunUpdate(
                 run.id,
                 run.name,
@@ -273,6 +274,16 @@ def engine_for(
         completed = encode(value)
         return completed.result, completed.message
 
-    engine = RunTaskEngine(send, job.task_cache, encoded)
+    global _installed
+    engine = _installed = RunTaskEngine(send, job.task_cache, encoded)
     install_engine(engine)
     return engine
+
+
+_installed: RunTaskEngine | None = None
+
+
+def flush_task_runs() -> None:
+    """Send the task run reports still waiting: the run is about to report its end."""
+    if _installed is not None:
+        _installed.reports.flush()

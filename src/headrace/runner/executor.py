@@ -28,8 +28,7 @@ from headrace.process.protocol import (
     FinalEvent,
     Log,
     Running,
-    TaskCached,
-    TaskRunUpdate,
+    TaskRunEvents,
 )
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.jobs import crashed, job_for
@@ -277,7 +276,7 @@ class Executor:
                 if task_run_name is not None:
                     message = f"{task_run_name} | {message}"
                 self._add_log(handle, level, message, timestamp)
-            case TaskRunUpdate() | TaskCached():
+            case TaskRunEvents():
                 self.task_runs.add(handle.run, event)
             case Running(started, pid):
                 handle.running_args = (datetime.fromtimestamp(started, UTC), pid)

@@ -1,8 +1,9 @@
 """Task runs on their way to the store, and the task cache on its way to a run's process.
 
 A run's process reports each task run as it starts, retries and ends
-(``TaskRunUpdate``) and each result to cache (``TaskCached``). Here they are
-collected, the latest update of a task run winning, and written in batches:
+(``TaskRunUpdate``) and each result to cache (``TaskCached``), in batches
+(``TaskRunEvents``). Here they are collected, the latest update of a task run
+winning, and written in batches too:
 a thousand task calls cost a few transactions, not two thousand. Before a
 run's end is recorded its batch is written (``flush``), so a retry of the run
 is handed the results its first attempt cached.
@@ -18,16 +19,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 from uuid import UUID
 
 from headrace.flow_runs import FlowRun
-from headrace.process.protocol import ChildJob, TaskCached, TaskEvent, TaskRunUpdate
+from headrace.process.protocol import ChildJob, TaskCached, TaskRunEvents, TaskRunUpdate
 from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore
 from headrace.task_runs import TaskCacheEntry, TaskRun, cache_scope
 
 logger = logging.getLogger(__name__)
+
+E = TypeVar("E")
+M = TypeVar("M")
 
 FLUSH_INTERVAL_SECONDS = 0.2
 FLUSH_BATCH = 1000
@@ -58,31 +64,40 @@ def task_run_of(run: FlowRun, event: TaskRunUpdate) -> TaskRun:
     )
 
 
+def cache_entry_of(run: FlowRun, event: TaskCached) -> TaskCacheEntry:
+    """The cache entry a run's process sent, kept for the runs of its deployment."""
+    scope = cache_scope(run.deployment_id, run.flow_name)
+    return TaskCacheEntry(
+        scope=scope, key=event.key, result=event.result, expires=_time(event.expires)
+    )
+
+
+def _models(events: Iterable[tuple[FlowRun, E]], model: Callable[[FlowRun, E], M]) -> list[M]:
+    """Each event as its model; one that makes no sense (a bad id, say) is logged and dropped."""
+    models = []
+    for run, event in events:
+        try:
+            models.append(model(run, event))
+        except (ValueError, TypeError) as exc:
+            logger.warning("Ignored a task event of %s that made no sense: %s", run.name, exc)
+    return models
+
+
 class TaskRunSink:
     """Collects the task events of every run's process and stores them in few transactions."""
 
     def __init__(self, store: AsyncStore) -> None:
         self._store = store
-        self._runs: dict[UUID, TaskRun] = {}
-        self._cache: list[TaskCacheEntry] = []
+        self._runs: dict[tuple[UUID, str], tuple[FlowRun, TaskRunUpdate]] = {}
+        self._cache: list[tuple[FlowRun, TaskCached]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def add(self, run: FlowRun, event: TaskEvent) -> None:
-        """Queue an event of ``run``'s process (a malformed one is logged and dropped)."""
-        try:
-            if isinstance(event, TaskCached):
-                scope = cache_scope(run.deployment_id, run.flow_name)
-                expires = _time(event.expires)
-                self._cache.append(
-                    TaskCacheEntry(scope=scope, key=event.key, result=event.result, expires=expires)
-                )
-            else:
-                task_run = task_run_of(run, event)
-                self._runs[task_run.id] = task_run
-        except (ValueError, TypeError) as exc:
-            logger.warning("Ignored a task event of %s that made no sense: %s", run.name, exc)
-            return
+    def add(self, run: FlowRun, events: TaskRunEvents) -> None:
+        """Queue a batch of ``run``'s process; models are built when they are written."""
+        for update in events.updates:
+            self._runs[(run.id, update.id)] = (run, update)
+        self._cache.extend((run, entry) for entry in events.cached)
         if len(self._runs) + len(self._cache) >= FLUSH_BATCH:
             self._schedule(0)
         elif self._flush_task is None:
@@ -101,8 +116,9 @@ class TaskRunSink:
     async def flush(self) -> None:
         """Write everything collected so far (a run's task runs land before its end)."""
         async with self._lock:
-            runs, self._runs = list(self._runs.values()), {}
-            cache, self._cache = self._cache, []
+            runs = _models(self._runs.values(), task_run_of)
+            cache = _models(self._cache, cache_entry_of)
+            self._runs, self._cache = {}, []
             try:
                 if cache:
                     await self._store.write_task_cache(cache, utcnow())
