@@ -123,3 +123,17 @@ def only_connection_errors(exc: BaseException) -> bool:
 @flow(retries=3, retry_condition_fn=only_connection_errors)
 def fails_for_good() -> None:
     raise ValueError("bad input: retrying will not help")
+
+
+@task
+def sleeps(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+@flow
+def leaves_a_task_running() -> str:
+    """Returns without waiting for the task it submitted."""
+    sleeps.submit(60)
+    return "done"

@@ -136,3 +136,14 @@ async def test_a_run_with_a_thousand_task_calls_completes(settings: Settings) ->
     assert done.result == 999 * 1000
     assert len(task_runs) == 1000
     assert all(t.state.type == StateType.COMPLETED for t in task_runs)
+
+
+async def test_a_task_still_running_when_its_flow_ends_is_crashed(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(tasks.leaves_a_task_running)
+    async with running(runner):
+        done, task_runs = await _run(runner, deployment, settings)
+    assert done.state.type == StateType.COMPLETED, done.state.message
+    [left] = task_runs
+    assert left.state.type == StateType.CRASHED and left.end_time is not None
+    assert left.state.message == "Its flow run's process ended before this task run did"

@@ -35,6 +35,9 @@ current_task_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 _MISS = object()
 MESSAGE_LIMIT_CHARS = 4000
+SUBMIT_THREADS = 32
+"""Threads that run submitted sync tasks at once (created as needed): tasks often wait on I/O,
+and a task that waits on tasks it submitted needs threads to spare."""
 
 
 @dataclass
@@ -78,24 +81,35 @@ class RunTaskEngine:
     def submit(
         self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskFuture[Any]:
+        # Reported now, not when a thread or the loop gets to it: a flow that returns at
+        # once still leaves a trace of every task it submitted.
+        run = self._new_run(task)
+        self._report(run, "PENDING", "Pending")
         if task.is_async:
             import asyncio  # here: sync runs do without it
 
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # a sync flow: the async task gets a loop of its own
-                work = lambda: asyncio.run(self._run_async(task, args, kwargs))  # noqa: E731
-                return TaskFuture(self._threads().submit(work), task.name)
-            return loop_future(self._run_async(task, args, kwargs), task.name)
+                work = lambda: asyncio.run(self._run_async(task, args, kwargs, run))  # noqa: E731
+                return TaskFuture(self._threads().submit(work), run.name)
+            return loop_future(self._run_async(task, args, kwargs, run), run.name)
         context = contextvars.copy_context()
-        future = self._threads().submit(context.run, self._run_sync, task, args, kwargs)
-        return TaskFuture(future, task.name)
+        future = self._threads().submit(context.run, self._run_sync, task, args, kwargs, run)
+        return TaskFuture(future, run.name)
 
     # -- one task run --------------------------------------------------------
 
-    def _run_sync(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _run_sync(
+        self,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run: _Attempts | None = None,
+    ) -> Any:
+        run = run or self._new_run(task)
         args, kwargs = resolve_futures(args, kwargs)
-        run = self._begin(task, args, kwargs)
+        self._key(task, run, args, kwargs)
         if (hit := self._cached(run)) is not _MISS:
             return hit
         while True:
@@ -115,12 +129,17 @@ class RunTaskEngine:
             return self._completed(task, run, result)
 
     async def _run_async(
-        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run: _Attempts | None = None,
     ) -> Any:
         import asyncio  # an async task runs on a loop: it is loaded already
 
-        args, kwargs = resolve_futures(args, kwargs)
-        run = self._begin(task, args, kwargs)
+        run = run or self._new_run(task)
+        args, kwargs = await _awaited_futures(args, kwargs)
+        self._key(task, run, args, kwargs)
         if (hit := self._cached(run)) is not _MISS:
             return hit
         while True:
@@ -148,26 +167,42 @@ class RunTaskEngine:
         if task.timeout_seconds is None:
             return task.fn(*args, **kwargs)
         # A thread cannot be interrupted: the call is waited for at most its timeout, then
-        # left to finish on its own while the task run fails.
+        # left to finish on its own while the task run fails. A thread of its own, not one
+        # of the pool: submitted calls waiting on the pool's threads would starve it.
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         context = contextvars.copy_context()
-        future = self._threads().submit(context.run, task.fn, *args, **kwargs)
+
+        def call() -> None:
+            try:
+                future.set_result(context.run(task.fn, *args, **kwargs))
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=call, name=f"headrace-task-{task.name}", daemon=True).start()
         try:
             return future.result(task.timeout_seconds)
         except concurrent.futures.TimeoutError:
             raise _timeout(task) from None
 
-    def _begin(
-        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> _Attempts:
+    def _new_run(self, task: Task[Any, Any]) -> _Attempts:
         with self._lock:
             counter = self._counters.setdefault(task.name, itertools.count())
             name = f"{task.name}-{next(counter)}"
-        run = _Attempts(str(uuid.uuid4()), name, task.name, time.time())
-        if task.cache_key_fn is not None:
-            parameters = task.parameters_of(args, kwargs)
-            key = task.cache_key_fn(runtime.flow_run, parameters)
-            run.key = None if key is None else f"{task.name}:{key}"
-        return run
+        return _Attempts(str(uuid.uuid4()), name, task.name, time.time())
+
+    def _key(
+        self, task: Task[Any, Any], run: _Attempts, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """The run's cache key, from ``cache_key_fn`` (which fails the task run if it raises)."""
+        if task.cache_key_fn is None:
+            return
+        try:
+            key = task.cache_key_fn(runtime.flow_run, task.parameters_of(args, kwargs))
+        except Exception as exc:
+            message = f"Its cache_key_fn raised {_describe(exc)}"
+            self._report(run, "FAILED", "Failed", message, ended=True)
+            raise
+        run.key = None if key is None else f"{task.name}:{key}"
 
     def _cached(self, run: _Attempts) -> Any:
         """The cached result for the run's key, reported as a Cached task run; else ``_MISS``."""
@@ -186,7 +221,7 @@ class RunTaskEngine:
     ) -> float | None:
         """The delay before the next attempt, or None (then the task run FAILED)."""
         what = _describe(exc)
-        if run.run_count <= task.retries:
+        if isinstance(exc, Exception) and run.run_count <= task.retries:
             allowed, note = should_retry(task.retry_condition_fn, exc)
             if allowed:
                 delay = delay_before(run.run_count, task.retry_delays, task.retry_jitter_factor)
@@ -242,9 +277,20 @@ class RunTaskEngine:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
-                    thread_name_prefix="headrace-task"
+                    SUBMIT_THREADS, thread_name_prefix="headrace-task"
                 )
             return self._pool
+
+
+async def _awaited_futures(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Futures among the arguments, awaited (on a loop, ``.result()`` would block it)."""
+    if not any(isinstance(a, TaskFuture) for a in (*args, *kwargs.values())):
+        return args, kwargs
+    values = tuple([await a if isinstance(a, TaskFuture) else a for a in args])
+    keywords = {k: await v if isinstance(v, TaskFuture) else v for k, v in kwargs.items()}
+    return values, keywords
 
 
 def _describe(exc: BaseException) -> str:

@@ -241,6 +241,7 @@ class Executor:
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         self._logs.end_attempt(run.id, run.name)
         await self._logs.flush()
+        self.task_runs.end_attempt(run)
         await self.task_runs.flush()  # before its end: a retry is handed what it cached
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:

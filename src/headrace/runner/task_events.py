@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -90,18 +91,40 @@ class TaskRunSink:
         self._store = store
         self._runs: dict[tuple[UUID, str], tuple[FlowRun, TaskRunUpdate]] = {}
         self._cache: list[tuple[FlowRun, TaskCached]] = []
+        self._open: dict[UUID, dict[str, TaskRunUpdate]] = {}
+        """Per flow run, its task runs that have not ended."""
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def add(self, run: FlowRun, events: TaskRunEvents) -> None:
         """Queue a batch of ``run``'s process; models are built when they are written."""
+        open_ones = self._open.setdefault(run.id, {})
         for update in events.updates:
             self._runs[(run.id, update.id)] = (run, update)
+            if update.end_time is None:
+                open_ones[update.id] = update
+            else:
+                open_ones.pop(update.id, None)
         self._cache.extend((run, entry) for entry in events.cached)
         if len(self._runs) + len(self._cache) >= FLUSH_BATCH:
             self._schedule(0)
         elif self._flush_task is None:
             self._schedule(FLUSH_INTERVAL_SECONDS)
+
+    def end_attempt(self, run: FlowRun) -> None:
+        """The run's process has ended: its task runs that had not are CRASHED now (a flow
+        that returned without waiting for a submitted task, a killed process)."""
+        open_ones = self._open.pop(run.id, None)
+        if not open_ones:
+            return
+        now = time.time()
+        message = "Its flow run's process ended before this task run did"
+        crashed = [
+            u._replace(state_type="CRASHED", state_name="Crashed", end_time=now, message=message)
+            for u in open_ones.values()
+        ]
+        self.add(run, TaskRunEvents(crashed, []))
+        self._open.pop(run.id, None)
 
     def _schedule(self, delay: float) -> None:
         if self._flush_task is not None and delay > 0:
