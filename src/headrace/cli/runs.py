@@ -261,6 +261,7 @@ def runs_inspect(
     else:
         stdout().print(run_detail(found, history, names))
         if task_runs:
+            stdout().print()
             stdout().print(task_runs_table(task_runs))
 
 

@@ -74,8 +74,17 @@ class RunTaskEngine:
     # -- the TaskEngine interface ----------------------------------------------
 
     def call(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The call's result; for an async task an awaitable, or in a sync flow (no loop
+        running) its result, the task run on a loop of its own."""
         if task.is_async:
-            return self._run_async(task, args, kwargs)
+            import asyncio  # here: sync runs do without it
+
+            coroutine = self._run_async(task, args, kwargs)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(coroutine)
+            return coroutine
         return self._run_sync(task, args, kwargs)
 
     def submit(
@@ -212,7 +221,7 @@ class RunTaskEngine:
             entry = self._cache.get(run.key)
         if entry is None or (entry[1] is not None and entry[1] <= time.time()):
             return _MISS
-        message = f"Cached: the result of an earlier run of key {run.key!r}"
+        message = "Reused the cached result of an earlier run"
         self._report(run, "COMPLETED", "Cached", message, ended=True)
         return entry[0]
 
