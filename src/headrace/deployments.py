@@ -20,6 +20,7 @@ from typing_extensions import TypedDict, Unpack
 
 from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
+from headrace.retries import delay_list
 from headrace.schedules import DeploymentSchedule, construct_schedule, next_times
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class RunnerDeployment:
             retries=self.flow.retries,
             retry_delay_seconds=self.flow.retry_delay_seconds,
             timeout_seconds=self.flow.timeout_seconds,
-            retry_delays=self.flow.retry_delays,
+            retry_delays=delay_list(self.flow.retry_delays),
             retry_jitter_factor=self.flow.retry_jitter_factor,
         )
 

@@ -16,6 +16,7 @@ from headrace.flow_runs import NewFlowRun
 from headrace.jsonvalues import find_unstorable
 from headrace.parameters import validate_with_schema
 from headrace.planning import PlannedRun
+from headrace.retries import delay_list
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -132,6 +133,6 @@ def _policy(source: _HasRunPolicy) -> _RunPolicy:
         "max_retries": source.retries,
         "retry_delay_seconds": source.retry_delay_seconds,
         "timeout_seconds": source.timeout_seconds,
-        "retry_delays": source.retry_delays,
+        "retry_delays": delay_list(source.retry_delays or []),
         "retry_jitter_factor": source.retry_jitter_factor,
     }

@@ -57,6 +57,12 @@ def resolve_delays(retries: int, delays: RetryDelays) -> list[float]:
     return checked or [0.0]
 
 
+def delay_list(delays: Sequence[float]) -> list[float] | None:
+    """``delays`` as stored with a deployment and its runs: None when one delay says it all
+    (``retry_delay_seconds`` holds it)."""
+    return list(delays) if len(delays) > 1 else None
+
+
 def delay_before(retry: int, delays: Sequence[float], jitter_factor: float | None = None) -> float:
     """Seconds to wait before retry number ``retry`` (from 1), jittered when asked."""
     base = delays[min(retry, len(delays)) - 1] if delays else 0.0

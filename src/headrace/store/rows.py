@@ -115,13 +115,18 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "max_retries": new.max_retries,
         "retry_delay_seconds": new.retry_delay_seconds,
         "timeout_seconds": new.timeout_seconds,
-        "retry_delays": new.retry_delays,
-        "retry_jitter_factor": new.retry_jitter_factor,
         "runner_id": new.runner_id,
         "runner_name": new.runner_name,
         "created": now,
         "updated": now,
+        **_retry_policy(new),
     }
+
+
+def _retry_policy(new: NewFlowRun) -> dict[str, Any]:
+    """The retry delay list and jitter, when the run has them (most have neither)."""
+    policy = {"retry_delays": new.retry_delays, "retry_jitter_factor": new.retry_jitter_factor}
+    return {name: value for name, value in policy.items() if value is not None}
 
 
 def state_values(state: State) -> dict[str, Any]:

@@ -24,9 +24,8 @@ depends_on = None
 
 def upgrade() -> None:
     for table in ("deployments", "flow_runs"):
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(sa.Column("retry_delays", JSON, nullable=True))
-            batch.add_column(sa.Column("retry_jitter_factor", sa.Float(), nullable=True))
+        op.add_column(table, sa.Column("retry_delays", JSON, nullable=True))
+        op.add_column(table, sa.Column("retry_jitter_factor", sa.Float(), nullable=True))
     op.create_table(
         "task_runs",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -69,7 +68,8 @@ def downgrade() -> None:
     op.drop_table("task_cache")
     op.drop_index("ix_task_runs_flow_run_id_start_time", table_name="task_runs")
     op.drop_table("task_runs")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not a batch: recreating flow_runs
+    # on SQLite would drop the state history trigger of 0003 with it.
     for table in ("deployments", "flow_runs"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("retry_jitter_factor")
-            batch.drop_column("retry_delays")
+        op.drop_column(table, "retry_jitter_factor")
+        op.drop_column(table, "retry_delays")
