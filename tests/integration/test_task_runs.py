@@ -11,10 +11,10 @@ from headrace.client import get_client
 from headrace.flow_runs import FlowRun
 from headrace.runner import Runner
 from headrace.settings import Settings
-from headrace.states import StateType
+from headrace.states import StateType, utcnow
 from headrace.task_runs import TaskRun
 from tests.flows import tasks
-from tests.helpers import make_runner, running, wait_for_state
+from tests.helpers import eventually, make_runner, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,21 +110,12 @@ async def test_a_cached_result_expires(settings: Settings, tmp_path: Path) -> No
         assert counter.read_text() == "1" and again[0].state.name == "Cached"
         async with get_client(settings) as client:
             # Past its one-second expiration the task runs again.
-            from tests.helpers import eventually
-
             async def expired() -> bool:
-                cache = await client.store.read_task_cache(str(deployment), tasks_now())
-                return not cache
+                return not await client.store.read_task_cache(str(deployment), utcnow())
 
             await eventually(expired, bool, timeout=10, what="the cache entry to expire")
         _, later = await _run(runner, deployment, settings, x=1, counter=str(counter))
     assert counter.read_text() == "2" and later[0].state.name == "Completed"
-
-
-def tasks_now():  # type: ignore[no-untyped-def]
-    from headrace.states import utcnow
-
-    return utcnow()
 
 
 async def test_a_run_with_a_thousand_task_calls_completes(settings: Settings) -> None:
