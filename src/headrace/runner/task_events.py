@@ -11,6 +11,10 @@ is handed the results its first attempt cached.
 The process cannot read the cache itself (it never opens the database), so
 ``job_with_cache`` gives it the live entries of its deployment with its job,
 bounded by ``TASK_CACHE_ENTRIES_PER_JOB`` and ``TASK_CACHE_BYTES_PER_JOB``.
+Most deployments cache nothing: a scope found empty is not read again for
+``EMPTY_RECHECK_SECONDS`` unless this runner stores an entry for it, so a run
+start costs no query then. (A result another runner cached in that window is
+missed once: the task runs again, which is always correct.)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ E = TypeVar("E")
 M = TypeVar("M")
 
 FLUSH_INTERVAL_SECONDS = 0.2
+EMPTY_RECHECK_SECONDS = 2.0
 FLUSH_BATCH = 1000
 
 
@@ -92,6 +97,8 @@ class TaskRunSink:
         self._runs: dict[tuple[UUID, str], tuple[FlowRun, TaskRunUpdate]] = {}
         self._cache: list[tuple[FlowRun, TaskCached]] = []
         self._open: dict[UUID, dict[str, TaskRunUpdate]] = {}
+        self._empty_until: dict[str, float] = {}
+        """Scopes whose cache was found empty, until when (monotonic) that is believed."""
         """Per flow run, its task runs that have not ended."""
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -141,6 +148,8 @@ class TaskRunSink:
         async with self._lock:
             runs = _models(self._runs.values(), task_run_of)
             cache = _models(self._cache, cache_entry_of)
+            for entry in cache:
+                self._empty_until.pop(entry.scope, None)
             self._runs, self._cache = {}, []
             try:
                 if cache:
@@ -164,9 +173,14 @@ class TaskRunSink:
         """``job`` with the live task cache entries of ``run``'s deployment (none if the
         database cannot say: the tasks then run again, which is always correct)."""
         scope = cache_scope(run.deployment_id, run.flow_name)
+        if self._empty_until.get(scope, 0.0) > time.monotonic():
+            return job
         try:
             entries = await self._store.read_task_cache(scope, utcnow())
         except Exception as exc:
             logger.warning("Could not read the task cache for %s: %s", run.name, exc)
             return job
-        return dataclasses.replace(job, task_cache=entries) if entries else job
+        if not entries:
+            self._empty_until[scope] = time.monotonic() + EMPTY_RECHECK_SECONDS
+            return job
+        return dataclasses.replace(job, task_cache=entries)
