@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from headrace import runtime as runtime
 from headrace._version import __version__ as __version__
 from headrace.flows import Flow, flow
+from headrace.retries import exponential_backoff
+from headrace.tasks import Task, task
 
 if TYPE_CHECKING:
     from headrace.client import get_client
@@ -22,11 +24,14 @@ __all__ = [
     "Flow",
     "Notify",
     "Runner",
+    "Task",
+    "exponential_backoff",
     "flow",
     "get_client",
     "runtime",
     "serve",
     "submit_to_runner",
+    "task",
     "wait_for_submitted_runs",
 ]
 

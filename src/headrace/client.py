@@ -27,6 +27,7 @@ from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore, open_store
+from headrace.task_runs import TaskRun
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
@@ -201,6 +202,10 @@ class HeadraceClient:
         await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound
         return await self.store.read_deliveries(flow_run_id)
 
+    async def read_task_runs(self, flow_run_id: UUID) -> list[TaskRun]:
+        """A run's task runs, in the order they started; ObjectNotFound for an unknown run."""
+        return await self.store.read_task_runs(flow_run_id)
+
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         """Cancel a run: at once if it has not started, else its runner kills it."""
         return self._seen(await self.store.request_cancellation(flow_run_id))
@@ -249,6 +254,8 @@ class HeadraceClient:
                 max_retries=run.max_retries,
                 retry_delay_seconds=run.retry_delay_seconds,
                 timeout_seconds=run.timeout_seconds,
+                retry_delays=run.retry_delays,
+                retry_jitter_factor=run.retry_jitter_factor,
                 runner_id=run.runner_id,
                 runner_name=run.runner_name,
             )

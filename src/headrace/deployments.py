@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +21,7 @@ from typing_extensions import TypedDict, Unpack
 from headrace.entrypoints import entrypoint_of
 from headrace.exceptions import InvalidDeployment, ParameterValidationError
 from headrace.notifications import Notify, notify_targets
+from headrace.retries import delay_list
 from headrace.schedules import DeploymentSchedule, construct_schedule, next_times
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class DeploymentSpec(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0)
     notify: list[Notify] = Field(default_factory=list)
     """Webhooks: where to POST a run that ends in a chosen final state (``notifications.py``)."""
+    retry_delays: list[Annotated[float, Field(ge=0)]] | None = None
+    """One delay per retry, the last one repeated (None: ``retry_delay_seconds`` each time)."""
+    retry_jitter_factor: float | None = Field(default=None, ge=0)
 
 
 class Deployment(DeploymentSpec):
@@ -198,6 +202,8 @@ class RunnerDeployment:
             retry_delay_seconds=self.flow.retry_delay_seconds,
             timeout_seconds=self.flow.timeout_seconds,
             notify=self.notify,
+            retry_delays=delay_list(self.flow.retry_delays),
+            retry_jitter_factor=self.flow.retry_jitter_factor,
         )
 
 

@@ -38,6 +38,9 @@ class FlowRun(BaseModel):
     max_retries: int = 0
     retry_delay_seconds: float = 0
     timeout_seconds: float | None = None
+    retry_delays: list[float] | None = None
+    """One delay per retry, the last one repeated (None: ``retry_delay_seconds`` each time)."""
+    retry_jitter_factor: float | None = None
     runner_name: str | None = None
     runner_id: UUID | None = None
     pid: int | None = None
@@ -78,6 +81,9 @@ class NewFlowRun(BaseModel):
     max_retries: int = 0
     retry_delay_seconds: float = 0
     timeout_seconds: float | None = None
+    retry_delays: list[float] | None = None
+    """One delay per retry, the last one repeated (None: ``retry_delay_seconds`` each time)."""
+    retry_jitter_factor: float | None = None
     runner_id: UUID | None = None
     """For a run of no deployment: the one runner that may claim it (None: only
     ``Runner.execute_flow_run`` does)."""

@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.exceptions import FlowDefinitionError
 from headrace.hooks import Hook, HookKind, check_hooks
+from headrace.retries import (
+    RetryCondition,
+    RetryDelays,
+    check_condition,
+    check_jitter,
+    resolve_delays,
+)
 from headrace.signatures import check_signature
 
 if TYPE_CHECKING:
@@ -38,8 +45,10 @@ class Flow(Generic[P, R]):
         version: str | None = None,
         description: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float = 0,
+        retry_delay_seconds: RetryDelays = 0,
         timeout_seconds: float | None = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: RetryCondition | None = None,
         on_completion: Sequence[Hook] | None = None,
         on_failure: Sequence[Hook] | None = None,
         on_crashed: Sequence[Hook] | None = None,
@@ -53,7 +62,11 @@ class Flow(Generic[P, R]):
         self.version = version
         self.description = description if description is not None else inspect.getdoc(fn)
         self.retries = _check_retries(retries)
-        self.retry_delay_seconds = _check_delay(retry_delay_seconds)
+        self.retry_delays = resolve_delays(self.retries, retry_delay_seconds)
+        """One delay per retry, the last one repeated (``headrace.retries``)."""
+        self.retry_delay_seconds = self.retry_delays[0]
+        self.retry_jitter_factor = check_jitter(retry_jitter_factor)
+        self.retry_condition_fn = check_condition(retry_condition_fn)
         self.timeout_seconds = _check_timeout(timeout_seconds)
         self.on_completion = _hooks("on_completion", on_completion)
         self.on_failure = _hooks("on_failure", on_failure)
@@ -165,12 +178,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_delay(seconds: float) -> float:
-    if not _is_number(seconds) or seconds < 0:
-        raise FlowDefinitionError(f"retry_delay_seconds must be a number >= 0, got {seconds!r}")
-    return float(seconds)
-
-
 def _hooks(kind: str, hooks: Sequence[Hook] | None) -> tuple[Hook, ...]:
     try:
         return check_hooks(kind, hooks)
@@ -197,8 +204,10 @@ def flow(
     version: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: RetryDelays = 0,
     timeout_seconds: float | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryCondition | None = None,
     on_completion: Sequence[Hook] | None = None,
     on_failure: Sequence[Hook] | None = None,
     on_crashed: Sequence[Hook] | None = None,
@@ -214,8 +223,10 @@ def flow(
     version: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: RetryDelays = 0,
     timeout_seconds: float | None = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: RetryCondition | None = None,
     on_completion: Sequence[Hook] | None = None,
     on_failure: Sequence[Hook] | None = None,
     on_crashed: Sequence[Hook] | None = None,
@@ -223,8 +234,10 @@ def flow(
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Turn a sync or async function into a Flow, with or without options.
 
-    The ``on_*`` hooks are lists of ``hook(flow, flow_run, state)`` functions
-    called once a run ends COMPLETED, FAILED, CRASHED or CANCELLED (``hooks.py``).
+    Retry options are ``headrace.retries``': a delay list or ``exponential_backoff``,
+    jitter, and a ``retry_condition_fn(exception) -> bool``. The ``on_*`` hooks are
+    lists of ``hook(flow, flow_run, state)`` functions called once a run ends
+    COMPLETED, FAILED, CRASHED or CANCELLED (``hooks.py``).
     """
 
     def decorate(function: Callable[P, R]) -> Flow[P, R]:
@@ -236,6 +249,8 @@ def flow(
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
             timeout_seconds=timeout_seconds,
+            retry_jitter_factor=retry_jitter_factor,
+            retry_condition_fn=retry_condition_fn,
             on_completion=on_completion,
             on_failure=on_failure,
             on_crashed=on_crashed,

@@ -16,6 +16,7 @@ from headrace.flow_runs import NewFlowRun
 from headrace.jsonvalues import find_unstorable
 from headrace.parameters import validate_with_schema
 from headrace.planning import PlannedRun
+from headrace.retries import delay_list
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -32,12 +33,18 @@ class _HasRunPolicy(Protocol):
     def retry_delay_seconds(self) -> float: ...
     @property
     def timeout_seconds(self) -> float | None: ...
+    @property
+    def retry_delays(self) -> list[float] | None: ...
+    @property
+    def retry_jitter_factor(self) -> float | None: ...
 
 
 class _RunPolicy(TypedDict):
     max_retries: int
     retry_delay_seconds: float
     timeout_seconds: float | None
+    retry_delays: list[float] | None
+    retry_jitter_factor: float | None
 
 
 def for_deployment(
@@ -126,4 +133,6 @@ def _policy(source: _HasRunPolicy) -> _RunPolicy:
         "max_retries": source.retries,
         "retry_delay_seconds": source.retry_delay_seconds,
         "timeout_seconds": source.timeout_seconds,
+        "retry_delays": delay_list(source.retry_delays or []),
+        "retry_jitter_factor": source.retry_jitter_factor,
     }

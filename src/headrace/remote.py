@@ -38,6 +38,7 @@ from headrace.notifications import Delivery
 from headrace.parameters import jsonable_parameters
 from headrace.settings import Settings
 from headrace.states import State, StateType
+from headrace.task_runs import TaskRun
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
@@ -221,6 +222,10 @@ class RemoteClient(HeadraceClient):
     async def read_notification_deliveries(self, flow_run_id: UUID) -> list[Delivery]:
         found = await self._request("GET", f"/flow_runs/{flow_run_id}/notifications")
         return [Delivery.model_validate(delivery) for delivery in found]
+
+    async def read_task_runs(self, flow_run_id: UUID) -> list[TaskRun]:
+        found = await self._request("GET", f"/flow_runs/{flow_run_id}/task_runs")
+        return [TaskRun.model_validate(task_run) for task_run in found]
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
         data = await self._request("POST", f"/flow_runs/{flow_run_id}/cancel")

@@ -12,11 +12,14 @@ def test_public_names_are_pinned() -> None:
             "Flow",
             "Notify",
             "Runner",
+            "Task",
+            "exponential_backoff",
             "flow",
             "get_client",
             "runtime",
             "serve",
             "submit_to_runner",
+            "task",
             "wait_for_submitted_runs",
         ]
     )

@@ -309,7 +309,8 @@ def deployment_detail(
     grid.add_row("Catch up", "yes" if deployment.catchup else "no")
     grid.add_row("Concurrency limit", str(deployment.concurrency_limit or "—"))
     grid.add_row("On shutdown", deployment.on_shutdown)
-    grid.add_row("Retries", f"{deployment.retries} (delay {deployment.retry_delay_seconds:g}s)")
+    delays = deployment.retry_delays or [deployment.retry_delay_seconds]
+    grid.add_row("Retries", f"{deployment.retries} (delay {', '.join(f'{d:g}s' for d in delays)})")
     grid.add_row("Timeout", format_duration(deployment.timeout_seconds))
     grid.add_row("Schema enforced", "yes" if deployment.enforce_parameter_schema else "no")
     grid.add_row("Updated", format_time(deployment.updated))

@@ -192,19 +192,25 @@ def runs_inspect(
     flow_run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a flow run: state history, parameters and result."""
+    """Show a flow run: state history, parameters, result and task runs."""
     from headrace.cli.output import run_detail
+    from headrace.cli.task_runs import task_runs_of, task_runs_table
 
     with reported_errors():
         run_id = _run_id(flow_run_id)
         settings = command_settings()
         found, history, names = with_client(settings, _run_with_history(run_id))
+        task_runs = with_client(settings, task_runs_of(run_id))
     if as_json:
         data = found.model_dump(mode="json")
         data["state_history"] = [s.model_dump(mode="json") for s in history]
+        data["task_runs"] = [t.model_dump(mode="json") for t in task_runs]
         echo_json(data)
     else:
         stdout().print(run_detail(found, history, names))
+        if task_runs:
+            stdout().print()
+            stdout().print(task_runs_table(task_runs))
 
 
 def _run_with_history(

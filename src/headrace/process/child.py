@@ -42,6 +42,8 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
+from headrace.process.taskruns import current_task_run, engine_for, flush_task_runs
+from headrace.retries import should_retry
 from headrace.runtime import FlowRunContext, enter_flow_run
 
 if TYPE_CHECKING:
@@ -78,7 +80,7 @@ class Reporter:
             self._connection.send(event)
 
     def log(self, level: int, message: str) -> None:
-        self.send(Log(level, storable(message), time.time()))
+        self.send(Log(level, storable(message), time.time(), current_task_run.get()))
 
 
 class _PipeHandler(logging.Handler):
@@ -216,6 +218,7 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
     flow: Any = None
     try:
         event, flow = _execute(job, reporter, stop_fd)
+        flush_task_runs()  # its task runs are stored before its end
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
     finally:
@@ -235,7 +238,7 @@ def _run_hooks(job: ChildJob, flow: Any, event: FinalEvent) -> None:
             kind = "on_completion"
         case Invalid():  # never retried: no attempt would validate
             kind = "on_failure"
-        case Failed() if job.last_attempt:
+        case Failed(retry=retry) if job.last_attempt or not retry:  # no retry follows
             kind = "on_failure"
         case _:
             return
@@ -288,6 +291,7 @@ def _execute(
         # The runner died, or means to stop this run, while it loaded: the body never starts.
         os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
+    engine_for(job, reporter.send, encode_result)
     try:
         result = flow.fn(**parameters)
         if inspect.isawaitable(result):
@@ -297,7 +301,10 @@ def _execute(
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = storable("".join(traceback.format_exception(exc)))
         print(text, file=sys.stderr, end="")
-        return Failed(storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}")), flow
+        retry, note = should_retry(getattr(flow, "retry_condition_fn", None), exc)
+        note = f" ({note})" if note else ""
+        message = f"Flow run raised {type(exc).__name__}: {exc}{note}\n{text}"
+        return Failed(storable(message), retry), flow
     return encode_result(result), flow
 
 

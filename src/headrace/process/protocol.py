@@ -38,6 +38,8 @@ class ChildJob:
     """What ``ps`` shows for the run's process (``headrace run flow/deployment run-name``)."""
     traceparent: str | None = None
     """The W3C trace context the run continues: its ``TRACEPARENT`` environment variable."""
+    task_cache: dict[str, Any] = field(default_factory=dict)
+    """Live task cache entries of the run's deployment (key -> JSON result), see ``TaskCached``."""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------
@@ -57,6 +59,8 @@ class Log(NamedTuple):
     level: int
     message: str
     timestamp: float
+    task_run_name: str | None = None
+    """The task run that wrote it, if a task did."""
 
 
 class Completed(NamedTuple):
@@ -72,6 +76,8 @@ class Failed(NamedTuple):
     """The body raised: a retry may help."""
 
     message: str
+    retry: bool = True
+    """The flow's ``retry_condition_fn`` allows a retry (True when it has none)."""
 
 
 class Invalid(NamedTuple):
@@ -89,7 +95,52 @@ class Crashed(NamedTuple):
 FinalEvent = Completed | Failed | Invalid | Crashed
 """How a run's process says its attempt ended: the last event it sends."""
 
-ChildEvent = Running | Log | FinalEvent
+
+# -- task runs ------------------------------------------------------------------
+
+
+class TaskRunUpdate(NamedTuple):
+    """A task run started, retries, or ended: its latest state (the runner keeps the last)."""
+
+    id: str
+    name: str
+    task_name: str
+    state_type: str
+    state_name: str
+    run_count: int
+    start_time: float | None
+    end_time: float | None
+    message: str | None = None
+    cache_key: str | None = None
+
+
+class TaskCached(NamedTuple):
+    """A task's result to keep under its cache key for the run's deployment.
+
+    The run's process never opens the database, so it cannot look a key up
+    there: the runner hands each job the deployment's live entries
+    (``ChildJob.task_cache``), and the process sends new ones back here.
+    """
+
+    key: str
+    result: Any
+    """The result as a JSON value."""
+    expires: float | None
+    """When it stops being reused (``time.time()``), or never (None)."""
+
+
+class TaskRunEvents(NamedTuple):
+    """Task run updates and cache entries, batched: one pipe write for many task calls.
+
+    Only the latest update of each task run in a batch is sent (started and ended
+    within one batch, a task run costs one update).
+    """
+
+    updates: list[TaskRunUpdate]
+    cached: list[TaskCached]
+
+
+ChildEvent = Running | Log | FinalEvent | TaskRunEvents
 
 
 # -- the fork server's wire format, over its Unix socket ------------------------

@@ -23,7 +23,13 @@ from headrace.exceptions import (
 )
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
-from headrace.process.protocol import ChildEvent, FinalEvent, Log, Running
+from headrace.process.protocol import (
+    ChildEvent,
+    FinalEvent,
+    Log,
+    Running,
+    TaskRunEvents,
+)
 from headrace.process.starter import ChildProcess, ProcessLost, ProcessStarter
 from headrace.runner.jobs import crashed, job_for
 from headrace.runner.journal import Entry, Journal
@@ -32,6 +38,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.task_events import TaskRunSink
 from headrace.runner.tracing import RunTrace, run_trace
 from headrace.states import State, StateType
 from headrace.store import AsyncStore
@@ -95,6 +102,7 @@ class Executor:
         self.on_ended: Callable[[FlowRun, FinalEvent | None], None] | None = None
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
+        self.task_runs = TaskRunSink(store)
 
     def launch(
         self,
@@ -212,6 +220,7 @@ class Executor:
         job = job_for(run, entrypoint, handle.journal_entry, title, handle.trace.traceparent)
         if job is None:
             return crashed("The flow run has no entrypoint to load")
+        job = await self.task_runs.job_with_cache(job, run)
         if handle.lease_lost:
             logger.warning("Not starting flow run %s: this runner lost its lease", run.name)
             return False
@@ -259,6 +268,8 @@ class Executor:
         self._flush_running(handle)  # before its logs; with none, RUNNING and the end share a batch
         self._logs.end_attempt(run.id, run.name, handle.log_fields)
         await self._logs.flush()
+        self.task_runs.end_attempt(run)
+        await self.task_runs.flush()  # before its end: a retry is handed what it cached
         entry = handle.journal_entry
         if handle.final_event is None and entry is not None and self._journal is not None:
             handle.final_event = self._journal.recorded(entry)  # recorded, but not reported
@@ -296,8 +307,12 @@ class Executor:
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:
         match event:
-            case Log(level, message, timestamp):
+            case Log(level, message, timestamp, task_run_name):
+                if task_run_name is not None:
+                    message = f"{task_run_name} | {message}"
                 self._add_log(handle, level, message, timestamp)
+            case TaskRunEvents():
+                self.task_runs.add(handle.run, event)
             case Running(started, pid):
                 handle.running_args = (datetime.fromtimestamp(started, UTC), pid)
                 handle.running_timer = asyncio.get_running_loop().call_later(

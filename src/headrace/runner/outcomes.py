@@ -14,6 +14,7 @@ from typing import Any
 
 from headrace.flow_runs import FlowRun
 from headrace.process.protocol import Completed, Crashed, Failed, FinalEvent, Invalid
+from headrace.retries import delay_before
 from headrace.states import State, StateType, utcnow
 
 STOPPED_WHY = "the runner shut down before it finished"
@@ -72,8 +73,8 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             return _decide_kill(run, reason, now)
         case Invalid(message), _:  # its parameters: every attempt would fail
             return Decision(State(type=StateType.FAILED, message=message))
-        case Failed(message), _:
-            return decide_failure(run, message, now)
+        case Failed(message, retry), _:
+            return decide_failure(run, message, now, retry=retry)
         case Crashed(message), _:
             return Decision(State(type=StateType.CRASHED, message=message))
         case None, None if report.exit_code is None:
@@ -104,17 +105,29 @@ def _decide_kill(run: FlowRun, reason: KillReason, now: datetime) -> Decision:
     raise AssertionError(f"no decision for {reason!r}")  # every reason has a case above
 
 
-def decide_failure(run: FlowRun, message: str, now: datetime) -> Decision:
-    """FAILED, unless attempts remain: then SCHEDULED again after the retry delay."""
-    if run.attempts_left > 0:
-        delay = run.retry_delay_seconds
+def decide_failure(run: FlowRun, message: str, now: datetime, *, retry: bool = True) -> Decision:
+    """FAILED, unless attempts remain and the run's process allows a retry (its flow's
+    ``retry_condition_fn``): then SCHEDULED again after this retry's delay.
+
+    The delay is the run's delay list entry for this retry (the last one repeated),
+    jittered by its ``retry_jitter_factor``; the state message says which attempt
+    failed, how long the retry waits and when it is due.
+    """
+    if retry and run.attempts_left > 0:
+        delays = run.retry_delays or [run.retry_delay_seconds]
+        delay = delay_before(run.run_count, delays, run.retry_jitter_factor)
+        due = now + timedelta(seconds=delay)
+        attempts = run.max_retries + 1
         return Decision(
             State(
                 type=StateType.SCHEDULED,
                 name="AwaitingRetry",
-                message=f"Attempt {run.run_count} failed, retrying in {delay:g} s: {message}",
+                message=(
+                    f"Attempt {run.run_count} of {attempts} failed, retrying in {delay:.3g} s "
+                    f"(at {due:%H:%M:%S} UTC): {message}"
+                ),
             ),
-            {"expected_start_time": now + timedelta(seconds=delay)},
+            {"expected_start_time": due},
         )
     return Decision(State(type=StateType.FAILED, message=message))
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound, StoreError
 from headrace.states import ACTIVE_STATES, StateType
 from headrace.store.connection import SQLBase
-from headrace.store.tables import deployments, flow_runs
+from headrace.store.tables import deployments, flow_runs, task_cache
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Maintenance(SQLBase):
             queued = of_it & (flow_runs.c.state_type == StateType.SCHEDULED.value)
             removed = conn.execute(flow_runs.delete().where(queued)).rowcount
             conn.execute(deployments.delete().where(deployments.c.id == deployment_id))
+            conn.execute(task_cache.delete().where(task_cache.c.scope == str(deployment_id)))
         logger.info("Deleted deployment %s and %d queued runs", deployment_id, removed)
         return int(removed)
 

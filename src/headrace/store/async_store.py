@@ -175,6 +175,11 @@ class AsyncStore:
     # -- webhook deliveries -------------------------------------------------
     record_delivery = _threaded(BACKGROUND, SQLStore.record_delivery)
     read_deliveries = _threaded(URGENT, SQLStore.read_deliveries)
+    # -- task runs ----------------------------------------------------------
+    write_task_runs = _threaded(BACKGROUND, SQLStore.write_task_runs)
+    read_task_runs = _threaded(URGENT, SQLStore.read_task_runs)
+    write_task_cache = _threaded(BACKGROUND, SQLStore.write_task_cache)
+    read_task_cache = _threaded(URGENT, SQLStore.read_task_cache)
 
     # -- runners ------------------------------------------------------------
     register_runner = _threaded(URGENT, SQLStore.register_runner)

@@ -121,7 +121,14 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "updated": now,
         # Only when there is one: inserts stay valid on a schema a test migrated down.
         **({"traceparent": new.traceparent} if new.traceparent else {}),
+        **_retry_policy(new),
     }
+
+
+def _retry_policy(new: NewFlowRun) -> dict[str, Any]:
+    """The retry delay list and jitter, when the run has them (most have neither)."""
+    policy = {"retry_delays": new.retry_delays, "retry_jitter_factor": new.retry_jitter_factor}
+    return {name: value for name, value in policy.items() if value is not None}
 
 
 def state_values(state: State) -> dict[str, Any]:

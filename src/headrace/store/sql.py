@@ -39,6 +39,7 @@ from headrace.store.rows import (
 )
 from headrace.store.runners import Runners
 from headrace.store.tables import deployments, flow_runs
+from headrace.store.task_runs import TaskRuns
 from headrace.store.transitions import StateChanges
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,19 @@ def _resumes_planning(before: DeploymentSpec, after: DeploymentSpec) -> bool:
 
 def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     """What each run planned for a deployment copies from it."""
-    return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
+    return (
+        spec.parameters,
+        spec.retries,
+        spec.retry_delay_seconds,
+        spec.timeout_seconds,
+        spec.retry_delays,
+        spec.retry_jitter_factor,
+    )
 
 
-class SQLStore(Claims, StateChanges, LogLines, Deliveries, Runners, Maintenance, RunListing):
+class SQLStore(
+    Claims, StateChanges, LogLines, Deliveries, Runners, Maintenance, TaskRuns, RunListing
+):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------

@@ -94,6 +94,8 @@ deployments = sa.Table(
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.Column("planning_since", UTCDateTime()),
     sa.Column("notify", JSON, nullable=False, server_default="[]"),
+    sa.Column("retry_delays", JSON),
+    sa.Column("retry_jitter_factor", sa.Float()),
     sa.UniqueConstraint("flow_name", "name"),
 )
 
@@ -128,6 +130,8 @@ flow_runs = sa.Table(
     sa.Column("traceparent", sa.String(55)),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.Column("retry_delays", JSON),
+    sa.Column("retry_jitter_factor", sa.Float()),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
     # "scheduled runs due before T, oldest first": a partial index of queued runs only.
     sa.Index(
@@ -230,3 +234,39 @@ notification_deliveries = sa.Table(
     sa.Index("ix_notification_deliveries_flow_run_id_id", "flow_run_id", "id"),
 )
 """Each attempt to deliver a run's webhook: what the receiver answered, or why nobody did."""
+
+task_runs = sa.Table(
+    "task_runs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column(
+        "flow_run_id",
+        sa.Uuid(),
+        sa.ForeignKey("flow_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", StorableString(), nullable=False),
+    sa.Column("task_name", StorableString(), nullable=False),
+    sa.Column("state_type", sa.String(16), nullable=False),
+    sa.Column("state_name", StorableString(), nullable=False),
+    sa.Column("state_message", StorableText()),
+    sa.Column("state_timestamp", UTCDateTime(), nullable=False),
+    sa.Column("run_count", sa.Integer(), nullable=False),
+    sa.Column("start_time", UTCDateTime()),
+    sa.Column("end_time", UTCDateTime()),
+    sa.Column("cache_key", StorableString()),
+    sa.Index("ix_task_runs_flow_run_id_start_time", "flow_run_id", "start_time"),
+)
+"""The task calls of each flow run, as their runs' processes reported them."""
+
+task_cache = sa.Table(
+    "task_cache",
+    metadata,
+    sa.Column("scope", StorableString(), primary_key=True),
+    sa.Column("key", StorableString(), primary_key=True),
+    sa.Column("result", JSON),
+    sa.Column("expires", UTCDateTime()),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Index("ix_task_cache_scope_created", "scope", "created"),
+)
+"""Task results kept under their cache keys, per deployment (``task_runs.cache_scope``)."""

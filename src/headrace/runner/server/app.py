@@ -45,6 +45,7 @@ from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.readiness import Readiness
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
+from headrace.runner.server.task_runs import add_task_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
     FlowRunRequest,
@@ -97,6 +98,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
+    add_task_run_routes(app)
     _add_error_handlers(app)
     _add_middleware(app, ctx)
     return app
