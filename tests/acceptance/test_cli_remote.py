@@ -88,7 +88,10 @@ def remote(env: dict[str, str], url: str, **more: str) -> dict[str, str | None]:
 async def ids_through_get_client(url: str) -> list[str]:
     async with get_client(Settings(api_url=url, api_key=KEY)) as client:
         assert isinstance(client, RemoteClient)
-        return [str(run.id) for run in await client.read_flow_runs()]
+        runs = await client.read_flow_runs()
+        assert await client.read_task_runs(runs[-1].id) == []  # `add` calls no task
+        assert await client.read_notification_deliveries(runs[-1].id) == []
+        return [str(run.id) for run in runs]
 
 
 def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: str) -> None:
