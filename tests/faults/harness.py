@@ -239,6 +239,10 @@ def bodies_ended(scene: Scene, at_least: int) -> Callable[[], bool]:
     return lambda: sum(m.kind == "end" for m in scene.markers()) >= at_least
 
 
+def bodies_started(scene: Scene, at_least: int) -> Callable[[], bool]:
+    return lambda: sum(m.kind == "start" for m in scene.markers()) >= at_least
+
+
 async def settle(
     scene: Scene, timeout: float = SETTLE_SECONDS
 ) -> tuple[dict[str, StoredRun], float]:
