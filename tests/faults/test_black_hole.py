@@ -46,7 +46,7 @@ async def test_a_black_holed_database_answers_503_in_time_and_the_runner_recover
         started.append(served)
         load = Load(scene, served, seconds=0.5)
         try:
-            firing = asyncio.create_task(load.fire(24, concurrency=4, over=2.0))
+            firing = asyncio.create_task(load.fire(16, concurrency=4, over=1.5))
             await wait_for(bodies_ended(scene, 4), "four bodies to end before the black hole")
             proxy.black_hole()
             holed = time.monotonic()

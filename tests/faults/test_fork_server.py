@@ -36,7 +36,7 @@ async def test_runs_of_a_killed_fork_server_run_again_and_the_runner_serves_on(
         started.append(served)
         load = Load(scene, served, seconds=0.5)
         try:
-            firing = asyncio.create_task(load.fire(30, concurrency=6, over=2.0))
+            firing = asyncio.create_task(load.fire(20, concurrency=6, over=1.5))
             await wait_for(bodies_ended(scene, 4), "four bodies to end before the kill")
             doomed = fork_server_of(served.pid)
             assert doomed is not None, "the runner has no fork server"

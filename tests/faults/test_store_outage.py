@@ -81,7 +81,7 @@ async def test_runs_end_once_after_postgresql_is_stopped_and_started_again(
         started.append(served)
         load = Load(scene, served, seconds=BODY_SECONDS[outage])
         try:
-            firing = asyncio.create_task(load.fire(8, concurrency=4, over=1.0))
+            firing = asyncio.create_task(load.fire(6, concurrency=4, over=0.5))
             await wait_for(bodies_started(scene, 4), "four bodies to start before the outage")
             in_flight = await asyncio.to_thread(active_runs, scene)
             await asyncio.to_thread(cluster.stop, "immediate")
