@@ -316,6 +316,14 @@ def moved_on(scene: Scene, orphans: Mapping[str, tuple[str, int]]) -> Callable[[
     return check
 
 
+def in_flight_at(markers: Sequence[Marker], at: float) -> set[str]:
+    """Runs one of whose bodies had started and not yet written its last marker at ``at``."""
+    spans: dict[tuple[str, int], list[float]] = {}
+    for marker in markers:
+        spans.setdefault((marker.run, marker.pid), []).append(marker.at)
+    return {run for (run, _), times in spans.items() if min(times) < at < max(times)}
+
+
 def children(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

@@ -16,6 +16,7 @@ from tests.faults.harness import (
     Scene,
     bodies_ended,
     ended_at_exit,
+    in_flight_at,
     settle,
     start_serving,
     summary,
@@ -49,7 +50,7 @@ async def test_a_black_holed_database_answers_503_in_time_and_the_runner_recover
             firing = asyncio.create_task(load.fire(16, concurrency=4, over=1.5))
             await wait_for(bodies_ended(scene, 4), "four bodies to end before the black hole")
             proxy.black_hole()
-            holed = time.monotonic()
+            holed, holed_at = time.monotonic(), time.time()
             red = await wait_for(lambda: ready_is(served.url, 503), "/ready to turn 503")
             during = [await load.trigger() for _ in range(3)]
             await asyncio.sleep(max(0.0, HOLE_SECONDS - (time.monotonic() - holed)))
@@ -62,11 +63,13 @@ async def test_a_black_holed_database_answers_503_in_time_and_the_runner_recover
             await load.close()
         markers = scene.markers()
         refused = [r for r in load.requests if r.status == 503]
+        in_flight = in_flight_at(markers, holed_at)
         summary(
             "black-hole postgresql",
             load.requests,
             runs,
             hole_s=HOLE_SECONDS,
+            in_flight=len(in_flight),
             refused_503=len(refused),
             slowest_503_s=max(r.seconds for r in refused),
             ready_503_after_s=red,
@@ -75,4 +78,5 @@ async def test_a_black_holed_database_answers_503_in_time_and_the_runner_recover
     assert_nothing_lost(load.requests, runs, markers)
     assert_within(load.requests, TRIGGER_BOUND_SECONDS)
     assert [r.status for r in during] == [503] * 3, during
+    assert in_flight, "the black hole caught no run in flight"
     assert all(r.status == 201 for r in after), after

@@ -63,7 +63,7 @@ async def test_every_accepted_run_ends_once_after_its_runner_is_killed_and_resta
             runs,
             orphans=len(orphans),
             restart_ready_s=ready,
-            takeover_after_restart_s=taken_over,
+            takeover_after_ready_s=taken_over - ready,
             all_ended_after_kill_s=all_ended,
         )
     assert_nothing_lost(load.requests, runs, markers)

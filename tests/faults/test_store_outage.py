@@ -22,10 +22,9 @@ from tests.faults.harness import (
     Load,
     Scene,
     Served,
-    active_runs,
-    bodies_ended,
     bodies_started,
     ended_at_exit,
+    in_flight_at,
     settle,
     start_serving,
     summary,
@@ -42,7 +41,7 @@ OUTAGES = {
 }
 """Shorter than two thirds of the heartbeat timeout, outcomes wait in the runner; longer,
 the runner gives its runs up (kills them) and resolves them once the store is back."""
-BODY_SECONDS = {"short": 0.5, "past-the-lease": HEARTBEAT_TIMEOUT_SECONDS}
+BODY_SECONDS = {"short": 1.0, "past-the-lease": HEARTBEAT_TIMEOUT_SECONDS}
 """Past the lease, bodies outlast it: the runner kills them, and they run again or crash."""
 TMPFS_BYTES = 16 * 1024 * 1024
 FULL_SECONDS = 9.0
@@ -83,7 +82,7 @@ async def test_runs_end_once_after_postgresql_is_stopped_and_started_again(
         try:
             firing = asyncio.create_task(load.fire(6, concurrency=4, over=0.5))
             await wait_for(bodies_started(scene, 4), "four bodies to start before the outage")
-            in_flight = await asyncio.to_thread(active_runs, scene)
+            stopped_at = time.time()
             await asyncio.to_thread(cluster.stop, "immediate")
             await firing
             during, back, after = await during_and_after(
@@ -93,6 +92,7 @@ async def test_runs_end_once_after_postgresql_is_stopped_and_started_again(
         finally:
             await load.close()
         markers = scene.markers()
+        in_flight = in_flight_at(markers, stopped_at)
         summary(
             f"postgresql-stopped {outage}",
             load.requests,
@@ -144,11 +144,11 @@ async def test_runs_end_once_after_the_sqlite_disk_was_full(tmp_path: Path) -> N
         scene = Scene(tmp_path, f"sqlite:///{disk / 'headrace.db'}")
         served = start_serving(scene)
         started.append(served)
-        load = Load(scene, served, seconds=0.5)
+        load = Load(scene, served, seconds=1.0)
         try:
-            firing = asyncio.create_task(load.fire(24, concurrency=4, over=1.5))
-            await wait_for(bodies_ended(scene, 4), "four bodies to end before the disk fills")
-            in_flight = await asyncio.to_thread(active_runs, scene)
+            firing = asyncio.create_task(load.fire(12, concurrency=4, over=1.0))
+            await wait_for(bodies_started(scene, 4), "four bodies to start before the disk fills")
+            filled_at = time.time()
             filler = await asyncio.to_thread(fill, disk)
             await firing
             seconds = FULL_SECONDS
@@ -157,6 +157,7 @@ async def test_runs_end_once_after_the_sqlite_disk_was_full(tmp_path: Path) -> N
         finally:
             await load.close()
         markers = scene.markers()
+        in_flight = in_flight_at(markers, filled_at)
         summary(
             "sqlite-disk-full",
             load.requests,
