@@ -239,6 +239,18 @@ def bodies_ended(scene: Scene, at_least: int) -> Callable[[], bool]:
     return lambda: sum(m.kind == "end" for m in scene.markers()) >= at_least
 
 
+def bodies_running(scene: Scene, at_least: int) -> Callable[[], bool]:
+    """Whether ``at_least`` bodies have started and not ended: what a fault now catches."""
+
+    def check() -> bool:
+        markers = scene.markers()
+        ended = {(m.run, m.pid) for m in markers if m.kind == "end"}
+        started = {(m.run, m.pid) for m in markers if m.kind == "start"}
+        return len(started - ended) >= at_least
+
+    return check
+
+
 def bodies_started(scene: Scene, at_least: int) -> Callable[[], bool]:
     return lambda: sum(m.kind == "start" for m in scene.markers()) >= at_least
 

@@ -15,6 +15,7 @@ from tests.faults.harness import (
     Load,
     Scene,
     bodies_ended,
+    bodies_running,
     ended_at_exit,
     in_flight_at,
     settle,
@@ -48,7 +49,8 @@ async def test_a_black_holed_database_answers_503_in_time_and_the_runner_recover
         load = Load(scene, served, seconds=0.5)
         try:
             firing = asyncio.create_task(load.fire(16, concurrency=4, over=1.5))
-            await wait_for(bodies_ended(scene, 4), "four bodies to end before the black hole")
+            await wait_for(bodies_ended(scene, 2), "two bodies to end before the black hole")
+            await wait_for(bodies_running(scene, 2), "two bodies to run at the black hole")
             proxy.black_hole()
             holed, holed_at = time.monotonic(), time.time()
             red = await wait_for(lambda: ready_is(served.url, 503), "/ready to turn 503")
