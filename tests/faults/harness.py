@@ -239,14 +239,17 @@ def bodies_ended(scene: Scene, at_least: int) -> Callable[[], bool]:
     return lambda: sum(m.kind == "end" for m in scene.markers()) >= at_least
 
 
-def bodies_running(scene: Scene, at_least: int) -> Callable[[], bool]:
-    """Whether ``at_least`` bodies have started and not ended: what a fault now catches."""
+def bodies_running(scene: Scene, at_least: int, of_each_flow: bool = False) -> Callable[[], bool]:
+    """Whether ``at_least`` bodies have started and not ended (``of_each_flow``: of both
+    marked flows, with retries and without): what a fault now catches."""
 
     def check() -> bool:
         markers = scene.markers()
         ended = {(m.run, m.pid) for m in markers if m.kind == "end"}
-        started = {(m.run, m.pid) for m in markers if m.kind == "start"}
-        return len(started - ended) >= at_least
+        running = [m for m in markers if m.kind == "start" and (m.run, m.pid) not in ended]
+        if of_each_flow and len({m.flow for m in running}) < 2:
+            return False
+        return len(running) >= at_least
 
     return check
 

@@ -15,6 +15,7 @@ from tests.faults.harness import (
     Load,
     Scene,
     bodies_ended,
+    bodies_running,
     ended_at_exit,
     fork_server_of,
     settle,
@@ -38,7 +39,8 @@ async def test_runs_of_a_killed_fork_server_run_again_and_the_runner_serves_on(
         load = Load(scene, served, seconds=0.5)
         try:
             firing = asyncio.create_task(load.fire(20, concurrency=6, over=1.5))
-            await wait_for(bodies_ended(scene, 4), "four bodies to end before the kill")
+            await wait_for(bodies_ended(scene, 2), "two bodies to end before the kill")
+            await wait_for(bodies_running(scene, 2, of_each_flow=True), "both flows to run")
             doomed = fork_server_of(served.pid)
             assert doomed is not None, "the runner has no fork server"
             os.kill(doomed, signal.SIGKILL)

@@ -16,6 +16,7 @@ from tests.faults.harness import (
     Scene,
     active_runs,
     bodies_ended,
+    bodies_running,
     ended_at_exit,
     moved_on,
     settle,
@@ -38,7 +39,8 @@ async def test_every_accepted_run_ends_once_after_its_runner_is_killed_and_resta
         load = Load(scene, first)
         try:
             firing = asyncio.create_task(load.fire(60, concurrency=8, over=3.0))
-            await wait_for(bodies_ended(scene, 6), "six bodies to end before the kill")
+            await wait_for(bodies_ended(scene, 4), "four bodies to end before the kill")
+            await wait_for(bodies_running(scene, 2, of_each_flow=True), "both flows to run")
             # Triggers, runs and endings in flight. Left unreaped (a zombie) until the end,
             # as under a parent that has not waited for it yet: dead all the same.
             os.kill(first.pid, signal.SIGKILL)
