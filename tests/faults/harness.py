@@ -150,7 +150,7 @@ def start_serving(
 
 
 def end(served: Served) -> None:
-    """Kill what is left of a serve process and of all it started in its session."""
+    """Kill what is left of a serve process and of all it started in its process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(served.pid, signal.SIGKILL)
     served.process.wait(timeout=30)
