@@ -1,6 +1,6 @@
 """headrace's benchmark: a real `headrace serve` on 127.0.0.1, driven over HTTP.
 
-    python bench/run.py [--database-url URL] [--quick] [--json-out F]
+    python bench/run.py [--database-url URL] [--quick] [--only m2] [--json-out F]
 
 Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
 Floors measured in the same run (floors.py) end the table: each metric's median
@@ -269,6 +269,25 @@ async def run_http_metrics(options: Options, results: Results, work: Path) -> No
         await _run_refusal_metrics(url, options, results, work)
 
 
+async def run_m2_metrics(options: Options, results: Results, work: Path) -> None:
+    """M2 alone, accepted then refused: the two rates side by side, in a minute or so."""
+    from scale import fresh_database
+
+    with fresh_database(options.database_url, work, "http") as url:
+        server = Server(work / "home", url, options.limit)
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                await server.wait_ready(client)
+                bench = Bench(server, client, options.sizes, work)
+                await bench.find_deployment()
+                with client_placed(server, options.client_cpu, results):
+                    await bench.m2_throughput(results)
+        finally:
+            server.stop()
+    with fresh_database(options.database_url, work, "refusals") as url:
+        await _run_refusal_metrics(url, options, results, work)
+
+
 async def _run_refusal_metrics(
     database_url: str, options: Options, results: Results, work: Path
 ) -> None:
@@ -351,6 +370,12 @@ def main() -> None:
         default="runner",
         help="where the load generator runs: on the runner's CPU (default) or anywhere",
     )
+    parser.add_argument(
+        "--only",
+        choices=["all", "m2"],
+        default="all",
+        help="m2: only M2's accepted and refused (429) rates, without the other metrics",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
     options = Options(args.database_url, sizes, args.limit, args.client_cpu)
@@ -358,12 +383,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
     print(f"headrace benchmark on {results.database} ({'quick' if args.quick else 'full'})")
     try:
-        results.add("import headrace", **import_time())
-        results.add(FORK, **fork_floor(sizes.floors))
-        asyncio.run(run_http_metrics(options, results, work))
-        from scale import run_scale_metrics
+        if args.only == "m2":
+            asyncio.run(run_m2_metrics(options, results, work))
+        else:
+            results.add("import headrace", **import_time())
+            results.add(FORK, **fork_floor(sizes.floors))
+            asyncio.run(run_http_metrics(options, results, work))
+            from scale import run_scale_metrics
 
-        asyncio.run(run_scale_metrics(args.database_url, sizes, results, work))
+            asyncio.run(run_scale_metrics(args.database_url, sizes, results, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     add_ratios(results)

@@ -27,13 +27,18 @@ logger = logging.getLogger(__name__)
 
 def pid_alive(pid: int, started: datetime | None = None) -> bool:
     """Whether the process ``pid`` on this host exists and is not a newer one reusing
-    the pid of a process ``started`` then (a dead runner must never look alive)."""
+    the pid of a process ``started`` then (a dead runner must never look alive).
+
+    A zombie is dead: a runner killed under a parent that has not waited for it yet
+    (a supervisor, a container's first process that reaps nothing) keeps its pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
+    if _zombie(pid):
+        return False
     if started is None:
         return True
     began = process_start(pid)
@@ -42,6 +47,14 @@ def pid_alive(pid: int, started: datetime | None = None) -> bool:
 
 PID_START_TOLERANCE = timedelta(seconds=5)
 """A runner records its start a moment after its process starts; allow for clock ticks too."""
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc, or it ended just now: the start time check decides
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def process_start(pid: int) -> datetime | None:

@@ -9,7 +9,10 @@ everything this process does; what other processes do (their triggers, their
 claims, scheduled runs falling due) is picked up by a fresh count, taken at
 most every ``MAX_ESTIMATE_AGE_SECONDS`` by whichever trigger finds the estimate
 stale. A trigger that would take one of the last ``margin`` places counts
-exactly before accepting; a full backlog is refused from memory.
+exactly before accepting; a full backlog is refused from memory. Triggers that
+waited for a count that failed (a silent database) fail with it, rather than
+each counting again in turn: a request waits for the store once, not once per
+trigger ahead of it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import asyncio
 import math
 import time
 from typing import TYPE_CHECKING
+
+from headrace.exceptions import StoreError
 
 if TYPE_CHECKING:
     from headrace.runner.runner import Runner
@@ -42,6 +47,9 @@ class Backlog:
         """The runner's claim total when last looked at."""
         self._counted_at = -math.inf
         self._counting = asyncio.Lock()
+        self._counts = 0
+        """Counts begun, so a waiting trigger knows whether one ran while it waited."""
+        self._count_failed: StoreError | None = None
 
     def estimate(self) -> int:
         """The last count, plus the runs queued here since, minus those claimed since."""
@@ -53,10 +61,13 @@ class Backlog:
         below the limit or at it; otherwise counted (one count at a time)."""
         if self._trusted():
             return self.estimate()
-        seen = self._counted_at
+        seen, counts = self._counted_at, self._counts
         async with self._counting:
             if self._counted_at != seen:  # another trigger counted while this one waited
                 return self.estimate()
+            failed = self._count_failed
+            if self._counts != counts and failed is not None:
+                raise type(failed)(str(failed))  # so would this one's, a timeout later
             return await self._count()
 
     def _fresh(self) -> bool:
@@ -75,9 +86,15 @@ class Backlog:
     async def _count(self) -> int:
         runner = self._runner
         queued_before = self._queued_since
-        counted = await runner.store.count_queued_runs(
-            runner.deployment_ids, runner.record.id, cap=self.limit
-        )
+        self._counts += 1
+        try:
+            counted = await runner.store.count_queued_runs(
+                runner.deployment_ids, runner.record.id, cap=self.limit
+            )
+        except StoreError as exc:
+            self._count_failed = exc
+            raise
+        self._count_failed = None
         # Runs queued or claimed while counting may or may not be in the count: they are
         # taken as not, which errs toward a full backlog rather than past the limit.
         self._counted, self._queued_since = counted, self._queued_since - queued_before
