@@ -26,6 +26,7 @@ from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
 from headrace.store.claims import Claims
+from headrace.store.dashboard import DashboardReads
 from headrace.store.logs import LogLines
 from headrace.store.records import MAX_PAGE
 from headrace.store.rows import (
@@ -59,7 +60,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
+class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance, DashboardReads):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------

@@ -50,6 +50,8 @@ from headrace.runner.server.triggers import (
     deployment_endpoint,
     flow_endpoint,
 )
+from headrace.runner.server.ui import Dashboard, add_dashboard
+from headrace.runner.server.ui.live import LiveRuns
 from headrace.states import utcnow
 from headrace.store import bounded_waits
 
@@ -96,6 +98,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
+    add_dashboard(app, _dashboard(runner, ctx))
     _add_error_handlers(app)
     app.add_middleware(BoundedStoreWaits)
     metrics = runner.metrics
@@ -110,6 +113,18 @@ async def build_server(runner: Runner) -> FastAPI:
         allowed_origins=allowed_origins(settings),
     )
     return app
+
+
+def _dashboard(runner: Runner, ctx: ServerContext) -> Dashboard:
+    """The dashboard over the runner's database; the runner's flows check its run forms."""
+    return Dashboard(
+        store=runner.store,
+        settings=runner.settings,
+        live=LiveRuns(runner.store),
+        flows=dict(runner.flows),
+        local_runner=lambda: (runner.record.id, runner.running_count, runner.limit),
+        closing=lambda: ctx.closing,
+    )
 
 
 def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:

@@ -1,0 +1,53 @@
+"""Schedules in words: ``every day at 02:00 Europe/Berlin`` rather than ``0 2 * * *``.
+
+Common cron shapes are put in words; any other expression is shown as written.
+"""
+
+from __future__ import annotations
+
+from headrace.runner.server.ui.formatting import duration
+from headrace.schedules import CronSchedule, DeploymentSchedule, IntervalSchedule
+
+DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+def describe(item: DeploymentSchedule) -> str:
+    schedule = item.schedule
+    if isinstance(schedule, CronSchedule):
+        text = cron_words(schedule.cron)
+    elif isinstance(schedule, IntervalSchedule):
+        seconds = schedule.interval.total_seconds()
+        text = f"every {duration(seconds).replace('.0 s', ' s')}"
+    else:
+        text = f"on rule {schedule.rrule}"
+    text = f"{text} {schedule.timezone}"
+    if not item.active:
+        text += " (inactive)"
+    return text
+
+
+def cron_words(cron: str) -> str:
+    fields = cron.split()
+    if len(fields) != 5:
+        return f"cron {cron}"
+    minute, hour, dom, month, dow = fields
+    if month != "*" or dom != "*":
+        return f"cron {cron}"
+    if minute.startswith("*/") and hour == "*" and dow == "*":
+        return f"every {minute[2:]} minutes"
+    if minute == "*" and hour == "*" and dow == "*":
+        return "every minute"
+    if not minute.isdigit():
+        return f"cron {cron}"
+    if hour == "*" and dow == "*":
+        return f"every hour at :{int(minute):02d}"
+    if not hour.isdigit():
+        return f"cron {cron}"
+    at = f"{int(hour):02d}:{int(minute):02d}"
+    if dow == "*":
+        return f"every day at {at}"
+    if dow in ("1-5", "MON-FRI", "mon-fri"):
+        return f"every weekday at {at}"
+    if dow.isdigit() and int(dow) < 7:
+        return f"every {DAYS[int(dow)]} at {at}"
+    return f"cron {cron}"
