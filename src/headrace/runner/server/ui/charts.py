@@ -16,8 +16,8 @@ from headrace.states import StateType
 
 HOURS = 24
 FINAL_ORDER = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
-WIDTH = 720
-HEIGHT = 180
+WIDTH = 960
+HEIGHT = 200
 PAD_LEFT = 36
 PAD_BOTTOM = 22
 PAD_TOP = 8
@@ -104,7 +104,7 @@ def duration_dots(points: Sequence[DurationPoint]) -> Markup:
 def _open(title: str) -> str:
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="none"><title>{escape(title)}</title>'
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
     )
 
 

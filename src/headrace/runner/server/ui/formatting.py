@@ -68,6 +68,12 @@ def preview(value: Any) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
+def first_line(text: str | None) -> str:
+    """A message's first line: a failure's error, without its traceback."""
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def state_class(state_type: Any) -> str:
     return f"s-{str(getattr(state_type, 'value', state_type)).lower()}"
 
@@ -81,4 +87,5 @@ FILTERS = {
     "pretty_json": pretty_json,
     "preview": preview,
     "state_class": state_class,
+    "first_line": first_line,
 }
