@@ -190,6 +190,8 @@ class AsyncStore:
     read_latest_runs = _threaded(URGENT, SQLStore.read_latest_runs)
     read_next_run_times = _threaded(URGENT, SQLStore.read_next_run_times)
     read_run_page = _threaded(URGENT, SQLStore.read_run_page)
+    read_deployment_page = _threaded(URGENT, SQLStore.read_deployment_page)
+    read_deployment_names = _threaded(URGENT, SQLStore.read_deployment_names)
     read_child_runs = _threaded(URGENT, SQLStore.read_child_runs)
     last_run_change = _threaded(URGENT, SQLStore.last_run_change)
 

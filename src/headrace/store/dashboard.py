@@ -10,18 +10,34 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from headrace.flow_runs import FlowRun
-from headrace.states import ACTIVE_STATES, TERMINAL_STATES, StateType
+from headrace.states import TERMINAL_STATES, StateType
 from headrace.store.connection import SQLBase
 from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import flow_run_from_row
-from headrace.store.tables import deployments, flow_runs, runner_deployments, runners
+from headrace.store.tables import ACTIVE, deployments, flow_runs, runner_deployments, runners
 
 FAILED = (StateType.FAILED.value, StateType.CRASHED.value)
+# Written out, not bound: SQLite uses a partial index only for a condition it can match
+# to the index's own, as written.
+IS_ACTIVE = sa.text(f"flow_runs.state_type IN {ACTIVE}")
+IS_QUEUED = sa.text("flow_runs.state_type = 'SCHEDULED'")
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """What a list of deployments shows, read without validating each deployment whole."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    paused: bool
+    schedules: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,7 @@ class DashboardReads(SQLBase):
         """Runs each runner holds now (PENDING, RUNNING or CANCELLING)."""
         query = (
             sa.select(flow_runs.c.runner_id, sa.func.count())
-            .where(flow_runs.c.state_type.in_([s.value for s in ACTIVE_STATES]))
+            .where(IS_ACTIVE)
             .group_by(flow_runs.c.runner_id)
         )
         with self._read() as conn:
@@ -82,9 +98,11 @@ class DashboardReads(SQLBase):
                 found.setdefault(runner_id, []).append(deployment_id)
         return found
 
-    def count_ended_by_hour(self, since: datetime) -> list[tuple[str, StateType, int]]:
-        """``("2026-12-07 09", COMPLETED, 12)``: runs ended since ``since``, per UTC hour
-        and final state."""
+    def count_ended_by_hour(
+        self, since: datetime, until: datetime | None = None
+    ) -> list[tuple[str, StateType, int]]:
+        """``("2026-12-07 09", COMPLETED, 12)``: runs ended since ``since`` (and before
+        ``until``), per UTC hour and final state."""
         end = flow_runs.c.end_time
         if self.is_sqlite:
             hour = sa.func.strftime("%Y-%m-%d %H", end)
@@ -95,6 +113,8 @@ class DashboardReads(SQLBase):
             .where((end >= since) & flow_runs.c.state_type.in_([s.value for s in TERMINAL_STATES]))
             .group_by(hour, flow_runs.c.state_type)
         )
+        if until is not None:
+            query = query.where(end < until)
         with self._read() as conn:
             return [(str(h), StateType(s), int(n)) for h, s, n in conn.execute(query)]
 
@@ -112,7 +132,7 @@ class DashboardReads(SQLBase):
         """Queued runs, soonest first (the queue's own index)."""
         query = (
             flow_runs.select()
-            .where(flow_runs.c.state_type == StateType.SCHEDULED.value)
+            .where(IS_QUEUED)
             .order_by(flow_runs.c.expected_start_time)
             .limit(min(limit, MAX_PAGE))
         )
@@ -139,19 +159,41 @@ class DashboardReads(SQLBase):
                 found[run.deployment_id] = run
         return found
 
-    def read_next_run_times(self) -> dict[UUID, datetime]:
-        """Each deployment's soonest queued run's due time."""
+    def read_next_run_times(self, deployment_ids: Collection[UUID]) -> dict[UUID, datetime]:
+        """Each of these deployments' soonest queued run's due time."""
+        if not deployment_ids:
+            return {}
         query = (
             sa.select(flow_runs.c.deployment_id, sa.func.min(flow_runs.c.expected_start_time))
-            .where(
-                (flow_runs.c.state_type == StateType.SCHEDULED.value)
-                & flow_runs.c.deployment_id.is_not(None)
-            )
+            .where(sa.and_(IS_QUEUED, flow_runs.c.deployment_id.in_(list(deployment_ids))))
             .group_by(flow_runs.c.deployment_id)
         )
         with self._read() as conn:
             rows = conn.execute(query).all()
         return {d: _aware(t) for d, t in rows if t is not None}
+
+    def read_deployment_page(self, limit: int = 100, offset: int = 0) -> list[DeploymentSummary]:
+        """Deployments by flow name and name (the unique index's order)."""
+        c = deployments.c
+        query = (
+            sa.select(c.id, c.name, c.flow_name, c.paused, c.schedules)
+            .order_by(c.flow_name, c.name)
+            .limit(min(max(limit, 0), MAX_PAGE))
+            .offset(max(offset, 0))
+        )
+        with self._read() as conn:
+            return [DeploymentSummary(*row) for row in conn.execute(query)]
+
+    def read_deployment_names(self, ids: Collection[UUID] | None = None) -> dict[UUID, str]:
+        """``flow/name`` of these deployments (or of every one, by name)."""
+        c = deployments.c
+        query = sa.select(c.id, c.flow_name, c.name).order_by(c.flow_name, c.name)
+        if ids is not None:
+            if not ids:
+                return {}
+            query = query.where(c.id.in_(list(ids)))
+        with self._read() as conn:
+            return {d: f"{flow}/{name}" for d, flow, name in conn.execute(query.limit(MAX_PAGE))}
 
     def read_run_page(self, where: RunFilter, limit: int = 50, offset: int = 0) -> list[FlowRun]:
         """Runs matching ``where``, newest first."""

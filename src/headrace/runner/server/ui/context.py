@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from headrace.runner.server.ui import formatting
+from headrace.runner.server.ui.hourly import HourlyCounts
 from headrace.runner.server.ui.live import LiveRuns
 from headrace.settings import Settings
 from headrace.store import AsyncStore
@@ -46,6 +47,7 @@ class Dashboard:
     """(runner id, running, limit) of the runner in this process, if any."""
     closing: Callable[[], bool] = lambda: False
     templates: jinja2.Environment = field(default_factory=environment)
+    hourly: HourlyCounts = field(default_factory=HourlyCounts)
 
     def render(self, name: str, **values: Any) -> str:
         return self.templates.get_template(name).render(**values)

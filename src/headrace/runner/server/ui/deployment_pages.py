@@ -8,9 +8,11 @@ the deployment): the same errors, shown next to their fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,18 +24,20 @@ from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.forms import Field, build_fields, place_errors, read_form, refill
 from headrace.runner.server.ui.http import Dash, back_to, page, wants_fragment
 from headrace.runner.server.ui.http import read_form as read_body
-from headrace.runner.server.ui.schedule_words import describe
+from headrace.runner.server.ui.schedule_words import describe, describe_stored
 from headrace.states import utcnow
-from headrace.store.dashboard import RunFilter
+from headrace.store.dashboard import DeploymentSummary, RunFilter
 from headrace.store.records import RunnerRecord
 
 RECENT_RUNS = 20
+DEPLOYMENTS_PER_PAGE = 100
+MAX_PAGE_NUMBER = 1000
 CHART_RUNS = 200
 
 
 @dataclass
 class DeploymentRow:
-    deployment: Deployment
+    deployment: DeploymentSummary
     schedules: list[str]
     runners: list[RunnerRecord]
     next_time: object
@@ -41,37 +45,55 @@ class DeploymentRow:
 
 
 async def _serving(dash: Dashboard, ids: list[UUID]) -> dict[UUID, list[RunnerRecord]]:
-    from datetime import timedelta
-
+    """The live runners serving each of these deployments (runners are few: read them all)."""
     timeout = timedelta(seconds=dash.settings.runner_heartbeat_timeout_seconds)
     now = utcnow()
+    wanted = set(ids)
+    served = await dash.store.read_served_deployment_ids()
     found: dict[UUID, list[RunnerRecord]] = {}
-    for deployment_id, runner in await dash.store.read_serving_runners(ids):
-        if runner.presumed_alive(now, timeout):
-            found.setdefault(deployment_id, []).append(runner)
+    for runner in await dash.store.read_runners():
+        if not runner.presumed_alive(now, timeout):
+            continue
+        for deployment_id in served.get(runner.id, ()):
+            if deployment_id in wanted:
+                found.setdefault(deployment_id, []).append(runner)
     return found
 
 
-async def deployments_page(request: Request, dash: Dash) -> Response:
-    """Every deployment: flow, schedule in words, next and last run, paused, its runners."""
+async def deployments_page(
+    request: Request,
+    dash: Dash,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE_NUMBER)] = 1,
+) -> Response:
+    """Deployments by name: flow, schedule in words, next and last run, paused, runners."""
     store = dash.store
-    deployments = sorted(await store.read_deployments(), key=lambda d: (d.flow_name, d.name))
+    offset = (page_number - 1) * DEPLOYMENTS_PER_PAGE
+    deployments = await store.read_deployment_page(DEPLOYMENTS_PER_PAGE + 1, offset)
+    has_next = len(deployments) > DEPLOYMENTS_PER_PAGE
+    deployments = deployments[:DEPLOYMENTS_PER_PAGE]
     ids = [d.id for d in deployments]
     latest = await store.read_latest_runs(ids)
-    upcoming = await store.read_next_run_times()
+    upcoming = await store.read_next_run_times(ids)
     serving = await _serving(dash, ids)
     rows = [
         DeploymentRow(
             deployment=d,
-            schedules=[describe(s) for s in d.schedules],
+            schedules=[describe_stored(s) for s in d.schedules],
             runners=serving.get(d.id, []),
             next_time=upcoming.get(d.id),
             last_run=latest.get(d.id),
         )
         for d in deployments
     ]
+    values = {
+        "rows": rows,
+        "page_number": page_number,
+        "live_url": f"/ui/deployments?page={page_number}",
+        "prev_url": f"/ui/deployments?page={page_number - 1}" if page_number > 1 else None,
+        "next_url": f"/ui/deployments?page={page_number + 1}" if has_next else None,
+    }
     template = "deployments_live.html" if wants_fragment(request) else "deployments.html"
-    return page(dash.render(template, nav="deployments", rows=rows))
+    return page(dash.render(template, nav="deployments", **values))
 
 
 async def deployment_page(request: Request, dash: Dash, deployment_id: UUID) -> Response:

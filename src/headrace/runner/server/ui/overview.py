@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headrace.flow_runs import FlowRun
-from headrace.runner.server.ui.charts import HOURS, hourly_bars
+from headrace.runner.server.ui.charts import hourly_bars
 from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.http import Dash, page, wants_fragment
 from headrace.states import StateType, utcnow
@@ -67,17 +67,14 @@ async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
 
 async def deployment_names(dash: Dashboard, runs: list[FlowRun]) -> dict[UUID, str]:
     ids = {run.deployment_id for run in runs if run.deployment_id is not None}
-    if not ids:
-        return {}
-    return {d.id: f"{d.flow_name}/{d.name}" for d in await dash.store.read_deployments(ids)}
+    return await dash.store.read_deployment_names(ids) if ids else {}
 
 
 async def overview(request: Request, dash: Dash) -> Response:
     """Runners' health, runs ended per hour, recent failures, the next scheduled runs."""
     store = dash.store
     now = utcnow()
-    since = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
-    counts = {(hour, state): n for hour, state, n in await store.count_ended_by_hour(since)}
+    counts = await dash.hourly.read(store, now)
     failures = await store.read_recent_failures(LISTED)
     upcoming = await store.read_next_scheduled(LISTED)
     values = {

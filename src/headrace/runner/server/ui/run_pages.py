@@ -78,9 +78,7 @@ async def runs_page(
     }
     if wants_fragment(request):
         return page(dash.render("runs_live.html", **values))
-    values["deployments"] = sorted(
-        await dash.store.read_deployments(), key=lambda d: (d.flow_name, d.name)
-    )
+    values["deployments"] = await dash.store.read_deployment_names()
     values["states"] = list(StateType)
     return page(dash.render("runs.html", nav="runs", **values))
 

@@ -5,6 +5,8 @@ Common cron shapes are put in words; any other expression is shown as written.
 
 from __future__ import annotations
 
+from typing import Any
+
 from headrace.runner.server.ui.formatting import duration
 from headrace.schedules import CronSchedule, DeploymentSchedule, IntervalSchedule
 
@@ -22,6 +24,21 @@ def describe(item: DeploymentSchedule) -> str:
         text = f"on rule {schedule.rrule}"
     text = f"{text} {schedule.timezone}"
     if not item.active:
+        text += " (inactive)"
+    return text
+
+
+def describe_stored(item: dict[str, Any]) -> str:
+    """A schedule as stored (JSON), in words, without validating it again."""
+    schedule = item.get("schedule") or {}
+    if "cron" in schedule:
+        text = cron_words(str(schedule["cron"]))
+    elif "interval" in schedule:
+        text = f"every {duration(float(schedule['interval'])).replace('.0 s', ' s')}"
+    else:
+        text = f"on rule {schedule.get('rrule', '?')}"
+    text = f"{text} {schedule.get('timezone', 'UTC')}"
+    if not item.get("active", True):
         text += " (inactive)"
     return text
 
