@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from headrace.flow_runs import FlowRun
-from headrace.states import TERMINAL_STATES, StateType
+from headrace.states import TERMINAL_STATES, StateType, utcnow
 from headrace.store.connection import SQLBase
 from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import flow_run_from_row
@@ -27,6 +27,7 @@ FAILED = (StateType.FAILED.value, StateType.CRASHED.value)
 # to the index's own, as written.
 IS_ACTIVE = sa.text(f"flow_runs.state_type IN {ACTIVE}")
 IS_QUEUED = sa.text("flow_runs.state_type = 'SCHEDULED'")
+DUE_SCAN_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,27 @@ class RunFilter:
         return sa.and_(*parts)
 
 
+class RunBrief(NamedTuple):
+    """A run as a list or chart shows it in passing."""
+
+    id: UUID
+    created: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    state_type: StateType
+    state_name: str
+
+
+BRIEF = (
+    flow_runs.c.id,
+    flow_runs.c.created,
+    flow_runs.c.start_time,
+    flow_runs.c.end_time,
+    flow_runs.c.state_type,
+    flow_runs.c.state_name,
+)
+
+
 class DashboardReads(SQLBase):
     """What the dashboard's pages read that the runners never need."""
 
@@ -88,6 +110,31 @@ class DashboardReads(SQLBase):
         )
         with self._read() as conn:
             return {row[0]: row[1] for row in conn.execute(query) if row[0] is not None}
+
+    def count_due_runs(self) -> tuple[dict[UUID, int], dict[UUID, int]]:
+        """Runs queued and due now: per deployment, and per runner an ad-hoc run is
+        addressed to (the queue's own partial index)."""
+        c = flow_runs.c
+        # Grouped outside: grouped directly, SQLite walks a deployment index through
+        # every run instead of the queue's index through the queued ones.
+        due = (
+            sa.select(c.deployment_id, c.runner_id)
+            .where(sa.and_(IS_QUEUED, c.expected_start_time <= utcnow()))
+            .limit(DUE_SCAN_LIMIT)
+            .subquery()
+        )
+        query = sa.select(due.c.deployment_id, due.c.runner_id, sa.func.count()).group_by(
+            due.c.deployment_id, due.c.runner_id
+        )
+        by_deployment: dict[UUID, int] = {}
+        by_runner: dict[UUID, int] = {}
+        with self._read() as conn:
+            for deployment_id, runner_id, n in conn.execute(query):
+                if deployment_id is not None:
+                    by_deployment[deployment_id] = by_deployment.get(deployment_id, 0) + n
+                elif runner_id is not None:
+                    by_runner[runner_id] = by_runner.get(runner_id, 0) + n
+        return by_deployment, by_runner
 
     def read_served_deployment_ids(self) -> dict[UUID, list[UUID]]:
         """Runner id -> the deployments it serves."""
@@ -138,7 +185,7 @@ class DashboardReads(SQLBase):
         )
         return self._runs(query)
 
-    def read_latest_runs(self, deployment_ids: Collection[UUID]) -> dict[UUID, FlowRun]:
+    def read_latest_runs(self, deployment_ids: Collection[UUID]) -> dict[UUID, RunBrief]:
         """Each deployment's newest run (one index probe per deployment)."""
         if not deployment_ids:
             return {}
@@ -150,14 +197,29 @@ class DashboardReads(SQLBase):
             .scalar_subquery()
         )
         ids = list(deployment_ids)
-        found: dict[UUID, FlowRun] = {}
-        for start in range(0, len(ids), MAX_PAGE):
-            chunk = ids[start : start + MAX_PAGE]
-            picked = sa.select(latest).where(deployments.c.id.in_(chunk))
-            for run in self._runs(flow_runs.select().where(flow_runs.c.id.in_(picked))):
-                assert run.deployment_id is not None
-                found[run.deployment_id] = run
+        found: dict[UUID, RunBrief] = {}
+        with self._read() as conn:
+            for start in range(0, len(ids), MAX_PAGE):
+                picked = sa.select(latest).where(
+                    deployments.c.id.in_(ids[start : start + MAX_PAGE])
+                )
+                query = sa.select(flow_runs.c.deployment_id, *BRIEF).where(
+                    flow_runs.c.id.in_(picked)
+                )
+                for deployment_id, *brief in conn.execute(query):
+                    found[deployment_id] = _brief(brief)
         return found
+
+    def read_run_briefs(self, deployment_id: UUID, limit: int = 200) -> list[RunBrief]:
+        """A deployment's newest runs, briefly, newest first."""
+        query = (
+            sa.select(*BRIEF)
+            .where(flow_runs.c.deployment_id == deployment_id)
+            .order_by(flow_runs.c.created.desc())
+            .limit(min(limit, MAX_PAGE))
+        )
+        with self._read() as conn:
+            return [_brief(list(row)) for row in conn.execute(query)]
 
     def read_next_run_times(self, deployment_ids: Collection[UUID]) -> dict[UUID, datetime]:
         """Each of these deployments' soonest queued run's due time."""
@@ -229,6 +291,11 @@ class DashboardReads(SQLBase):
     def _runs(self, query: sa.Select[tuple[object, ...]] | sa.Select[object]) -> list[FlowRun]:
         with self._read() as conn:
             return [flow_run_from_row(row._asdict()) for row in conn.execute(query)]
+
+
+def _brief(values: list[Any]) -> RunBrief:
+    run_id, created, start, end, state_type, state_name = values
+    return RunBrief(run_id, created, start, end, StateType(state_type), state_name)
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -36,7 +36,7 @@ def login_redirect(path: str, query: bytes) -> Response:
 
 def safe_next(target: str | None) -> str:
     """Where to go after logging in: a path on this server, never another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\\\" in target:
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/ui/"
     return target
 

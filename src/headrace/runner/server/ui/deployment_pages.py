@@ -106,16 +106,15 @@ async def deployment_page(request: Request, dash: Dash, deployment_id: UUID) -> 
 
 
 async def _runs_of(dash: Dashboard, deployment: Deployment) -> dict[str, object]:
-    recent = await dash.store.read_run_page(
-        RunFilter(deployment_id=deployment.id), limit=CHART_RUNS
-    )
-    ended = [r for r in reversed(recent) if r.start_time is not None and r.end_time is not None]
+    store = dash.store
+    recent = await store.read_run_page(RunFilter(deployment_id=deployment.id), RECENT_RUNS)
+    briefs = await store.read_run_briefs(deployment.id, CHART_RUNS)
     points = [
-        DurationPoint(r.end_time, (r.end_time - r.start_time).total_seconds(), r.state.type)
-        for r in ended
-        if r.end_time is not None and r.start_time is not None
+        DurationPoint(b.end_time, (b.end_time - b.start_time).total_seconds(), b.state_type)
+        for b in reversed(briefs)
+        if b.start_time is not None and b.end_time is not None
     ]
-    return {"deployment": deployment, "runs": recent[:RECENT_RUNS], "chart": duration_dots(points)}
+    return {"deployment": deployment, "runs": recent, "chart": duration_dots(points)}
 
 
 async def _deployment_view(

@@ -17,7 +17,6 @@ from headrace.runner.server.ui.http import Dash, page, wants_fragment
 from headrace.states import StateType, utcnow
 from headrace.store import RunnerRecord
 
-BACKLOG_CAP = 1000
 LISTED = 10
 
 
@@ -40,6 +39,7 @@ async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
     records = await store.read_runners()
     running = await store.count_running_by_runner()
     serving = await store.read_served_deployment_ids()
+    due_by_deployment, due_by_runner = await store.count_due_runs()
     now = utcnow()
     timeout = timedelta(seconds=dash.settings.runner_heartbeat_timeout_seconds)
     local = dash.local_runner()
@@ -49,7 +49,8 @@ async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
         served = serving.get(record.id, [])
         backlog = None
         if alive:
-            backlog = await store.count_queued_runs(served, record.id, cap=BACKLOG_CAP)
+            backlog = due_by_runner.get(record.id, 0)
+            backlog += sum(due_by_deployment.get(d, 0) for d in served)
         is_local = local is not None and local[0] == record.id
         found.append(
             RunnerHealth(
