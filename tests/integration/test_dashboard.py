@@ -12,7 +12,7 @@ from headrace.flow_runs import LogRecord
 from headrace.runner.server import build_server
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
-from tests.helpers import running
+from tests.helpers import running, wait_for_state
 from tests.integration.server_app import client, served
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,3 +137,18 @@ async def test_with_a_key_the_pages_need_the_login(tmp_path: object) -> None:
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert (await c.get("/ui/runs")).status_code == 200
         assert (await c.get("/flow_runs")).status_code == 401  # the cookie opens the pages only
+
+
+async def test_a_runs_logs_stream_to_its_end(sqlite_settings: Settings) -> None:
+    runner, ids = await served(sqlite_settings)
+    app = await build_server(runner)
+    async with running(runner), client(app) as c:
+        made = await c.post(f"/deployment/{ids['adder']}/run?wait=20", json={"x": 1})
+        run_id = made.json()["flow_run_id"]
+        await wait_for_state(runner.store, UUID(run_id))
+        async with c.stream("GET", f"/ui/runs/{run_id}/logs") as stream:
+            text = "".join([chunk async for chunk in stream.aiter_text()])
+        assert "adding 1 and 10" in text
+        assert text.rstrip().splitlines()[-2] == "event: end"
+        resumed = await c.get(f"/ui/runs/{run_id}/logs", headers={"Last-Event-ID": "999999"})
+        assert "adding" not in resumed.text and "event: end" in resumed.text

@@ -80,8 +80,8 @@ def test_the_dashboard_reads(store: SQLStore) -> None:
             .values(state_type="RUNNING", runner_id=record.id)
         )  # fmt: skip
     assert store.count_running_by_runner() == {record.id: 1}
-    changed = store.last_run_change()
-    assert changed is not None and changed <= utcnow()
+    changed, log_id = store.last_changes()
+    assert changed is not None and changed <= utcnow() and log_id is None
     assert store.read_child_runs(runs[0].id) == []
 
 

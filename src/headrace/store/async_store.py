@@ -195,7 +195,7 @@ class AsyncStore:
     read_deployment_page = _threaded(URGENT, SQLStore.read_deployment_page)
     read_deployment_names = _threaded(URGENT, SQLStore.read_deployment_names)
     read_child_runs = _threaded(URGENT, SQLStore.read_child_runs)
-    last_run_change = _threaded(URGENT, SQLStore.last_run_change)
+    last_changes = _threaded(URGENT, SQLStore.last_changes)
 
     # -- written by hand: group commit, and cancellation (both publish changes) --
 

@@ -20,7 +20,14 @@ from headrace.states import TERMINAL_STATES, StateType, utcnow
 from headrace.store.connection import SQLBase
 from headrace.store.records import MAX_PAGE, RunnerRecord
 from headrace.store.rows import flow_run_from_row
-from headrace.store.tables import ACTIVE, deployments, flow_runs, runner_deployments, runners
+from headrace.store.tables import (
+    ACTIVE,
+    deployments,
+    flow_runs,
+    logs,
+    runner_deployments,
+    runners,
+)
 
 FAILED = (StateType.FAILED.value, StateType.CRASHED.value)
 # Written out, not bound: SQLite uses a partial index only for a condition it can match
@@ -281,12 +288,16 @@ class DashboardReads(SQLBase):
         )
         return self._runs(query)
 
-    def last_run_change(self) -> datetime | None:
-        """When a run last changed: the dashboard's pages refresh when this moves."""
-        query = sa.select(sa.func.max(flow_runs.c.updated))
+    def last_changes(self) -> tuple[datetime | None, int | None]:
+        """When a run last changed, and the newest log line's id: the dashboard's pages
+        re-read when either moves (two index lookups)."""
+        query = sa.select(
+            sa.select(sa.func.max(flow_runs.c.updated)).scalar_subquery(),
+            sa.select(sa.func.max(logs.c.id)).scalar_subquery(),
+        )
         with self._read() as conn:
-            value = conn.execute(query).scalar()
-        return None if value is None else _aware(value)
+            changed, log_id = conn.execute(query).one()
+        return (None if changed is None else _aware(changed)), log_id
 
     def _runs(self, query: sa.Select[tuple[object, ...]] | sa.Select[object]) -> list[FlowRun]:
         with self._read() as conn:

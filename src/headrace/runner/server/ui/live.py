@@ -2,9 +2,10 @@
 
 The watcher listens to the store's change feed (runs queued or cancelled, by
 this process or others) and, while any page listens, reads once a second when
-a run last changed (one indexed query for all open pages together, which also
-catches state changes the feed does not announce). Each open page holds an
-``asyncio.Event``-like queue and re-reads only its own region when told.
+a run last changed and the newest log line's id (one indexed query for all
+open pages together, which also catches state changes and log lines the feed
+does not announce). Each open page holds a one-slot queue and re-reads only
+its own region (or its run's new log lines) when told.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class LiveRuns:
         """Yield whenever runs may have changed (at most once per ``CHECK_SECONDS``); an
         idle ``None`` every ``KEEPALIVE_SECONDS`` too, so a gone client is noticed."""
         queue: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(None)  # once at once: what changed between the page and this stream
         self._listeners.add(queue)
         self._ensure_running()
         try:
@@ -67,13 +69,13 @@ class LiveRuns:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _check_loop(self) -> None:
-        last: datetime | None = None
+        last: tuple[datetime | None, int | None] | None = None
         while self._listeners:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), CHECK_SECONDS)
             self._wake.clear()
             try:
-                current = await self.store.last_run_change()
+                current = await self.store.last_changes()
             except StoreError as exc:
                 logger.warning("The dashboard could not read for changes: %s", exc)
                 continue

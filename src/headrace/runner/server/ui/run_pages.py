@@ -9,17 +9,19 @@ from typing import Annotated
 from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Header, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from headrace import new_runs
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.http import Dash, back_to, page, wants_fragment
 from headrace.runner.server.ui.overview import deployment_names
-from headrace.runner.server.watch import follow_logs, sse_event
+from headrace.runner.server.watch import SHUTTING_DOWN, log_json, sse_event
 from headrace.states import StateType
 from headrace.store.dashboard import RunFilter
+from headrace.store.records import MAX_PAGE
 
 PAGE_SIZE = 50
 MAX_PAGE_NUMBER = 2000
@@ -107,14 +109,37 @@ async def run_page(request: Request, dash: Dash, flow_run_id: UUID) -> Response:
     return page(dash.render("run.html", nav="runs", **values))
 
 
-async def run_logs(dash: Dash, flow_run_id: UUID) -> Response:
-    """The run's log lines as Server-Sent Events, from the first, until the run has ended."""
+async def run_logs(
+    dash: Dash,
+    flow_run_id: UUID,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> Response:
+    """The run's log lines as Server-Sent Events, from the first (or after the one a
+    reconnecting browser names), until the run has ended."""
     await dash.store.read_flow_run(flow_run_id)  # 404 before streaming
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     return StreamingResponse(
-        follow_logs(dash.store, flow_run_id, 0, dash.closing),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
+        tail_logs(dash, flow_run_id, after), media_type="text/event-stream", headers=SSE_HEADERS
     )
+
+
+async def tail_logs(dash: Dashboard, flow_run_id: UUID, after: int) -> AsyncIterator[bytes]:
+    """New log lines each time the shared watcher says something changed; an ``end`` event
+    once the run has ended and every line written before its end was sent."""
+    last = after
+    async for _ in dash.live.changes(dash.closing):
+        ended = (await dash.store.read_flow_run(flow_run_id)).state
+        while True:  # read after the state: a run's lines are stored before its end
+            lines = await dash.store.read_logs(flow_run_id, after_id=last)
+            for line in lines:
+                last = line.id
+                yield sse_event(log_json(line), event_id=line.id)
+            if len(lines) < MAX_PAGE:
+                break
+        if ended.is_terminal:
+            yield sse_event({"state": ended.model_dump(mode="json")}, event="end")
+            return
+    yield sse_event({"state": None, "reason": SHUTTING_DOWN}, event="end")
 
 
 async def events(dash: Dash) -> Response:
