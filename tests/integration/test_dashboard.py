@@ -152,3 +152,13 @@ async def test_a_runs_logs_stream_to_its_end(sqlite_settings: Settings) -> None:
         assert text.rstrip().splitlines()[-2] == "event: end"
         resumed = await c.get(f"/ui/runs/{run_id}/logs", headers={"Last-Event-ID": "999999"})
         assert "adding" not in resumed.text and "event: end" in resumed.text
+
+
+async def test_an_unknown_run_is_a_page_saying_so(sqlite_settings: Settings) -> None:
+    runner, _ = await served(sqlite_settings)
+    app = await build_server(runner)
+    async with client(app) as c:
+        missing = await c.get(f"/ui/runs/{UUID(int=7)}")
+        assert missing.status_code == 404 and "Not found" in missing.text
+        assert missing.headers["content-type"].startswith("text/html")
+        assert (await c.get(f"/flow_runs/{UUID(int=7)}")).json()["message"].startswith("No flow")

@@ -26,6 +26,7 @@ from headrace.exceptions import (
     StoreUnavailable,
 )
 from headrace.runner.server.json_io import BadRequestBody, json_response, message
+from headrace.runner.server.ui.http import page
 from headrace.store import bounded_waits
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 def add_error_handlers(app: FastAPI) -> None:
     handlers: dict[type[Exception], Handler] = {
-        ObjectNotFound: _status(404),
+        ObjectNotFound: _not_found,
         InvalidStateTransition: _status(409),
         IdempotencyKeyReused: _status(422),
         BadRequestBody: _status(400),
@@ -75,6 +76,14 @@ def _status(status_code: int) -> Handler:
         return message(str(exc), status_code)
 
     return handle
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """404: a page saying so on the dashboard, a JSON message elsewhere."""
+    dash = getattr(request.app.state, "dashboard", None)
+    if dash is not None and request.url.path.startswith("/ui/"):
+        return page(dash.render("not_found.html", text=str(exc)), 404)
+    return message(str(exc), 404)
 
 
 async def _flow_not_found(request: Request, exc: Exception) -> Response:
