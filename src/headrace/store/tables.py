@@ -144,7 +144,7 @@ flow_runs = sa.Table(
     sa.Index("ix_flow_runs_created", "created"),
     # The dashboard: a deployment's newest runs, runs ended lately, runs changed lately.
     sa.Index("ix_flow_runs_deployment_created", "deployment_id", "created"),
-    sa.Index("ix_flow_runs_end_time", "end_time"),
+    sa.Index("ix_flow_runs_end_time", "end_time", "state_type"),
     sa.Index("ix_flow_runs_updated", "updated"),
 )
 

@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_flow_runs_deployment_created", "flow_runs", ["deployment_id", "created"])
-    op.create_index("ix_flow_runs_end_time", "flow_runs", ["end_time"])
+    op.create_index("ix_flow_runs_end_time", "flow_runs", ["end_time", "state_type"])
     op.create_index("ix_flow_runs_updated", "flow_runs", ["updated"])
 
 
