@@ -18,8 +18,7 @@ def describe(item: DeploymentSchedule) -> str:
     if isinstance(schedule, CronSchedule):
         text = cron_words(schedule.cron)
     elif isinstance(schedule, IntervalSchedule):
-        seconds = schedule.interval.total_seconds()
-        text = f"every {duration(seconds).replace('.0 s', ' s')}"
+        text = interval_words(schedule.interval.total_seconds())
     else:
         text = f"on rule {schedule.rrule}"
     text = f"{text} {schedule.timezone}"
@@ -34,13 +33,22 @@ def describe_stored(item: dict[str, Any]) -> str:
     if "cron" in schedule:
         text = cron_words(str(schedule["cron"]))
     elif "interval" in schedule:
-        text = f"every {duration(float(schedule['interval'])).replace('.0 s', ' s')}"
+        text = interval_words(float(schedule["interval"]))
     else:
         text = f"on rule {schedule.get('rrule', '?')}"
     text = f"{text} {schedule.get('timezone', 'UTC')}"
     if not item.get("active", True):
         text += " (inactive)"
     return text
+
+
+def interval_words(seconds: float) -> str:
+    """``every 10 minutes``, ``every 2 hours``, ``every day``, ``every 90 seconds``."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"every {unit}" if n == 1 else f"every {n} {unit}s"
+    return f"every {duration(seconds)}"
 
 
 def cron_words(cron: str) -> str:
