@@ -40,6 +40,8 @@ async def test_every_page_shows_the_database(settings: Settings) -> None:
         runs = (await c.get("/ui/runs", params={"state": "COMPLETED"})).text
         assert run_id in runs
         assert run_id not in (await c.get("/ui/runs", params={"state": "FAILED"})).text
+        older = await c.get("/ui/runs", params={"page": 2, "older": f"2000-01-01T00:00|{run_id}"})
+        assert older.status_code == 200 and "No runs." in older.text
         one = (await c.get(f"/ui/runs/{run_id}")).text
         assert "Completed" in one and "12" in one and runner.name in one
         assert runner.name in (await c.get("/ui/runners")).text

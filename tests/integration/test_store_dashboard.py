@@ -64,7 +64,14 @@ def test_the_dashboard_reads(store: SQLStore) -> None:
         created_after=now - timedelta(hours=4), created_before=now - timedelta(hours=2)
     )
     assert {r.id for r in store.read_run_page(window)} == {runs[0].id, runs[1].id}
-    assert len(store.read_run_page(RunFilter(deployment_id=a.id), limit=2, offset=2)) == 2
+    first = store.read_run_page(RunFilter(deployment_id=a.id), limit=2)
+    rest = store.read_run_page(
+        RunFilter(deployment_id=a.id, older_than=(first[-1].created, first[-1].id))
+    )
+    assert [r.id for r in first + rest] == [
+        r.id for r in store.read_run_page(RunFilter(deployment_id=a.id))
+    ]
+    assert len(rest) == 2
     assert [d.name for d in store.read_deployment_page()] == ["a", "b"]
     assert store.read_deployment_names() == {a.id: "etl/a", b.id: "etl/b"}
     briefs = store.read_run_briefs(a.id)

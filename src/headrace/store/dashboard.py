@@ -57,6 +57,9 @@ class RunFilter:
     flow_name: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    older_than: tuple[datetime, UUID] | None = None
+    """The last run of the page before (its creation time and id): a page further down
+    starts there, on the index, however far down it is."""
 
     def condition(self) -> sa.ColumnElement[bool]:
         c = flow_runs.c
@@ -71,6 +74,9 @@ class RunFilter:
             parts.append(c.created >= self.created_after)
         if self.created_before is not None:
             parts.append(c.created < self.created_before)
+        if self.older_than is not None:
+            created, run_id = self.older_than
+            parts.append((c.created < created) | ((c.created == created) & (c.id > run_id)))
         return sa.and_(*parts)
 
 

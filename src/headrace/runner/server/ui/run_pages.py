@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from headrace import new_runs
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import FlowRun
 from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.http import Dash, back_to, page, wants_fragment
 from headrace.runner.server.ui.overview import deployment_names
@@ -48,6 +49,7 @@ async def runs_page(
     after: Annotated[str | None, Query(max_length=40)] = None,
     before: Annotated[str | None, Query(max_length=40)] = None,
     page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE_NUMBER)] = 1,
+    older: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     """Runs newest first, filtered by state, deployment, flow and creation time; paginated."""
     where = RunFilter(
@@ -56,8 +58,9 @@ async def runs_page(
         flow_name=flow or None,
         created_after=_when(after),
         created_before=_when(before),
+        older_than=_cursor(older),
     )
-    offset = (page_number - 1) * PAGE_SIZE
+    offset = 0 if where.older_than else (page_number - 1) * PAGE_SIZE
     runs = await dash.store.read_run_page(where, limit=PAGE_SIZE + 1, offset=offset)
     has_next = len(runs) > PAGE_SIZE
     runs = runs[:PAGE_SIZE]
@@ -74,9 +77,9 @@ async def runs_page(
         "names": await deployment_names(dash, runs),
         "query": query,
         "page_number": page_number,
-        "prev_url": _page_url(kept, page_number - 1) if page_number > 1 else None,
-        "next_url": _page_url(kept, page_number + 1) if has_next else None,
-        "live_url": _page_url(kept, page_number),
+        "prev_url": _page_url(kept, 1) if page_number > 1 else None,
+        "next_url": _page_url(kept, page_number + 1, runs[-1]) if has_next else None,
+        "live_url": _page_url(kept, page_number, older=older),
     }
     if wants_fragment(request):
         return page(dash.render("runs_live.html", **values))
@@ -85,8 +88,28 @@ async def runs_page(
     return page(dash.render("runs.html", nav="runs", **values))
 
 
-def _page_url(kept: list[tuple[str, str]], number: int) -> str:
-    return "/ui/runs?" + urlencode([*kept, ("page", str(number))])
+def _page_url(
+    kept: list[tuple[str, str]], number: int, after: FlowRun | None = None, older: str | None = None
+) -> str:
+    """A page's address: pages after the first start after the previous page's last run."""
+    query = [*kept, ("page", str(number))]
+    if after is not None:
+        older = f"{after.created.isoformat()}|{after.id}"
+    if older and number > 1:
+        query.append(("older", older))
+    return "/ui/runs?" + urlencode(query)
+
+
+def _cursor(text: str | None) -> tuple[datetime, UUID] | None:
+    """``<created>|<id>`` of the run a page continues after; nothing when unreadable."""
+    if not text or "|" not in text:
+        return None
+    created, _, run_id = text.partition("|")
+    try:
+        when, after = datetime.fromisoformat(created), UUID(run_id)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)), after
 
 
 async def run_page(request: Request, dash: Dash, flow_run_id: UUID) -> Response:
