@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from urllib.parse import quote
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,8 @@ async def main() -> None:
         ids, run_id = await asyncio.to_thread(populate, sync, args.runs, args.deployments)
         print(f"seeded {args.runs} runs, {args.deployments} deployments "
               f"in {time.perf_counter() - began:.1f} s ({sync.dialect})")  # fmt: skip
+        edge = sync.read_run_page(RunFilter(), limit=1, offset=99 * 50 - 1)[0]
+        deep = f"{edge.created.isoformat()}|{edge.id}"  # the 100th page, as its link has it
         store = AsyncStore(sync)
         app = build_dashboard_server(store, Settings(home=Path(work), database_url=url))
         paths = [
@@ -155,7 +158,7 @@ async def main() -> None:
             "/ui/runs",
             "/ui/runs?state=FAILED&state=CRASHED",
             f"/ui/runs?deployment={ids[3]}",
-            "/ui/runs?page=100",
+            f"/ui/runs?page=100&older={quote(deep)}",
             f"/ui/runs/{run_id}",
             "/ui/runners",
         ]
