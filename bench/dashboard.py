@@ -18,10 +18,10 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import quote
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -32,6 +32,7 @@ from headrace.runner.server.dashboard_server import build_dashboard_server
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
 from headrace.store import AsyncStore, RunnerRecord, SQLStore
+from headrace.store.dashboard import RunFilter
 from headrace.store.tables import deployments, flow_runs
 from scale import fresh_database
 
