@@ -76,7 +76,8 @@ class RunFilter:
             parts.append(c.created < self.created_before)
         if self.older_than is not None:
             created, run_id = self.older_than
-            parts.append((c.created < created) | ((c.created == created) & (c.id > run_id)))
+            parts.append(c.created <= created)  # a range on the index; then the tie
+            parts.append((c.created < created) | (c.id > run_id))
         return sa.and_(*parts)
 
 
