@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import jinja2
 
@@ -42,7 +43,7 @@ class Dashboard:
     store: AsyncStore
     settings: Settings
     live: LiveRuns
-    flows: dict[Any, Flow[Any, Any]] = field(default_factory=dict)
+    flows: dict[UUID, Flow[Any, Any]] = field(default_factory=dict)
     local_runner: Callable[[], tuple[Any, int, int] | None] = lambda: None
     """(runner id, running, limit) of the runner in this process, if any."""
     closing: Callable[[], bool] = lambda: False

@@ -42,11 +42,10 @@ def ago(when: datetime | None) -> str:
     if when is None:
         return "—"
     seconds = (utcnow() - when).total_seconds()
-    if abs(seconds) < 1:
+    magnitude = abs(seconds)
+    if magnitude < 1:
         return "now"
-    text = duration(abs(seconds)).replace(".0 s", " s")
-    if seconds < 60 and seconds > 0:
-        text = f"{seconds:.0f} s"
+    text = f"{magnitude:.0f} s" if magnitude < 60 else duration(magnitude)
     return f"{text} ago" if seconds > 0 else f"in {text}"
 
 
