@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from uuid import UUID
 
 import uvicorn
@@ -46,6 +47,31 @@ from headrace.store import AsyncStore
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StoppableServer(uvicorn.Server):
+    """Stops gracefully on SIGINT or SIGTERM (a second one forces it), then returns as
+    usual: uvicorn would raise the signal again, and the process would die of it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._stop)
+        try:
+            yield
+        finally:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return None
+
+    def _stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
 
 
 def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
@@ -125,7 +151,7 @@ async def serve_dashboard(
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
+    server = _StoppableServer(config)
     serving = asyncio.ensure_future(server.serve())
     try:
         while not server.started:
