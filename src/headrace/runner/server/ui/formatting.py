@@ -37,6 +37,16 @@ def run_seconds(run: FlowRun) -> float | None:
     return max((end - run.start_time).total_seconds(), 0.0)
 
 
+def with_bars(runs: list[FlowRun]) -> list[tuple[FlowRun, float | None, str]]:
+    """Each run with its duration and its bar's width, in percent of the longest shown."""
+    seconds = [run_seconds(run) for run in runs]
+    longest = max((s for s in seconds if s is not None), default=0.0)
+    return [
+        (run, s, f"{min(100.0, max(2.0, 100 * s / longest)) if s and longest else 2.0:.1f}")
+        for run, s in zip(runs, seconds, strict=True)
+    ]
+
+
 def ago(when: datetime | None) -> str:
     """``5 s ago``, ``in 3 min``."""
     if when is None:
@@ -87,4 +97,5 @@ FILTERS = {
     "preview": preview,
     "state_class": state_class,
     "first_line": first_line,
+    "with_bars": with_bars,
 }

@@ -83,7 +83,13 @@ async def runs_page(
     }
     if wants_fragment(request):
         return page(dash.render("runs_live.html", **values))
-    values["deployments"] = await dash.store.read_deployment_names()
+    chosen = str(deployment) if deployment else ""
+    values["deployments"] = [
+        (key, label, key == chosen)
+        for key, label in (
+            (str(d), label) for d, label in (await dash.store.read_deployment_names()).items()
+        )
+    ]
     values["states"] = list(StateType)
     return page(dash.render("runs.html", nav="runs", **values))
 
