@@ -53,8 +53,18 @@ class Server:
         return str(answer.json()["state"]["type"])
 
 
+@dataclass
+class Started:
+    """``headrace serve`` started, maybe not listening yet."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+    """Started first, so it loads while chromium starts."""
     home = tmp_path_factory.mktemp("browser")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
@@ -70,20 +80,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "--cron", "0 2 * * *", "--timezone", "Europe/Berlin",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    log = (home / "serve.log").open("w")
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deployment_id = _wait_until_up(url, process, home / "serve.log")
-        yield Server(url, deployment_id)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    log_path = home / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            yield Started(process, f"http://127.0.0.1:{port}", log_path)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(serve_process: Started, browser: Any) -> Server:
+    started = serve_process
+    return Server(started.url, _wait_until_up(started.url, started.process, started.log))
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> str:
@@ -103,7 +117,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> str
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def browser(serve_process: Started) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright_sync.sync_playwright() as playwright:
