@@ -120,4 +120,6 @@ def test_every_page_in_light_dark_and_narrow(browser: Any, logged_in: Any, serve
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{server.url}/ui/runs")
     shoot(page, "runs-narrow")
+    page.goto(f"{server.url}/ui/")
+    shoot(page, "overview-narrow")
     page.close()

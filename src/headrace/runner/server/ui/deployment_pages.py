@@ -7,6 +7,7 @@ the deployment): the same errors, shown next to their fields.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -49,9 +50,11 @@ async def _serving(dash: Dashboard, ids: list[UUID]) -> dict[UUID, list[RunnerRe
     timeout = timedelta(seconds=dash.settings.runner_heartbeat_timeout_seconds)
     now = utcnow()
     wanted = set(ids)
-    served = await dash.store.read_served_deployment_ids()
+    served, runners = await asyncio.gather(
+        dash.store.read_served_deployment_ids(), dash.store.read_runners()
+    )
     found: dict[UUID, list[RunnerRecord]] = {}
-    for runner in await dash.store.read_runners():
+    for runner in runners:
         if not runner.presumed_alive(now, timeout):
             continue
         for deployment_id in served.get(runner.id, ()):
@@ -72,9 +75,9 @@ async def deployments_page(
     has_next = len(deployments) > DEPLOYMENTS_PER_PAGE
     deployments = deployments[:DEPLOYMENTS_PER_PAGE]
     ids = [d.id for d in deployments]
-    latest = await store.read_latest_runs(ids)
-    upcoming = await store.read_next_run_times(ids)
-    serving = await _serving(dash, ids)
+    latest, upcoming, serving = await asyncio.gather(
+        store.read_latest_runs(ids), store.read_next_run_times(ids), _serving(dash, ids)
+    )
     rows = [
         DeploymentRow(
             deployment=d,
@@ -107,8 +110,10 @@ async def deployment_page(request: Request, dash: Dash, deployment_id: UUID) -> 
 
 async def _runs_of(dash: Dashboard, deployment: Deployment) -> dict[str, object]:
     store = dash.store
-    recent = await store.read_run_page(RunFilter(deployment_id=deployment.id), RECENT_RUNS)
-    briefs = await store.read_run_briefs(deployment.id, CHART_RUNS)
+    recent, briefs = await asyncio.gather(
+        store.read_run_page(RunFilter(deployment_id=deployment.id), RECENT_RUNS),
+        store.read_run_briefs(deployment.id, CHART_RUNS),
+    )
     points = [
         DurationPoint(b.end_time, (b.end_time - b.start_time).total_seconds(), b.state_type)
         for b in reversed(briefs)
@@ -120,9 +125,11 @@ async def _runs_of(dash: Dashboard, deployment: Deployment) -> dict[str, object]
 async def _deployment_view(
     dash: Dashboard, deployment: Deployment, fields: list[Field], problems: list[str], status: int
 ) -> Response:
-    serving = await _serving(dash, [deployment.id])
+    serving, runs = await asyncio.gather(
+        _serving(dash, [deployment.id]), _runs_of(dash, deployment)
+    )
     values = {
-        **await _runs_of(dash, deployment),
+        **runs,
         "fields": fields,
         "problems": problems,
         "schedules": [describe(s) for s in deployment.schedules],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -36,10 +37,13 @@ class RunnerHealth:
 async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
     """Every known runner, live ones first: its heartbeat, runs held, limit and backlog."""
     store = dash.store
-    records = await store.read_runners()
-    running = await store.count_running_by_runner()
-    serving = await store.read_served_deployment_ids()
-    due_by_deployment, due_by_runner = await store.count_due_runs()
+    # At once: on PostgreSQL each runs on a thread and connection of its own.
+    records, running, serving, (due_by_deployment, due_by_runner) = await asyncio.gather(
+        store.read_runners(),
+        store.count_running_by_runner(),
+        store.read_served_deployment_ids(),
+        store.count_due_runs(),
+    )
     now = utcnow()
     timeout = timedelta(seconds=dash.settings.runner_heartbeat_timeout_seconds)
     local = dash.local_runner()
@@ -75,11 +79,14 @@ async def overview(request: Request, dash: Dash) -> Response:
     """Runners' health, runs ended per hour, recent failures, the next scheduled runs."""
     store = dash.store
     now = utcnow()
-    counts = await dash.hourly.read(store, now)
-    failures = await store.read_recent_failures(LISTED)
-    upcoming = await store.read_next_scheduled(LISTED)
+    counts, failures, upcoming, runners = await asyncio.gather(
+        dash.hourly.read(store, now),
+        store.read_recent_failures(LISTED),
+        store.read_next_scheduled(LISTED),
+        runner_health(dash),
+    )
     values = {
-        "runners": await runner_health(dash),
+        "runners": runners,
         "chart": hourly_bars(counts, now),
         "totals": _totals(counts),
         "failures": failures,
