@@ -83,15 +83,15 @@ async def runs_page(
     }
     if wants_fragment(request):
         return page(dash.render("runs_live.html", **values))
-    chosen = str(deployment) if deployment else ""
-    values["deployments"] = [
-        (key, label, key == chosen)
-        for key, label in (
-            (str(d), label) for d, label in (await dash.store.read_deployment_names()).items()
-        )
-    ]
+    values["deployments"] = await _deployment_options(dash, deployment)
     values["states"] = list(StateType)
     return page(dash.render("runs.html", nav="runs", **values))
+
+
+async def _deployment_options(dash: Dashboard, chosen: UUID | None) -> list[tuple[str, str, bool]]:
+    """The deployment filter's options: value, label, whether chosen."""
+    names = await dash.store.read_deployment_names()
+    return [(str(key), label, key == chosen) for key, label in names.items()]
 
 
 def _page_url(
