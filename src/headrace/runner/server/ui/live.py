@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+STOP_CHECK_SECONDS = 0.5
 
 
 class LiveRuns:
@@ -40,15 +41,22 @@ class LiveRuns:
 
     async def changes(self, stop: Callable[[], bool]) -> AsyncIterator[None]:
         """Yield whenever runs may have changed (at most once per ``CHECK_SECONDS``); an
-        idle ``None`` every ``KEEPALIVE_SECONDS`` too, so a gone client is noticed."""
+        idle ``None`` every ``KEEPALIVE_SECONDS`` too, so a gone client is noticed. Ends
+        within ``STOP_CHECK_SECONDS`` of ``stop()`` turning true (a server shutting down)."""
         queue: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
         queue.put_nowait(None)  # once at once: what changed between the page and this stream
         self._listeners.add(queue)
         self._ensure_running()
         try:
+            idle = 0.0
             while not stop():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                try:
+                    await asyncio.wait_for(queue.get(), STOP_CHECK_SECONDS)
+                except TimeoutError:
+                    idle += STOP_CHECK_SECONDS
+                    if idle < KEEPALIVE_SECONDS:
+                        continue
+                idle = 0.0
                 yield None
         finally:
             self._listeners.discard(queue)
