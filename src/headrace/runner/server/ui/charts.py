@@ -18,6 +18,7 @@ HOURS = 24
 FINAL_ORDER = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 WIDTH = 960
 HEIGHT = 200
+HALF_WIDTH = 560
 PAD_LEFT = 36
 PAD_BOTTOM = 22
 PAD_TOP = 8
@@ -63,20 +64,21 @@ def hourly_bars(counts: Mapping[tuple[str, StateType], int], now: datetime) -> M
     return Markup("".join(parts))
 
 
-def duration_dots(points: Sequence[DurationPoint]) -> Markup:
-    """Each ended run's duration over time, oldest left, coloured by final state."""
-    parts = [_open("Run durations over time")]
+def duration_dots(points: Sequence[DurationPoint], width: int = HALF_WIDTH) -> Markup:
+    """Each ended run's duration over time, oldest left, coloured by final state (drawn for
+    half a page's width: its text stays readable there)."""
+    parts = [_open("Run durations over time", width)]
     if not points:
         parts.append(
-            f'<text class="axis" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
+            f'<text class="axis" x="{width / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
             "No ended runs yet</text></svg>"
         )
         return Markup("".join(parts))
     top = _nice(max(p.seconds for p in points))
-    plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
+    plot_w, plot_h = width - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     first, last = points[0].when, points[-1].when
     span = max((last - first).total_seconds(), 1e-9)
-    parts.append(_y_axis(top, plot_h, unit="s"))
+    parts.append(_y_axis(top, plot_h, unit="s", width=width))
     line = []
     for p in points:
         x = (
@@ -92,8 +94,8 @@ def duration_dots(points: Sequence[DurationPoint]) -> Markup:
             f"<title>{escape(label)}</title></circle>"
         )
     parts.insert(2, f'<polyline class="trend" points="{" ".join(line)}"/>')
-    for x, text in ((PAD_LEFT + 4, f"{first:%m-%d %H:%M}"), (WIDTH - 8, f"{last:%m-%d %H:%M}")):
-        anchor = "start" if x < WIDTH / 2 else "end"
+    for x, text in ((PAD_LEFT + 4, f"{first:%m-%d %H:%M}"), (width - 8, f"{last:%m-%d %H:%M}")):
+        anchor = "start" if x < width / 2 else "end"
         parts.append(
             f'<text class="axis" x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}">{text}</text>'
         )
@@ -101,21 +103,21 @@ def duration_dots(points: Sequence[DurationPoint]) -> Markup:
     return Markup("".join(parts))
 
 
-def _open(title: str) -> str:
+def _open(title: str, width: int = WIDTH) -> str:
     return (
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
     )
 
 
-def _y_axis(top: float, plot_h: float, unit: str = "") -> str:
+def _y_axis(top: float, plot_h: float, unit: str = "", width: int = WIDTH) -> str:
     parts = []
     for fraction in (0, 0.5, 1):
         y = PAD_TOP + plot_h - plot_h * fraction
         value = top * fraction
         text = f"{value:g}{unit}" if value < 100 else f"{value:.0f}{unit}"
         parts.append(
-            f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<line class="grid" x1="{PAD_LEFT}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}"/>'
             f'<text class="axis" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
         )
     return "".join(parts)
