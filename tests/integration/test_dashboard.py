@@ -137,8 +137,12 @@ async def test_with_a_key_the_pages_need_the_login(tmp_path: object) -> None:
         assert right.status_code == 303 and right.headers["location"] == "/ui/runs"
         cookie = right.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
-        assert (await c.get("/ui/runs")).status_code == 200
+        page = await c.get("/ui/runs")
+        assert page.status_code == 200 and "Log out" in page.text
         assert (await c.get("/flow_runs")).status_code == 401  # the cookie opens the pages only
+        out = await c.post("/ui/logout")
+        assert out.status_code == 303
+        assert (await c.get("/ui/runs")).status_code == 303  # to the login form again
 
 
 async def test_a_runs_logs_stream_to_its_end(sqlite_settings: Settings) -> None:

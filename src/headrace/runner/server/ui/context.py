@@ -50,5 +50,8 @@ class Dashboard:
     templates: jinja2.Environment = field(default_factory=environment)
     hourly: HourlyCounts = field(default_factory=HourlyCounts)
 
+    def __post_init__(self) -> None:
+        self.templates.globals["key_required"] = bool(self.settings.api_key)
+
     def render(self, name: str, **values: Any) -> str:
         return self.templates.get_template(name).render(**values)
