@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser.conftest import KEY, Server, shoot
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("browser")]
 
 SCRIPT = "<script>alert(1)</script>"
 
