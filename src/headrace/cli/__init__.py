@@ -291,6 +291,17 @@ def _serve(
 app.command(epilog=RUN_EPILOG)(run)
 
 
+@app.command(epilog="Examples:\n\n  headrace ui\n\n  headrace ui --host 0.0.0.0 --port 8090")
+def ui(host: HostOption = None, port: PortOption = None) -> None:
+    """Serve the dashboard and the HTTP API over the database, executing no runs (the
+    runners serving their deployments run them)."""
+    from headrace.cli.ui import serve_ui
+
+    with reported_errors():
+        settings = command_settings(runner_server_host=host, runner_server_port=port)
+        serve_ui(settings, stdout())
+
+
 # -- version ---------------------------------------------------------------------------------
 
 

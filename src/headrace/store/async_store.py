@@ -190,6 +190,23 @@ class AsyncStore:
     read_addressed_runs = _threaded(BACKGROUND, SQLStore.read_addressed_runs)
     readdress_flow_run = _threaded(BACKGROUND, SQLStore.readdress_flow_run)
 
+    # -- the dashboard -----------------------------------------------------
+    read_runners = _threaded(URGENT, SQLStore.read_runners)
+    count_running_by_runner = _threaded(URGENT, SQLStore.count_running_by_runner)
+    read_served_deployment_ids = _threaded(URGENT, SQLStore.read_served_deployment_ids)
+    count_due_runs = _threaded(URGENT, SQLStore.count_due_runs)
+    count_ended_by_hour = _threaded(URGENT, SQLStore.count_ended_by_hour)
+    read_recent_failures = _threaded(URGENT, SQLStore.read_recent_failures)
+    read_next_scheduled = _threaded(URGENT, SQLStore.read_next_scheduled)
+    read_latest_runs = _threaded(URGENT, SQLStore.read_latest_runs)
+    read_next_run_times = _threaded(URGENT, SQLStore.read_next_run_times)
+    read_run_page = _threaded(URGENT, SQLStore.read_run_page)
+    read_run_briefs = _threaded(URGENT, SQLStore.read_run_briefs)
+    read_deployment_page = _threaded(URGENT, SQLStore.read_deployment_page)
+    read_deployment_names = _threaded(URGENT, SQLStore.read_deployment_names)
+    read_child_runs = _threaded(URGENT, SQLStore.read_child_runs)
+    last_changes = _threaded(URGENT, SQLStore.last_changes)
+
     # -- written by hand: group commit, and cancellation (both publish changes) --
 
     async def create_flow_run(self, new: NewFlowRun) -> tuple[FlowRun, bool]:

@@ -27,6 +27,7 @@ from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
 from headrace.store.claims import Claims
+from headrace.store.dashboard import DashboardReads
 from headrace.store.deliveries import Deliveries
 from headrace.store.listing import RunListing
 from headrace.store.logs import LogLines
@@ -70,7 +71,15 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
 
 
 class SQLStore(
-    Claims, StateChanges, LogLines, Deliveries, Runners, Maintenance, TaskRuns, RunListing
+    Claims,
+    StateChanges,
+    LogLines,
+    Deliveries,
+    Runners,
+    Maintenance,
+    TaskRuns,
+    RunListing,
+    DashboardReads,
 ):
     """All of headrace's persistence behind intent-named methods."""
 

@@ -148,6 +148,10 @@ flow_runs = sa.Table(
         postgresql_where=sa.text(f"state_type IN {ACTIVE}"),
     ),
     sa.Index("ix_flow_runs_created", "created"),
+    # The dashboard: a deployment's newest runs, runs ended lately, runs changed lately.
+    sa.Index("ix_flow_runs_deployment_created", "deployment_id", "created"),
+    sa.Index("ix_flow_runs_end_time", "end_time", "state_type"),
+    sa.Index("ix_flow_runs_updated", "updated"),
 )
 
 flow_run_states = sa.Table(

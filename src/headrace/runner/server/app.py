@@ -2,44 +2,33 @@
 
 ``build_server`` adds the runner's own routes (``/health``, ``/ready``,
 ``/run_count``, ``/shutdown``), the trigger routes (one per served deployment, plus
-``/flow/run``), the run routes, the API-key and body-size gate, and the map
-from headrace's errors to HTTP status codes: status codes are decided here,
-and only here.
+``/flow/run``), the run routes, the dashboard, the API-key and body-size gate,
+and the map from headrace's errors to HTTP status codes (``errors``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headrace._version import __version__
 from headrace.client import HeadraceClient
-from headrace.exceptions import (
-    EntrypointError,
-    IdempotencyKeyReused,
-    InvalidStateTransition,
-    ObjectNotFound,
-    ParameterValidationError,
-    StoreError,
-    StoreFull,
-    StoreTimeout,
-    StoreUnavailable,
-)
 from headrace.runner.server.access_log import AccessLog
 from headrace.runner.server.backlog import Backlog
 from headrace.runner.server.context import ServerContext
+from headrace.runner.server.errors import (
+    STORE_RETRY_AFTER_SECONDS,
+    BoundedStoreWaits,
+    add_error_handlers,
+)
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.import_space import collect_import_space
-from headrace.runner.server.json_io import BadRequestBody, json_response, message, raw_json_response
+from headrace.runner.server.json_io import message, raw_json_response
 from headrace.runner.server.metrics import TimedRequests, add_metrics_route
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
@@ -52,16 +41,15 @@ from headrace.runner.server.triggers import (
     deployment_endpoint,
     flow_endpoint,
 )
+from headrace.runner.server.ui import Dashboard, add_dashboard
+from headrace.runner.server.ui.live import LiveRuns
 from headrace.states import utcnow
-from headrace.store import bounded_waits
 
 if TYPE_CHECKING:
     from headrace.runner.runner import Runner
 
 logger = logging.getLogger(__name__)
 
-STORE_RETRY_AFTER_SECONDS = 5
-STORE_FULL = "The database is full (no space left)"
 OK = b'{"message":"OK"}'
 UNRESPONSIVE = b'{"message":"Runner is unresponsive at this time"}'
 
@@ -99,7 +87,8 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
     add_task_run_routes(app)
-    _add_error_handlers(app)
+    add_dashboard(app, _dashboard(runner, ctx))
+    add_error_handlers(app)
     _add_middleware(app, ctx)
     return app
 
@@ -121,6 +110,18 @@ def _add_middleware(app: FastAPI, ctx: ServerContext) -> None:
     )
     if settings.runner_server_access_log:
         app.add_middleware(AccessLog)
+
+
+def _dashboard(runner: Runner, ctx: ServerContext) -> Dashboard:
+    """The dashboard over the runner's database; the runner's flows check its run forms."""
+    return Dashboard(
+        store=runner.store,
+        settings=runner.settings,
+        live=LiveRuns(runner.store),
+        flows=dict(runner.flows),
+        local_runner=lambda: (runner.record.id, runner.running_count, runner.limit),
+        closing=lambda: ctx.closing,
+    )
 
 
 def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
@@ -165,17 +166,6 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
     app.add_api_route("/shutdown", shutdown, methods=["POST"], tags=["runner"])
 
 
-class BoundedStoreWaits:
-    """Every store call of a request waits at most ``HEADRACE_DATABASE_TIMEOUT_SECONDS``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with bounded_waits():
-            await self.app(scope, receive, send)
-
-
 async def _stop(ctx: ServerContext) -> None:
     logger.warning("Shutdown requested over HTTP: draining, then stopping")
     with contextlib.suppress(RuntimeError):  # the runner was never started, or has ended
@@ -217,87 +207,3 @@ def _add_trigger_routes(app: RunnerApp, ctx: ServerContext) -> None:
         },
     )
     app.request_bodies["/flow/run"] = FlowRunRequest.model_json_schema()
-
-
-# -- errors -> status codes --------------------------------------------------
-
-Handler = Callable[[Request, Exception], Awaitable[Response]]
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    handlers: dict[type[Exception], Handler] = {
-        ObjectNotFound: _status(404),
-        InvalidStateTransition: _status(409),
-        IdempotencyKeyReused: _status(422),
-        BadRequestBody: _status(400),
-        EntrypointError: _flow_not_found,
-        ParameterValidationError: _invalid_parameters,
-        StoreError: _store_failed,
-        StarletteHTTPException: _http_error,
-        ClientDisconnect: _client_gone,
-    }
-    for exc_class, handler in handlers.items():
-        app.add_exception_handler(exc_class, handler)
-
-
-REPORTED_ERRORS = 100
-REPORTED_NAME_LENGTH = 200
-
-
-def _status(status_code: int) -> Handler:
-    async def handle(request: Request, exc: Exception) -> Response:
-        return message(str(exc), status_code)
-
-    return handle
-
-
-async def _flow_not_found(request: Request, exc: Exception) -> Response:
-    return message("Flow not found", 404)
-
-
-async def _invalid_parameters(request: Request, exc: Exception) -> Response:
-    """400 naming each bad parameter: the first ``REPORTED_ERRORS`` of them, names shortened.
-
-    A hostile body (thousands of unknown keys, a key of a megabyte) gets a short answer.
-    """
-    assert isinstance(exc, ParameterValidationError)
-    errors = [
-        {**error, "parameter": str(error["parameter"])[:REPORTED_NAME_LENGTH]}
-        for error in exc.errors[:REPORTED_ERRORS]
-    ]
-    text = str(exc) if errors == exc.errors else str(ParameterValidationError(errors))
-    if len(exc.errors) > len(errors):
-        text += f"; and {len(exc.errors) - len(errors)} more"
-    return json_response({"message": text, "errors": errors}, 400)
-
-
-async def _store_failed(request: Request, exc: Exception) -> Response:
-    """503 (retry later) while the database fails; 507 once it has no space left, which no
-    retry mends until someone frees space."""
-    logger.error("%s %s: %s", request.method, request.url.path, exc)
-    if isinstance(exc, StoreFull):
-        return message(STORE_FULL, 507)
-    if isinstance(exc, StoreTimeout):
-        text = str(exc)  # says whether the request's write may still be done
-    elif isinstance(exc, StoreUnavailable):
-        text = "The database cannot be reached"
-    else:
-        text = "The database operation failed"
-    return message(text, 503, {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
-
-
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    """A client that hangs up mid-body is its own business: one line, no traceback."""
-    logger.info(
-        "%s %s: the client disconnected before its request ended", request.method, request.url.path
-    )
-    return Response(status_code=400)  # nobody is left to read it
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    text = str(exc.detail)
-    path = request.url.path
-    if exc.status_code == 404 and path.startswith("/deployment/") and path.endswith("/run"):
-        text = "Deployment not found"
-    return message(text, exc.status_code, dict(exc.headers or {}))

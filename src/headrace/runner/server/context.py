@@ -1,4 +1,4 @@
-"""What every route of the runner webserver shares, resolved once when the app is built."""
+"""What every route of the webserver shares, resolved once when the app is built."""
 
 from __future__ import annotations
 
@@ -16,21 +16,27 @@ if TYPE_CHECKING:
     from headrace.runner.runner import Runner
 
 
-@dataclass
-class ServerContext:
-    """The runner, a client and the store, settings, the backlog, the import space, the
-    served deployments' JSON, and lifecycle flags."""
+@dataclass(kw_only=True)
+class StoreContext:
+    """What the run routes need: a client and the store, settings, and lifecycle flags."""
 
-    runner: Runner
     client: HeadraceClient
     """Reads and cancels runs for the routes that only do what the Python client does."""
     store: AsyncStore
     settings: Settings
-    backlog: Backlog
-    space: ImportSpace
-    deployments_json: bytes
-    """The body of ``GET /deployments``: the served deployments are fixed when the app is built."""
+    deployments_json: bytes | None = None
+    """The body of ``GET /deployments`` when it is fixed (a runner's served deployments);
+    None: every deployment of the database, read at each request."""
     closing: bool = False
     """Set when the server shuts down: long polls and log streams end early."""
     stop_server: Callable[[], None] | None = None
     """Stops a standalone server on ``POST /shutdown`` (an embedded one stops with its runner)."""
+
+
+@dataclass(kw_only=True)
+class ServerContext(StoreContext):
+    """A runner's webserver: also the runner, its backlog and the import space."""
+
+    runner: Runner
+    backlog: Backlog
+    space: ImportSpace

@@ -6,7 +6,9 @@ A ``Host`` outside ``allowed_hosts`` gets 400 (DNS rebinding); a POST whose
 web page on this machine posting a form): see ``headrace.runner.server.hosts``.
 With ``HEADRACE_API_KEY`` set, every path but ``/health`` needs
 ``Authorization: Bearer <key>``, compared in constant time; unknown paths are
-refused the same way, so the key also hides which routes exist. Bodies larger
+refused the same way, so the key also hides which routes exist. The dashboard's
+pages (``/`` and ``/ui/...``) also take the key from the ``headrace_key`` cookie
+its login form sets; a browser without it is sent to that form. Bodies larger
 than ``MAX_BODY_BYTES`` are refused with 413, by their ``Content-Length`` or,
 for chunked uploads, while they arrive.
 """
@@ -21,6 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headrace.runner.server.hosts import host_name, same_origin
 from headrace.runner.server.json_io import message
+from headrace.runner.server.ui.auth import (
+    KEY_COOKIE,
+    is_open_ui_path,
+    is_ui_path,
+    key_from_cookie,
+    login_redirect,
+)
 
 MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health"})
@@ -57,18 +66,22 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
-        authorization = host = b""
+        authorization = host = cookie = b""
         length: bytes | None = None
         origin: bytes | None = None
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
+            elif name == b"cookie":
+                cookie = value
             elif name == b"content-length":
                 length = value
             elif name == b"host":
                 host = value
             elif name == b"origin":
                 origin = value
+        if not authorization and cookie and is_ui_path(scope["path"]):
+            authorization = b"bearer " + _cookie_key(cookie)
         refusal = self._refusal(scope, host, origin, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -95,11 +108,15 @@ class Guard:
             and not same_origin(origin, host)
         ):
             return message(_foreign_origin(origin), 403)
+        path = scope["path"]
         if (
             self._expected is not None
-            and scope["path"] not in OPEN_PATHS
+            and path not in OPEN_PATHS
+            and not is_open_ui_path(path)
             and not self._authorized(authorization)
         ):
+            if is_ui_path(path) and scope["method"] in SAFE_METHODS:
+                return login_redirect(path, scope.get("query_string", b""))
             return message(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
         return None
 
@@ -145,6 +162,15 @@ class Guard:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _cookie_key(cookie: bytes) -> bytes:
+    """The ``headrace_key`` cookie's value, or nothing."""
+    for part in cookie.split(b";"):
+        name, _, value = part.strip().partition(b"=")
+        if name == KEY_COOKIE.encode():
+            return key_from_cookie(value)
+    return b""
 
 
 def _bad_host(host: bytes) -> str:

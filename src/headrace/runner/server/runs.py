@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from headrace.deployments import Deployment
-from headrace.runner.server.context import ServerContext
+from headrace.runner.server.context import StoreContext
 from headrace.runner.server.json_io import (
     BadRequestBody,
     json_response,
@@ -66,13 +66,13 @@ DEPLOYMENT_FIELDS = frozenset(
 """What ``GET /deployments`` tells of each served deployment, besides its ``run_url``."""
 
 
-def server_context(request: Request) -> ServerContext:
+def server_context(request: Request) -> StoreContext:
     """The context ``build_server`` left on the app."""
-    ctx: ServerContext = request.app.state.headrace
+    ctx: StoreContext = request.app.state.headrace
     return ctx
 
 
-Context = Annotated[ServerContext, Depends(server_context)]
+Context = Annotated[StoreContext, Depends(server_context)]
 
 
 def add_totals_and_deployment_routes(app: FastAPI) -> None:
@@ -260,6 +260,8 @@ def _log_id(last_event_id: str | None) -> int:
 async def read_deployments(ctx: Context) -> Response:
     """Each served deployment: id, name, flow, parameter schema, defaults, schedules,
     and the URL that runs it."""
+    if ctx.deployments_json is None:
+        return raw_json_response(deployments_json(await ctx.store.read_deployments()))
     return raw_json_response(ctx.deployments_json)
 
 
