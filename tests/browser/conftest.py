@@ -23,7 +23,9 @@ from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("HEADRACE_SCREENSHOTS", REPO / "build" / "screenshots"))
+"""Where the tests save each page; ``HEADRACE_SCREENSHOTS=docs/screenshots`` refreshes the
+README's pictures."""
 KEY = "browser-test-key"
 FLOW = "tests/browser/flows.py:report"
 
@@ -62,7 +64,7 @@ class Started:
     log: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     """Started first, so it loads while chromium starts."""
     home = tmp_path_factory.mktemp("browser")
@@ -94,7 +96,7 @@ def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]
                 process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(serve_process: Started, browser: Any) -> Server:
     started = serve_process
     return Server(started.url, _wait_until_up(started.url, started.process, started.log))
@@ -116,7 +118,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> str
     raise AssertionError(f"headrace serve did not start: {log.read_text()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(serve_process: Started) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
@@ -126,7 +128,7 @@ def browser(serve_process: Started) -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def logged_in(browser: Any, server: Server) -> Iterator[Any]:
     """A browser context that has given the API key once, as a person would."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
@@ -152,6 +154,6 @@ def page(logged_in: Any) -> Iterator[Any]:
 
 
 def shoot(page: Any, name: str) -> None:
-    """Save the page as ``docs/screenshots/<name>.png``."""
+    """Save the page as ``<SCREENSHOTS>/<name>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
