@@ -14,6 +14,7 @@ from headrace.flows import Flow, flow
 
 if TYPE_CHECKING:
     from headrace.client import get_client
+    from headrace.deployment_runs import run_deployment
     from headrace.runner import Runner, serve
     from headrace.submission import submit_to_runner, wait_for_submitted_runs
 
@@ -22,6 +23,7 @@ __all__ = [
     "Runner",
     "flow",
     "get_client",
+    "run_deployment",
     "runtime",
     "serve",
     "submit_to_runner",
@@ -32,6 +34,7 @@ _LAZY = {
     "Runner": "headrace.runner",
     "serve": "headrace.runner",
     "get_client": "headrace.client",
+    "run_deployment": "headrace.deployment_runs",
     "submit_to_runner": "headrace.submission",
     "wait_for_submitted_runs": "headrace.submission",
 }

@@ -44,6 +44,10 @@ class FlowRun(BaseModel):
     result: Any = None
     result_truncated: bool = False
     """The run returned a result too large to keep: ``result`` is null, not the value."""
+    parent_flow_run_id: UUID | None = None
+    """The run that called this one's flow (a subflow), or ran its deployment."""
+    result_ref: str | None = None
+    """Where the whole result is kept when it is larger than a row holds (``result`` is null)."""
 
     @property
     def state_type(self) -> StateType:
@@ -80,6 +84,7 @@ class NewFlowRun(BaseModel):
     """For a run of no deployment: the one runner that may claim it (None: only
     ``Runner.execute_flow_run`` does)."""
     runner_name: str | None = None
+    parent_flow_run_id: UUID | None = None
 
 
 class LogRecord(BaseModel):

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """An attempt's log lines stored at most (UTF-8 bytes); past it one line counts the rest."""
     log_line_limit_chars: int = Field(default=LOG_LINE_LIMIT_CHARS, ge=1)
     """A longer log line is stored once, cut to this, with a marker counting what was cut."""
+    result_storage: str | None = None
+    """Where results larger than a run's row keeps are written whole: a directory, or an
+    fsspec URL (``s3://bucket/results``; needs the ``results`` extra). Unset: ``home/results``."""
     runner_pin_cpu: bool = False
     """A serving process keeps its own threads on one CPU (its runs use them all). Off by
     default: every serving process would take the same CPU."""
@@ -91,6 +94,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def resolved_result_storage(self) -> str:
+        """Where large results go, defaulting to a directory under ``home``."""
+        return self.result_storage or str(self.home / "results")
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,6 +13,7 @@ def test_public_names_are_pinned() -> None:
             "Runner",
             "flow",
             "get_client",
+            "run_deployment",
             "runtime",
             "serve",
             "submit_to_runner",

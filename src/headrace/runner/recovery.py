@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import FlowRun
 from headrace.runner.journal import ForeignJournal, Journal, foreign_journals
 from headrace.runner.outcomes import Decision, ProcessReport, decide_orphan, decide_outcome
 from headrace.states import ACTIVE_STATES, State, StateType, utcnow
@@ -115,6 +116,10 @@ async def recover_orphans(
     resolved = 0
     recorded = None if journal is None else journal.reader()
     for run, owner in await store.read_active_runs(deployment_ids, ad_hoc=True):
+        if is_subflow_run(run):
+            if run.parent_flow_run_id in active():
+                continue  # its parent's process runs it, and its runner records it
+            run = run.model_copy(update={"max_retries": 0})  # never run again on its own
         why = why_dead(
             owner, me, now=now, heartbeat_timeout=heartbeat_timeout, lease_margin=lease_margin
         )
@@ -179,6 +184,11 @@ async def recover_addressed_runs(
         logger.warning("Flow run %s: %s", run.name, message)
         resolved += 1
     return resolved
+
+
+def is_subflow_run(run: FlowRun) -> bool:
+    """A run its parent's process executes (a subflow): no runner claims it by itself."""
+    return run.parent_flow_run_id is not None and run.deployment_id is None
 
 
 def _told(decision: Decision, replayed: bool, why: str) -> str:

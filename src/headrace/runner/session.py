@@ -27,6 +27,7 @@ from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
+from headrace.runner.subflow_events import run_environment
 from headrace.settings import Settings
 from headrace.states import utcnow
 from headrace.store import AsyncStore, RunnerRecord
@@ -81,6 +82,7 @@ class Session:
         settings = options.settings
         lease = Lease(settings.runner_heartbeat_timeout_seconds)
         self.dispatcher = self._dispatcher(served, lease)
+        self.dispatcher.executor.environment = run_environment(settings)
         self.liveness = self._liveness(served, lease)
 
     def _dispatcher(self, served: ServedDeployments, lease: Lease) -> Dispatcher:

@@ -17,6 +17,10 @@ from headrace.states import State, StateType
 from headrace.store.records import RunnerRecord
 from headrace.store.tables import UTCDateTime, flow_runs
 
+NOT_A_SUBFLOW = flow_runs.c.parent_flow_run_id.is_(None)
+"""An ad-hoc run that is not a subflow's: a subflow run is executed inside its parent's
+process, never claimed on its own (it has no entrypoint to load)."""
+
 Owner = tuple[Collection[UUID], UUID | None]
 """Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this id."""
 
@@ -27,7 +31,11 @@ def owned_by(deployment_ids: Collection[UUID], runner_id: UUID | None) -> sa.Col
     if deployment_ids:
         clauses.append(flow_runs.c.deployment_id.in_(list(deployment_ids)))
     if runner_id is not None:
-        clauses.append(flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_id == runner_id))
+        clauses.append(
+            flow_runs.c.deployment_id.is_(None)
+            & (flow_runs.c.runner_id == runner_id)
+            & NOT_A_SUBFLOW
+        )
     return sa.or_(sa.false(), *clauses)
 
 
@@ -117,6 +125,7 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "timeout_seconds": new.timeout_seconds,
         "runner_id": new.runner_id,
         "runner_name": new.runner_name,
+        "parent_flow_run_id": new.parent_flow_run_id,
         "created": now,
         "updated": now,
     }

@@ -25,6 +25,7 @@ from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
+from headrace.store.child_runs import ChildRuns
 from headrace.store.claims import Claims
 from headrace.store.logs import LogLines
 from headrace.store.records import MAX_PAGE
@@ -59,7 +60,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
     return (spec.parameters, spec.retries, spec.retry_delay_seconds, spec.timeout_seconds)
 
 
-class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
+class SQLStore(Claims, ChildRuns, StateChanges, LogLines, Runners, Maintenance):
     """All of headrace's persistence behind intent-named methods."""
 
     # -- deployments --------------------------------------------------------
@@ -337,9 +338,12 @@ class SQLStore(Claims, StateChanges, LogLines, Runners, Maintenance):
         states: Collection[StateType] | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent_flow_run_id: UUID | None = None,
     ) -> list[FlowRun]:
         """Runs matching every given filter, newest first."""
         query = flow_runs.select()
+        if parent_flow_run_id is not None:
+            query = query.where(flow_runs.c.parent_flow_run_id == parent_flow_run_id)
         if ids is not None:
             query = query.where(flow_runs.c.id.in_(list(ids)))
         if deployment_id is not None:

@@ -126,6 +126,8 @@ flow_runs = sa.Table(
     sa.Column("result_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.Column("updated", UTCDateTime(), nullable=False),
+    sa.Column("parent_flow_run_id", sa.Uuid()),
+    sa.Column("result_ref", StorableText()),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
     # "scheduled runs due before T, oldest first": a partial index of queued runs only.
     sa.Index(
@@ -142,6 +144,7 @@ flow_runs = sa.Table(
         postgresql_where=sa.text(f"state_type IN {ACTIVE}"),
     ),
     sa.Index("ix_flow_runs_created", "created"),
+    sa.Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
 )
 
 flow_run_states = sa.Table(

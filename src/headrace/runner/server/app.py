@@ -43,6 +43,7 @@ from headrace.runner.server.metrics import TimedRequests, add_metrics_route
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.readiness import Readiness
+from headrace.runner.server.run_results import add_result_routes
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -96,6 +97,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
+    add_result_routes(app)
     _add_error_handlers(app)
     app.add_middleware(BoundedStoreWaits)
     metrics = runner.metrics

@@ -123,9 +123,12 @@ async def read_flow_runs(
     flow_name: Annotated[str | None, Query(max_length=1000, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    parent_flow_run_id: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    """Runs matching every filter given, newest first; ``state`` may repeat."""
+    """Runs matching every filter given, newest first; ``state`` may repeat;
+    ``parent_flow_run_id`` lists the runs that run started (its subflows among them)."""
     runs = await ctx.client.read_flow_runs(
+        parent_flow_run_id=parent_id(parent_flow_run_id),
         deployment_id=deployment_id,
         flow_name=flow_name,
         states=state,
@@ -174,6 +177,17 @@ async def read_logs(
     if len(lines) >= MAX_PAGE:  # a full page: there may be more
         headers = {"Link": f'</flow_runs/{flow_run_id}/logs?after_id={lines[-1].id}>; rel="next"'}
     return json_response([log_json(line) for line in lines], headers=headers)
+
+
+def parent_id(text: str | None) -> UUID | None:
+    if text is None:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        raise BadRequestBody(
+            f"parent_flow_run_id {text[:40]!r} is not a flow run id (a UUID)"
+        ) from None
 
 
 def _log_id(last_event_id: str | None) -> int:
