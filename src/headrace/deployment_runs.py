@@ -74,19 +74,16 @@ def _run_to_end(work: Coroutine[Any, Any, T]) -> T:
 async def _run_deployment(
     name: str, parameters: dict[str, Any] | None, wait_seconds: float | None, key: str | None
 ) -> FlowRun:
-    async with get_client() as client:
-        try:
-            deployment = await client.read_deployment_by_ref(name)
-            parent = runtime.flow_run.id
-            run = await client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters,
-                idempotency_key=key,
-                parent_flow_run_id=None if parent is None else UUID(parent),
-            )
-            return await wait_for_end(client, run, wait_seconds)
-        finally:
-            client.store.close()
+    async with get_client() as client:  # the process's store: opened once, kept open
+        deployment = await client.read_deployment_by_ref(name)
+        parent = runtime.flow_run.id
+        run = await client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters,
+            idempotency_key=key,
+            parent_flow_run_id=None if parent is None else UUID(parent),
+        )
+        return await wait_for_end(client, run, wait_seconds)
 
 
 async def wait_for_end(client: HeadraceClient, run: FlowRun, wait_seconds: float | None) -> FlowRun:
