@@ -123,3 +123,6 @@ def slow(seconds: float = 30) -> str:
 def calls_deployment(name: str, timeout: float | None = None) -> dict[str, Any]:
     run = run_deployment(name, {"x": 41}, timeout=timeout)
     return {"id": str(run.id), "state": run.state.type.value, "result": run.result}
+
+
+UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"

@@ -181,6 +181,9 @@ def runs_ls(
         ),
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    parent: Annotated[
+        str | None, typer.Option(metavar="RUN_ID", help="Only the runs this run started.")
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, max=1000, help="Most runs to show.")
     ] = RUNS_LS_DEFAULT_LIMIT,
@@ -192,7 +195,9 @@ def runs_ls(
     with reported_errors():
         states = parse_states(state)
         settings = command_settings()
-        runs, names = with_client(settings, _runs_and_labels(deployment, flow, states, limit))
+        parent_id = None if parent is None else _run_id(parent)
+        read = _runs_and_labels(deployment, flow, states, limit, parent_id)
+        runs, names = with_client(settings, read)
     if as_json:
         echo_json([r.model_dump(mode="json") for r in runs])
     elif not runs:
@@ -203,7 +208,11 @@ def runs_ls(
 
 
 def _runs_and_labels(
-    deployment: str | None, flow: str | None, states: list[str] | None, limit: int
+    deployment: str | None,
+    flow: str | None,
+    states: list[str] | None,
+    limit: int,
+    parent_id: UUID | None = None,
 ) -> Callable[[HeadraceClient], Awaitable[tuple[list[FlowRun], dict[UUID, str]]]]:
     """The matching runs, and every deployment's label by id (for the table's column)."""
 
@@ -214,7 +223,11 @@ def _runs_and_labels(
         if deployment is not None:
             deployment_id = (await client.read_deployment_by_ref(deployment)).id
         runs = await client.read_flow_runs(
-            deployment_id=deployment_id, flow_name=flow, states=states, limit=limit
+            deployment_id=deployment_id,
+            flow_name=flow,
+            states=states,
+            limit=limit,
+            parent_flow_run_id=parent_id,
         )
         names = {d.id: deployment_label(d) for d in await client.read_deployments()}
         return runs, names
@@ -244,19 +257,22 @@ def runs_inspect(
     flow_run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a flow run: state history, parameters and result."""
+    """Show a flow run: state history, parameters, result, parent and child runs."""
     from headrace.cli.output import run_detail
+    from headrace.cli.run_family import children_of, family_detail
 
     with reported_errors():
         run_id = _run_id(flow_run_id)
         settings = command_settings()
         found, history, names = with_client(settings, _run_with_history(run_id))
+        children = with_client(settings, children_of(run_id))
     if as_json:
         data = found.model_dump(mode="json")
         data["state_history"] = [s.model_dump(mode="json") for s in history]
+        data["child_flow_runs"] = [c.model_dump(mode="json") for c in children]
         echo_json(data)
     else:
-        stdout().print(run_detail(found, history, names))
+        stdout().print(run_detail(found, history, names), family_detail(found, children))
 
 
 def _run_with_history(
