@@ -126,3 +126,39 @@ def calls_deployment(name: str, timeout: float | None = None) -> dict[str, Any]:
 
 
 UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+
+
+@flow(retries=2)
+def marks_then_waits(marker: str) -> None:
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    import time
+
+    time.sleep(60)
+
+
+@flow
+def parent_of_a_long_child(marker: str) -> None:
+    marks_then_waits(marker)
+
+
+@flow(timeout_seconds=1)
+def parent_timing_out(marker: str) -> None:
+    marks_then_waits(marker)
+
+
+@flow(timeout_seconds=0.5)
+def sleeps_too_long() -> None:
+    import time
+
+    time.sleep(30)
+
+
+@flow
+def parent_of_a_slow_child() -> str:
+    try:
+        sleeps_too_long()
+    except TimeoutError as exc:
+        return str(exc)
+    return "not timed out"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from datetime import timedelta
-from uuid import uuid4
+from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -14,6 +18,7 @@ from headrace.states import State, StateType, utcnow
 from headrace.store import RunnerRecord, SQLStore
 from tests.flows import subflows
 from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.integration.test_outcome_durability import runner_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -149,3 +154,66 @@ async def test_children_list_only_a_runs_children(settings: Settings) -> None:
             lambda: children_of(client, runs[0]), lambda c: len(c) == 1, what="one child"
         )
     assert found[0].parent_flow_run_id == runs[0].id
+
+
+async def test_child_runs_of_a_killed_runner_end_crashed_with_their_parent(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "child-started"
+    with runner_process(database_url, settings.home) as process:
+        async with get_client(settings) as client:
+            flow_name = "parent-of-a-long-child"
+            deployment = await client.read_deployment_by_name(flow_name, "long-child")
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, {"marker": str(marker)}
+            )
+            await eventually(
+                lambda: children_of(client, run), bool, what="the subflow's run to be stored"
+            )
+        await eventually(
+            lambda: asyncio.to_thread(lambda: marker.exists() and bool(marker.read_text())),
+            bool,
+            what="the subflow's body to start",
+        )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    child_id = UUID(marker.read_text())
+    runner = make_runner(settings)  # on the same host: it sees the dead runner is gone
+    await runner.add_flow(subflows.parent_of_a_long_child, "long-child")
+    async with running(runner), get_client(settings) as client:
+        parent = await wait_for_state(client.store, run.id)
+        child = await wait_for_state(client.store, child_id)
+    assert parent.state.type == StateType.CRASHED, parent.state
+    assert child.state.type == StateType.CRASHED, child.state
+    assert child.run_count == 1 and child.parent_flow_run_id == run.id
+    assert "died" in (child.state.message or ""), child.state.message
+
+
+async def test_a_child_open_when_its_parent_times_out_ends_with_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(subflows.parent_timing_out)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment, {"marker": str(tmp_path / "marker")}
+        )
+        parent = await wait_for_state(client.store, run.id)
+        (child,) = await children_of(client, run)
+    assert parent.state.type == StateType.FAILED and "timed out" in (parent.state.message or "")
+    assert child.state.type == StateType.CRASHED, child.state
+    ended = f"Its parent flow run {run.name} ended (Failed) before it finished"
+    assert child.state.message == ended
+
+
+async def test_a_subflow_that_times_out_fails_and_raises_in_its_parent(settings: Settings) -> None:
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(subflows.parent_of_a_slow_child)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment)
+        parent = await wait_for_state(client.store, run.id)
+        (child,) = await children_of(client, run)
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == "Flow run timed out after 0.5 s"
+    assert child.state.type == StateType.FAILED and child.timeout_seconds == 0.5
+    assert "TimeoutError: Flow run timed out after 0.5 s" in (child.state.message or "")
