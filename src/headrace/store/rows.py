@@ -125,9 +125,10 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         "timeout_seconds": new.timeout_seconds,
         "runner_id": new.runner_id,
         "runner_name": new.runner_name,
-        "parent_flow_run_id": new.parent_flow_run_id,
         "created": now,
         "updated": now,
+        # Only when set: a store migrated back below 0008 still takes other runs.
+        **({"parent_flow_run_id": new.parent_flow_run_id} if new.parent_flow_run_id else {}),
     }
 
 

@@ -252,6 +252,8 @@ class SQLStore(Claims, ChildRuns, StateChanges, LogLines, Runners, Maintenance):
                 if new.idempotency_key is not None:
                     known[key] = run
             if rows:
+                if any("parent_flow_run_id" in row for row in rows):  # one shape for the batch
+                    rows = [{"parent_flow_run_id": None, **row} for row in rows]
                 conn.execute(flow_runs.insert(), rows)  # the database records each SCHEDULED
         return results
 
