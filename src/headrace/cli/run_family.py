@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from headrace.client import HeadraceClient
@@ -34,14 +32,14 @@ def family_detail(run: FlowRun, children: Sequence[FlowRun]) -> RenderableType:
     """The parent (if any) and a table of the children, oldest first."""
     parts: list[RenderableType] = []
     if run.parent_flow_run_id is not None:
-        parts += [Text.assemble(("Parent run  ", "bold"), str(run.parent_flow_run_id))]
+        parts += [Text(), Text.assemble(("Parent run  ", "bold"), str(run.parent_flow_run_id))]
     if children:
-        from headrace.cli.output import state_text
+        from headrace.cli.output import _table, state_text
 
-        table = Table(title="Child runs", title_justify="left", box=box.SIMPLE_HEAD)
+        table = _table("Child runs")
         for column in ("ID", "Name", "Flow", "State"):
             table.add_column(column, no_wrap=column == "ID")
         for child in sorted(children, key=lambda c: c.created):
             table.add_row(str(child.id), child.name, child.flow_name, state_text(child.state))
-        parts.append(table)
+        parts += [Text(), table]
     return Group(*parts)

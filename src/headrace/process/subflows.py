@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -40,6 +41,8 @@ from headrace.runtime import FlowRunContext, entered_subflow_run, set_subflow_ca
 
 if TYPE_CHECKING:
     from headrace.flows import Flow
+
+logger = logging.getLogger("headrace.subflows")
 
 
 class EventSender(Protocol):
@@ -221,7 +224,8 @@ def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
 def _failed(child: _ChildRun, exc: BaseException) -> float | None:
     """Report a failed attempt: the delay before the next one, or None when it ended FAILED."""
     message = _failure_message(exc)
-    traceback.print_exception(exc)  # the run's log shows where, as for the run itself
+    with entered_subflow_run(child.context):  # the subflow's log shows where it raised
+        logger.error("Flow run %s raised %s", child.context.name, type(exc).__name__, exc_info=exc)
     if child.attempts_left <= 0:
         _end(child, "FAILED", message)
         return None
