@@ -160,6 +160,7 @@ class SubflowEvents:
         children = self._children.pop(parent.id, {})
         for child in children.values():
             await (child.last or child.created)
+            self._logs.end_attempt(child.id, child.name)  # with what its log limit dropped
             if child.ended:
                 continue
             cancelled = parent_state.type == StateType.CANCELLED
