@@ -93,3 +93,17 @@ async def test_run_deployment_reaches_a_deployment_another_runner_serves(
     assert done.state.type == StateType.COMPLETED, done.state.message
     assert done.result["result"] == 42 and done.runner_name == "runner-a"
     assert child.runner_name == "runner-b" and child.parent_flow_run_id == run.id
+
+
+async def test_run_deployment_with_an_idempotency_key_starts_one_run(
+    configured: Settings,
+) -> None:
+    runner = make_runner(configured)
+    await runner.add_flow(subflows.quick, "quick")
+    first, second = [
+        await asyncio.to_thread(
+            run_deployment, "quick/quick", {"x": 5}, timeout=0, idempotency_key="once"
+        )
+        for _ in range(2)
+    ]
+    assert first.id == second.id
