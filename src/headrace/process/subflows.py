@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
@@ -87,7 +88,6 @@ class _ChildRun:
     flow: Flow[Any, Any]
     context: FlowRunContext
     run_count: int = 1
-    started: float = field(default_factory=time.time)
 
     @property
     def id(self) -> str:
@@ -195,7 +195,7 @@ def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
         scheduled_start_time=datetime.fromtimestamp(started, UTC),
         parent_flow_run_id=parent,
     )
-    child = _ChildRun(flow, context, started=started)
+    child = _ChildRun(flow, context)
     _send(
         ChildRunStarted(
             child.id,
@@ -238,7 +238,7 @@ def _failed(child: _ChildRun, exc: BaseException) -> float | None:
 
 def _restart(child: _ChildRun) -> None:
     child.run_count += 1
-    child.context = FlowRunContext(**{**vars(child.context), "run_count": child.run_count})
+    child.context = dataclasses.replace(child.context, run_count=child.run_count)
     _send(ChildRunRestarted(child.id, child.run_count, time.time()))
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -47,7 +47,6 @@ class _Child:
     created: asyncio.Task[None]
     last: asyncio.Task[None] | None = None
     ended: bool = False
-    writes: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def _when(timestamp: float) -> datetime:
