@@ -26,6 +26,8 @@ def seen() -> dict[str, Any]:
 @flow
 def double(x: int) -> dict[str, Any]:
     logger.info("doubling %d", x)
+    print(f"printed while doubling {x}")
+    print("no newline at the end", end="")
     return {"value": 2 * x, "context": seen()}
 
 
@@ -35,6 +37,7 @@ def parent(x: int = 3) -> dict[str, Any]:
     child = double(x)
     after = seen()
     logger.info("the child returned %d", child["value"])
+    print("printed by the parent")
     return {"before": before, "child": child, "after": after}
 
 

@@ -64,6 +64,11 @@ async def test_a_subflow_is_a_child_run_with_its_own_context_and_logs(settings: 
     assert any("doubling 5" in line.message for line in child_logs)
     assert not any("doubling 5" in line.message for line in parent_logs)
     assert any("the child returned 10" in line.message for line in parent_logs)
+    child_lines = [line.message for line in child_logs]
+    assert "printed while doubling 5" in child_lines and "no newline at the end" in child_lines
+    parent_lines = [line.message for line in parent_logs]
+    assert "printed by the parent" in parent_lines
+    assert not any("doubling" in line or "no newline" in line for line in parent_lines)
 
 
 async def test_a_failing_subflow_raises_in_its_parent(settings: Settings) -> None:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -38,6 +39,7 @@ from headrace.process.protocol import (
     ChildRunStarted,
 )
 from headrace.process.results import RESULT_STORAGE_VARIABLE
+from headrace.process.subflow_output import SubflowStream, subflow_streams
 from headrace.runtime import FlowRunContext, entered_subflow_run, set_subflow_call
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class _Process:
     reporter: EventSender
     flow_run_id: str
     result_storage: str | None = None
+    streams: tuple[SubflowStream, ...] = ()
 
 
 _process: _Process | None = None
@@ -72,6 +75,9 @@ def install(reporter: EventSender, job: ChildJob) -> None:
     os.environ.update(job.environment)
     storage = job.environment.get(RESULT_STORAGE_VARIABLE)
     _process = _Process(reporter, job.flow_run_id, storage)
+    streams = subflow_streams(sys.stdout, sys.stderr, logging_run_id, reporter.send)
+    sys.stdout, sys.stderr = streams
+    _process.streams = streams
     set_subflow_call(call_subflow)
 
 
@@ -248,7 +254,14 @@ def _failure_message(exc: BaseException) -> str:
 
 
 def _end(child: _ChildRun, state_type: str, message: str | None) -> None:
+    _end_output(child)
     _send(ChildRunEnded(child.id, state_type, message, time.time()))
+
+
+def _end_output(child: _ChildRun) -> None:
+    assert _process is not None
+    for stream in _process.streams:
+        stream.end(child.id)
 
 
 def _completed(child: _ChildRun, result: Any) -> None:
@@ -256,6 +269,7 @@ def _completed(child: _ChildRun, result: Any) -> None:
 
     assert _process is not None
     encoded = encode_result(result, _process.result_storage, f"{child.id}.json")
+    _end_output(child)
     ended = ChildRunEnded(
         child.id,
         "COMPLETED",
