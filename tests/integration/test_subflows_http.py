@@ -59,6 +59,7 @@ async def test_a_subflow_triggered_over_http_is_listed_and_inspected(
         inspected = await invoke(env, "runs", "inspect", run_id)
         inspected_child = await invoke(env, "runs", "inspect", child_id)
         listed = await invoke(env, "runs", "ls", "--parent", run_id, "--json")
+        as_json = await invoke(env, "runs", "inspect", run_id, "--json")
     assert created.status_code == 201
     assert parent["state"]["type"] == "COMPLETED" and parent["parent_flow_run_id"] is None
     assert len(children) == 1 and children[0]["parent_flow_run_id"] == run_id
@@ -73,6 +74,7 @@ async def test_a_subflow_triggered_over_http_is_listed_and_inspected(
     assert f"Parent run  {run_id}" in inspected_child.stdout
     assert listed.exit_code == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == [child_id]
+    assert [c["id"] for c in json.loads(as_json.stdout)["child_flow_runs"]] == [child_id]
 
 
 async def test_a_result_json_cannot_hold_says_so(settings: Settings) -> None:
