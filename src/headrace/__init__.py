@@ -16,6 +16,7 @@ from headrace.tasks import Task, task
 
 if TYPE_CHECKING:
     from headrace.client import get_client
+    from headrace.deployment_runs import run_deployment
     from headrace.notifications import Notify
     from headrace.runner import Runner, serve
     from headrace.submission import submit_to_runner, wait_for_submitted_runs
@@ -28,6 +29,7 @@ __all__ = [
     "exponential_backoff",
     "flow",
     "get_client",
+    "run_deployment",
     "runtime",
     "serve",
     "submit_to_runner",
@@ -40,6 +42,7 @@ _LAZY = {
     "Runner": "headrace.runner",
     "serve": "headrace.runner",
     "get_client": "headrace.client",
+    "run_deployment": "headrace.deployment_runs",
     "submit_to_runner": "headrace.submission",
     "wait_for_submitted_runs": "headrace.submission",
 }

@@ -8,6 +8,7 @@ cancels, so local work never waits for a poll.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from headrace.exceptions import InvalidStateTransition, ObjectNotFound
 from headrace.flow_runs import FlowRun, LogRecord, NewFlowRun
 from headrace.notifications import Delivery
 from headrace.parameters import jsonable_parameters
+from headrace.process.results import result_of
 from headrace.settings import Settings, load_settings
 from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore, open_store
@@ -90,6 +92,7 @@ class HeadraceClient:
         deployment_id: UUID,
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        parent_flow_run_id: UUID | None = None,
         *,
         name: str | None = None,
         expected_start_time: datetime | None = None,
@@ -107,6 +110,8 @@ class HeadraceClient:
         new_runs.check_storable(parameters)
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
         new = new.model_copy(update={"name": name, "expected_start_time": expected_start_time})
+        if parent_flow_run_id is not None:  # started by that run (``run_deployment``)
+            new = new.model_copy(update={"parent_flow_run_id": parent_flow_run_id})
         run, _ = await self.store.create_flow_run(new)
         return self._seen(run)
 
@@ -158,9 +163,12 @@ class HeadraceClient:
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent_flow_run_id: UUID | None = None,
     ) -> list[FlowRun]:
-        """Runs matching every given filter, newest first (``since``/``until``: created)."""
+        """Runs matching every given filter, newest first (``since``/``until``: created;
+        ``parent_flow_run_id``: the runs that run started, its subflows among them)."""
         runs = await self.store.read_flow_runs(
+            parent_flow_run_id=parent_flow_run_id,
             deployment_id=deployment_id,
             flow_name=flow_name,
             states=None if states is None else [StateType(s) for s in states],
@@ -179,15 +187,27 @@ class HeadraceClient:
         states: Collection[StateType | str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_flow_run_id: UUID | None = None,
     ) -> dict[StateType, int]:
         """How many runs match every given filter (as ``read_flow_runs``), by state."""
         return await self.store.count_flow_runs(
+            parent_flow_run_id=parent_flow_run_id,
             deployment_id=deployment_id,
             flow_name=flow_name,
             states=None if states is None else [StateType(s) for s in states],
             since=since,
             until=until,
         )
+
+    async def read_flow_run_result(self, flow_run_id: UUID) -> Any:
+        """The whole result of a COMPLETED run, from the result store when it was too large
+        for the run's row (see ``results.py``).
+
+        ``InvalidStateTransition`` when the run has no result: it has not completed, or
+        its result could not be kept (the message says why).
+        """
+        run = await self.store.read_flow_run(flow_run_id)
+        return await asyncio.to_thread(result_of, run)  # may read a file or a URL
 
     async def read_state_history(self, flow_run_id: UUID) -> list[State]:
         await self.store.read_flow_run(flow_run_id)  # unknown ids raise ObjectNotFound

@@ -49,6 +49,10 @@ class FlowRun(BaseModel):
     """The run returned a result too large to keep: ``result`` is null, not the value."""
     traceparent: str | None = None
     """The W3C trace context of the request that created it: its spans join that trace."""
+    parent_flow_run_id: UUID | None = None
+    """The run that called this one's flow (a subflow), or ran its deployment."""
+    result_ref: str | None = None
+    """Where the whole result is kept when it is larger than a row holds (``result`` is null)."""
 
     @property
     def state_type(self) -> StateType:
@@ -90,6 +94,7 @@ class NewFlowRun(BaseModel):
     runner_name: str | None = None
     traceparent: str | None = None
     """The W3C trace context the run continues (``headrace.runner.tracing``)."""
+    parent_flow_run_id: UUID | None = None
 
 
 class LogRecord(BaseModel):

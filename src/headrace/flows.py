@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from headrace import runtime
 from headrace.exceptions import FlowDefinitionError
 from headrace.hooks import Hook, HookKind, check_hooks
 from headrace.retries import (
@@ -113,10 +114,15 @@ class Flow(Generic[P, R]):
         """Call the function in-process with validated, coerced arguments.
 
         Wrong arity or unknown keywords raise TypeError as a plain call would;
-        bad values raise ParameterValidationError naming each parameter.
+        bad values raise ParameterValidationError naming each parameter. Inside
+        a run, the call is a subflow: a child run of the caller's run.
         """
         bound = self._signature.bind_partial(*args, **kwargs)
         arguments = self._compiled.validate(bound.arguments)
+        subflow = runtime.subflow_call()
+        if subflow is not None:  # inside a run: a child run of it (``process/subflows.py``)
+            result: R = subflow(self, arguments)
+            return result
         return self.fn(**arguments)  # type: ignore[call-arg]
 
     def __repr__(self) -> str:

@@ -134,10 +134,13 @@ class RemoteClient(HeadraceClient):
         deployment_id: UUID,
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        parent_flow_run_id: UUID | None = None,
         *,
         name: str | None = None,
         expected_start_time: datetime | None = None,
     ) -> FlowRun:
+        if parent_flow_run_id is not None:
+            _not_over_http("linking a run to the run that started it")
         query: dict[str, str] = {}
         if name is not None:
             query["name"] = name
@@ -181,6 +184,10 @@ class RemoteClient(HeadraceClient):
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
         return FlowRun.model_validate(await self._request("GET", f"/flow_runs/{flow_run_id}"))
 
+    async def read_flow_run_result(self, flow_run_id: UUID) -> Any:
+        """The whole result, as the runner reads it (``GET /flow_runs/{id}/result``)."""
+        return await self._request("GET", f"/flow_runs/{flow_run_id}/result")
+
     async def read_flow_runs(
         self,
         *,
@@ -191,8 +198,9 @@ class RemoteClient(HeadraceClient):
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent_flow_run_id: UUID | None = None,
     ) -> list[FlowRun]:
-        query = _filters(deployment_id, flow_name, states, since, until)
+        query = _filters(deployment_id, flow_name, states, since, until, parent_flow_run_id)
         query += [("limit", str(limit)), ("offset", str(offset))]
         found = await self._request("GET", "/flow_runs", params=query)
         return [FlowRun.model_validate(run) for run in found]
@@ -205,8 +213,9 @@ class RemoteClient(HeadraceClient):
         states: Collection[StateType | str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_flow_run_id: UUID | None = None,
     ) -> dict[StateType, int]:
-        query = _filters(deployment_id, flow_name, states, since, until)
+        query = _filters(deployment_id, flow_name, states, since, until, parent_flow_run_id)
         totals = await self._request("GET", "/flow_runs/totals", params=query)
         return {StateType(state): count for state, count in totals["by_state"].items()}
 
@@ -244,6 +253,7 @@ def _filters(
     states: Collection[StateType | str] | None,
     since: datetime | None,
     until: datetime | None,
+    parent_flow_run_id: UUID | None = None,
 ) -> list[tuple[str, str]]:
     """The query ``GET /flow_runs`` and ``GET /flow_runs/totals`` take (``state`` repeats)."""
     query = [("state", StateType(state).value) for state in states or []]
@@ -252,6 +262,7 @@ def _filters(
         ("flow_name", flow_name),
         ("since", since.isoformat() if since else None),
         ("until", until.isoformat() if until else None),
+        ("parent_flow_run_id", parent_flow_run_id),
     ]:
         if value is not None:
             query.append((key, str(value)))

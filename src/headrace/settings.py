@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     """The wait before the second try; it doubles for each further one."""
     webhook_timeout_seconds: float = Field(default=10, gt=0)
     """How long one try waits for the receiver to answer."""
+    result_storage: str | None = None
+    """Where results larger than a run's row keeps are written whole: a directory, or an
+    fsspec URL (``s3://bucket/results``; needs the ``results`` extra). Unset: ``home/results``."""
     runner_pin_cpu: bool = False
     """A serving process keeps its own threads on one CPU (its runs use them all). Off by
     default: every serving process would take the same CPU."""
@@ -118,6 +121,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def resolved_result_storage(self) -> str:
+        """Where large results go, defaulting to a directory under ``home``."""
+        return self.result_storage or str(self.home / "results")
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,7 +7,7 @@ import sys
 
 from headrace.runner import Runner
 from headrace.settings import Settings
-from tests.flows import basic
+from tests.flows import basic, subflows
 
 
 async def main(database_url: str, home: str, limit: int = 1) -> None:
@@ -15,6 +15,7 @@ async def main(database_url: str, home: str, limit: int = 1) -> None:
     runner = Runner(name="doomed", settings=settings, query_seconds=0.2, limit=limit)
     await runner.add_flow(basic.touch, "touch")
     await runner.add_flow(basic.with_grandchild, "grandchild")
+    await runner.add_flow(subflows.parent_of_a_long_child, "long-child")
     print("ready", flush=True)
     await runner.start()
 

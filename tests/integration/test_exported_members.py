@@ -16,6 +16,7 @@ def test_public_names_are_pinned() -> None:
             "exponential_backoff",
             "flow",
             "get_client",
+            "run_deployment",
             "runtime",
             "serve",
             "submit_to_runner",

@@ -51,7 +51,9 @@ async def test_a_result_that_cannot_be_encoded_is_null_and_says_why(settings: Se
     assert "object" in (done.state.message or "")
 
 
-async def test_a_result_too_large_to_keep_is_marked_not_cut(settings: Settings) -> None:
+async def test_a_result_too_large_for_a_row_is_kept_whole_in_the_result_store(
+    settings: Settings,
+) -> None:
     runner = make_runner(settings)
     deployment = await runner.add_flow(values.sized_result)
     async with running(runner), get_client(settings) as client:
@@ -62,14 +64,41 @@ async def test_a_result_too_large_to_keep_is_marked_not_cut(settings: Settings) 
         )
         done = await wait_for_state(client.store, large.id)
         kept = await wait_for_state(client.store, fits.id)
+        whole = await client.read_flow_run_result(large.id)
         app = await build_server(runner)
         async with asgi_client(app) as http:
             as_json = (await http.get(f"/flow_runs/{large.id}")).json()
+            result = await http.get(f"/flow_runs/{large.id}/result")
+            small = await http.get(f"/flow_runs/{fits.id}/result")
     assert done.state.type == StateType.COMPLETED, done.state
-    assert done.result is None and done.result_truncated
+    assert done.result is None and not done.result_truncated and done.state.message is None
+    assert done.result_ref == str(settings.home / "results" / f"{large.id}.json")
+    assert (as_json["result"], as_json["result_ref"]) == (None, done.result_ref)
+    assert result.status_code == 200 and result.json() == "x" * 100_000 == whole
+    assert small.json() == kept.result == "x" * (RESULT_SIZE_LIMIT - 2)
+    assert kept.result_ref is None and not kept.result_truncated
+
+
+async def test_a_result_too_large_for_a_row_and_no_store_is_marked_not_cut(
+    settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    settings = settings.model_copy(update={"result_storage": str(tmp_path / "a-file" / "r")})
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(values.sized_result)
+    async with running(runner), get_client(settings) as client:
+        large = await client.create_flow_run_from_deployment(deployment, {"size": 100_000})
+        done = await wait_for_state(client.store, large.id)
+        app = await build_server(runner)
+        async with asgi_client(app) as http:
+            as_json = (await http.get(f"/flow_runs/{large.id}")).json()
+            result = await http.get(f"/flow_runs/{large.id}/result")
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert done.result is None and done.result_truncated and done.result_ref is None
     assert "100,002 bytes" in (done.state.message or ""), done.state.message
+    assert "a-file" in (done.state.message or ""), done.state.message
     assert (as_json["result"], as_json["result_truncated"]) == (None, True)
-    assert kept.result == "x" * (RESULT_SIZE_LIMIT - 2) and not kept.result_truncated
+    assert result.status_code == 409 and "100,002 bytes" in result.json()["message"]
 
 
 async def test_nul_and_unpaired_surrogates_are_repaired_in_logs_results_and_parameters(

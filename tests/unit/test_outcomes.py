@@ -42,14 +42,14 @@ def run(state: StateType = StateType.RUNNING, **fields: object) -> FlowRun:
 def test_completed_event_wins_and_keeps_the_result() -> None:
     decision = decide_outcome(run(), ProcessReport(0, Completed({"n": 1})), NOW)
     assert decision.state.type == StateType.COMPLETED
-    assert decision.fields == {"result": {"n": 1}, "result_truncated": False}
+    assert decision.fields == {"result": {"n": 1}, "result_truncated": False, "result_ref": None}
 
 
 def test_a_result_too_large_to_keep_is_marked_and_explained() -> None:
     note = "The result was not stored: too large"
     finished = ProcessReport(0, Completed(None, note, result_truncated=True), KillReason.CANCEL)
     decision = decide_outcome(run(), finished, NOW)
-    assert decision.fields == {"result": None, "result_truncated": True}
+    assert decision.fields == {"result": None, "result_truncated": True, "result_ref": None}
     assert decision.state.message == f"The cancellation came after it had finished; {note}"
 
 
@@ -101,7 +101,7 @@ def test_a_body_that_returned_before_its_kill_is_completed_whatever_the_kill(
     finished = ProcessReport(0, Completed(7), reason)
     decision = decide_outcome(run(timeout_seconds=1), finished, NOW)
     assert decision.state.type == StateType.COMPLETED  # never requeued to run again
-    assert decision.fields == {"result": 7, "result_truncated": False}
+    assert decision.fields == {"result": 7, "result_truncated": False, "result_ref": None}
 
 
 @pytest.mark.parametrize("reason", list(KillReason))

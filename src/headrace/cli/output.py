@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from headrace.cli.run_family import result_text
 from headrace.client import ServingRunner
 from headrace.deployments import Deployment
 from headrace.flow_runs import FlowRun, LogRecord
@@ -379,7 +380,7 @@ def run_detail(
     if run.result_truncated:
         grid.add_row("Result", Text("not stored: too large to keep (result_truncated)"))
     elif run.state.type == StateType.COMPLETED:
-        grid.add_row("Result", Text(to_json(run.result, indent=2)))
+        grid.add_row("Result", Text(result_text(run) or to_json(run.result, indent=2)))
     parts: list[RenderableType] = [grid, Text(), history_table(history)]
     if run.state.message and "\n" in run.state.message.strip():
         parts += [Text(), Text("Message", style="bold"), Text(run.state.message.rstrip())]

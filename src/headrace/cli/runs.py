@@ -86,6 +86,9 @@ def runs_ls(
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
     since: Annotated[str | None, typer.Option(metavar="TIME", help=SINCE_HELP)] = None,
     until: Annotated[str | None, typer.Option(metavar="TIME", help=UNTIL_HELP)] = None,
+    parent: Annotated[
+        str | None, typer.Option(metavar="RUN_ID", help="Only the runs this run started.")
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, max=1000, help="Most runs to show.")
     ] = RUNS_LS_DEFAULT_LIMIT,
@@ -105,6 +108,7 @@ def runs_ls(
             None if since is None else parse_time_or_ago(since, "--since", now),
             None if until is None else parse_time_or_ago(until, "--until", now),
             limit,
+            None if parent is None else _run_id(parent),
         )
         settings = command_settings()
         runs, names, totals = with_client(settings, query.read)
@@ -132,6 +136,7 @@ class RunQuery:
     since: datetime | None
     until: datetime | None
     limit: int
+    parent: UUID | None = None
 
     async def read(
         self, client: HeadraceClient
@@ -149,6 +154,7 @@ class RunQuery:
             "states": self.states,
             "since": self.since,
             "until": self.until,
+            "parent_flow_run_id": self.parent,
         }
         runs = await client.read_flow_runs(**filters, limit=self.limit)
         totals = await client.count_flow_runs(**filters) if runs else {}
@@ -192,22 +198,25 @@ def runs_inspect(
     flow_run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a flow run: state history, parameters, result and task runs."""
+    """Show a flow run: state history, parameters, result, parent and child runs, task runs."""
     from headrace.cli.output import run_detail
+    from headrace.cli.run_family import children_of, family_detail
     from headrace.cli.task_runs import task_runs_of, task_runs_table
 
     with reported_errors():
         run_id = _run_id(flow_run_id)
         settings = command_settings()
         found, history, names = with_client(settings, _run_with_history(run_id))
+        children = with_client(settings, children_of(run_id))
         task_runs = with_client(settings, task_runs_of(run_id))
     if as_json:
         data = found.model_dump(mode="json")
         data["state_history"] = [s.model_dump(mode="json") for s in history]
+        data["child_flow_runs"] = [c.model_dump(mode="json") for c in children]
         data["task_runs"] = [t.model_dump(mode="json") for t in task_runs]
         echo_json(data)
     else:
-        stdout().print(run_detail(found, history, names))
+        stdout().print(run_detail(found, history, names), family_detail(found, children))
         if task_runs:
             stdout().print()
             stdout().print(task_runs_table(task_runs))

@@ -30,6 +30,7 @@ from pydantic_core import PydanticSerializationError, to_json, to_jsonable_pytho
 
 from headrace.flow_runs import RESULT_SIZE_LIMIT
 from headrace.jsonvalues import storable, storable_value
+from headrace.process import subflows
 from headrace.process.journal import append_entry
 from headrace.process.protocol import (
     ChildEvent,
@@ -42,6 +43,7 @@ from headrace.process.protocol import (
     Log,
     Running,
 )
+from headrace.process.results import RESULT_STORAGE_VARIABLE, stored_result
 from headrace.process.taskruns import current_task_run, engine_for, flush_task_runs
 from headrace.retries import should_retry
 from headrace.runtime import FlowRunContext, enter_flow_run
@@ -79,8 +81,9 @@ class Reporter:
         with self._lock, contextlib.suppress(OSError):
             self._connection.send(event)
 
-    def log(self, level: int, message: str) -> None:
-        self.send(Log(level, storable(message), time.time(), current_task_run.get()))
+    def log(self, level: int, message: str, flow_run_id: str | None = None) -> None:
+        task_run = current_task_run.get()
+        self.send(Log(level, storable(message), time.time(), task_run, flow_run_id))
 
 
 class _PipeHandler(logging.Handler):
@@ -90,16 +93,17 @@ class _PipeHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(name)s - %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.reporter.log(record.levelno, self.format(record))
+        self.reporter.log(record.levelno, self.format(record), subflows.logging_run_id())
 
 
-def encode_result(result: Any) -> Completed:
+def encode_result(result: Any, storage: str | None = None, name: str = "result.json") -> Completed:
     """The result as JSON, in pydantic's encoding, or a note of why it is not kept.
 
     Datetimes, decimals, UUIDs, enums, pydantic models and dataclasses become
     their JSON forms; NaN and infinities become null. A value pydantic cannot
-    encode, or one larger than ``RESULT_SIZE_LIMIT``, is not stored (null), and
-    the state message says why: nothing is stored in a form posing as the value.
+    encode is not stored (null), and the state message says why: nothing is
+    stored in a form posing as the value. One larger than ``RESULT_SIZE_LIMIT``
+    is written whole to the result store ``storage`` as ``name``, if given.
     """
     try:
         value = to_jsonable_python(result, inf_nan_mode="null")
@@ -109,11 +113,7 @@ def encode_result(result: Any) -> Completed:
         kind = type(result).__qualname__
         return Completed(None, storable(f"The result ({kind}) is not JSON-encodable: {why}"))
     if size > RESULT_SIZE_LIMIT:
-        note = (
-            f"The result was not stored: its JSON is {size:,} bytes, "
-            f"over the {RESULT_SIZE_LIMIT:,} bytes a run keeps"
-        )
-        return Completed(None, note, result_truncated=True)
+        return stored_result(value, size, storage, name)
     return Completed(value)
 
 
@@ -276,6 +276,7 @@ def _execute(
 
     _trace_environment(job.traceparent)
     enter_flow_run(_context(job))  # before the flow's module code runs, too
+    subflows.install(reporter, job)
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
@@ -305,7 +306,8 @@ def _execute(
         note = f" ({note})" if note else ""
         message = f"Flow run raised {type(exc).__name__}: {exc}{note}\n{text}"
         return Failed(storable(message), retry), flow
-    return encode_result(result), flow
+    storage = job.environment.get(RESULT_STORAGE_VARIABLE)
+    return encode_result(result, storage, f"{job.flow_run_id}.json"), flow
 
 
 def _trace_environment(traceparent: str | None) -> None:

@@ -40,6 +40,9 @@ class ChildJob:
     """The W3C trace context the run continues: its ``TRACEPARENT`` environment variable."""
     task_cache: dict[str, Any] = field(default_factory=dict)
     """Live task cache entries of the run's deployment (key -> JSON result), see ``TaskCached``."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """Settings of the runner the run's process takes as its own (its database, where large
+    results go), so what it does through ``get_client()`` reaches the runner's database."""
 
 
 # -- events, child -> runner, over the events pipe -----------------------------
@@ -61,6 +64,8 @@ class Log(NamedTuple):
     timestamp: float
     task_run_name: str | None = None
     """The task run that wrote it, if a task did."""
+    flow_run_id: str | None = None
+    """The subflow run it was logged in (None: the process's own run)."""
 
 
 class Completed(NamedTuple):
@@ -70,6 +75,8 @@ class Completed(NamedTuple):
     message: str | None = None
     result_truncated: bool = False
     """The result was too large to keep."""
+    result_ref: str | None = None
+    """Where the whole result was written, when it is larger than a run's row keeps."""
 
 
 class Failed(NamedTuple):
@@ -90,6 +97,56 @@ class Crashed(NamedTuple):
     """The flow could not be loaded from its entrypoint."""
 
     message: str
+
+
+# -- child flow runs: a flow called inside the run, executed in its process ------
+
+
+class ChildRunStarted(NamedTuple):
+    """A flow called inside the run started as a child run, under the id its process chose."""
+
+    id: str
+    parent_id: str
+    name: str
+    flow_name: str
+    parameters: dict[str, Any]
+    started: float
+    pid: int
+    max_retries: int = 0
+    retry_delay_seconds: float = 0
+    timeout_seconds: float | None = None
+
+
+class ChildRunRetrying(NamedTuple):
+    """An attempt of a child run failed and another follows after its retry delay."""
+
+    id: str
+    message: str
+    timestamp: float
+    retry_at: float
+
+
+class ChildRunRestarted(NamedTuple):
+    """A child run's next attempt (``run_count``) started."""
+
+    id: str
+    run_count: int
+    started: float
+
+
+class ChildRunEnded(NamedTuple):
+    """A child run ended: COMPLETED with its result, or FAILED or CRASHED with a message."""
+
+    id: str
+    state_type: str
+    message: str | None
+    timestamp: float
+    result: Any = None
+    result_truncated: bool = False
+    result_ref: str | None = None
+
+
+ChildRunEvent = ChildRunStarted | ChildRunRetrying | ChildRunRestarted | ChildRunEnded
 
 
 FinalEvent = Completed | Failed | Invalid | Crashed
@@ -140,7 +197,7 @@ class TaskRunEvents(NamedTuple):
     cached: list[TaskCached]
 
 
-ChildEvent = Running | Log | FinalEvent | TaskRunEvents
+ChildEvent = Running | Log | FinalEvent | ChildRunEvent | TaskRunEvents
 
 
 # -- the fork server's wire format, over its Unix socket ------------------------

@@ -8,6 +8,7 @@ watch its timeout -> wait for its exit -> decide the outcome -> persist it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import signal
@@ -25,7 +26,11 @@ from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import (
     ChildEvent,
+    Completed,
+    Crashed,
+    Failed,
     FinalEvent,
+    Invalid,
     Log,
     Running,
     TaskRunEvents,
@@ -38,6 +43,7 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
 from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.subflow_events import SubflowEvents
 from headrace.runner.task_events import TaskRunSink
 from headrace.runner.tracing import RunTrace, run_trace
 from headrace.states import State, StateType
@@ -103,6 +109,9 @@ class Executor:
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
         self.task_runs = TaskRunSink(store)
+        self.subflows = SubflowEvents(store, logs)
+        self.environment: dict[str, str] = {}
+        """Settings each run's process takes as its own (``ChildJob.environment``)."""
 
     def launch(
         self,
@@ -180,6 +189,7 @@ class Executor:
         finally:
             if self.active.get(handle.run.id) is handle:  # not a later attempt's handle
                 del self.active[handle.run.id]
+                self.subflows.forget(handle.run.id)
             self._on_finished(final)
             self._tell_finished(handle, final)
             handle.trace.finished(final)
@@ -221,6 +231,7 @@ class Executor:
         if job is None:
             return crashed("The flow run has no entrypoint to load")
         job = await self.task_runs.job_with_cache(job, run)
+        job = dataclasses.replace(job, environment=self.environment)
         if handle.lease_lost:
             logger.warning("Not starting flow run %s: this runner lost its lease", run.name)
             return False
@@ -274,7 +285,9 @@ class Executor:
         if handle.final_event is None and entry is not None and self._journal is not None:
             handle.final_event = self._journal.recorded(entry)  # recorded, but not reported
         report = ProcessReport(exit_code, handle.final_event, handle.kill_reason)
-        final = await self._persist(handle, decide_outcome(run, report))
+        decision = decide_outcome(run, report)
+        await self.subflows.settle(run, decision.state)  # its subflows' ends come first
+        final = await self._persist(handle, decision)
         await self._settle_running(handle)
         return final
 
@@ -306,6 +319,8 @@ class Executor:
         )
 
     def _on_event(self, handle: RunHandle, event: ChildEvent) -> None:
+        if self.subflows.take(handle.run, event):
+            return  # about a subflow's run
         match event:
             case Log(level, message, timestamp, task_run_name):
                 if task_run_name is not None:
@@ -318,7 +333,7 @@ class Executor:
                 handle.running_timer = asyncio.get_running_loop().call_later(
                     RUNNING_WRITE_DELAY_SECONDS, self._mark_running, handle, *handle.running_args
                 )
-            case _:
+            case Completed() | Failed() | Invalid() | Crashed():
                 handle.final_event = event
 
     def _mark_running(self, handle: RunHandle, started: datetime, pid: int) -> None:

@@ -31,6 +31,7 @@ def job_for(
         deployment_id=None if run.deployment_id is None else str(run.deployment_id),
         scheduled_start_time=run.expected_start_time,
         last_attempt=run.attempts_left == 0,
+        parent_flow_run_id=None if run.parent_flow_run_id is None else str(run.parent_flow_run_id),
         title=title or f"headrace run {run.flow_name} {run.name}",
         traceparent=traceparent,
     )

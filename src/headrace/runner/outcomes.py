@@ -61,13 +61,13 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
     """The state a run ends its attempt in, from the facts of its process."""
     now = now or utcnow()
     match report.final_event, report.kill_reason:
-        case Completed(result, note, truncated), reason:
+        case Completed(result, note, truncated, ref), reason:
             # The body returned before the kill took effect: it is done, whatever we meant to
             # do. Requeued, it would run again; cancelled, its result would be lost.
             cancelled = reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
             late = "The cancellation came after it had finished" if cancelled else None
             message = "; ".join(filter(None, (late, note))) or None
-            fields = {"result": result, "result_truncated": truncated}
+            fields = {"result": result, "result_truncated": truncated, "result_ref": ref}
             return Decision(State(type=StateType.COMPLETED, message=message), fields)
         case _, KillReason() as reason:
             return _decide_kill(run, reason, now)

@@ -134,6 +134,10 @@ async def recover_orphans(
     resolved = 0
     recorded = None if journal is None else journal.reader()
     for run, owner in await store.read_active_runs(deployment_ids, ad_hoc=True):
+        if is_subflow_run(run):
+            if run.parent_flow_run_id in active():
+                continue  # its parent's process runs it, and its runner records it
+            run = run.model_copy(update={"max_retries": 0})  # never run again on its own
         why = why_dead(
             owner, me, now=now, heartbeat_timeout=heartbeat_timeout, lease_margin=lease_margin
         )
@@ -211,6 +215,11 @@ def _tell_ended(on_ended: Ended | None, final: FlowRun, event: FinalEvent | None
         on_ended(final, event)
     except Exception:
         logger.exception("Could not follow up the end of flow run %s", final.name)
+
+
+def is_subflow_run(run: FlowRun) -> bool:
+    """A run its parent's process executes (a subflow): no runner claims it by itself."""
+    return run.parent_flow_run_id is not None and run.deployment_id is None
 
 
 def _told(decision: Decision, replayed: bool, why: str) -> str:

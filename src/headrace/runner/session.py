@@ -28,6 +28,7 @@ from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
+from headrace.runner.subflow_events import run_environment
 from headrace.runner.webhooks import STOP_WAIT_SECONDS, Webhooks, webhook_policy
 from headrace.settings import Settings
 from headrace.states import utcnow
@@ -85,6 +86,7 @@ class Session:
         self.dispatcher = self._dispatcher(served, lease)
         self.endings = Endings(store, served, Webhooks(store, webhook_policy(settings)))
         self.dispatcher.executor.on_ended = self.endings.ended
+        self.dispatcher.executor.environment = run_environment(settings)
         self.liveness = self._liveness(served, lease)
 
     def _dispatcher(self, served: ServedDeployments, lease: Lease) -> Dispatcher:

@@ -154,6 +154,8 @@ class AsyncStore:
     read_flow_runs = _threaded(URGENT, SQLStore.read_flow_runs)
     count_flow_runs = _threaded(URGENT, SQLStore.count_flow_runs)
     delete_flow_run = _threaded(URGENT, SQLStore.delete_flow_run)
+    create_child_flow_run = _threaded(URGENT, SQLStore.create_child_flow_run)
+    restart_child_flow_run = _threaded(URGENT, SQLStore.restart_child_flow_run)
 
     # -- states -------------------------------------------------------------
     schema_is_current = _threaded(URGENT, SQLStore.schema_is_current)

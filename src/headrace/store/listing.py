@@ -27,9 +27,12 @@ def run_conditions(
     states: Collection[StateType] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    parent_flow_run_id: UUID | None = None,
 ) -> list[sa.ColumnElement[bool]]:
     """Each filter given as a condition; ``since``/``until`` bound when runs were created."""
     conditions: list[sa.ColumnElement[bool]] = []
+    if parent_flow_run_id is not None:
+        conditions.append(flow_runs.c.parent_flow_run_id == parent_flow_run_id)
     if ids is not None:
         conditions.append(flow_runs.c.id.in_(list(ids)))
     if deployment_id is not None:
@@ -59,6 +62,7 @@ class RunListing(SQLBase):
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        parent_flow_run_id: UUID | None = None,
     ) -> list[FlowRun]:
         """Runs matching every given filter, newest first."""
         conditions = run_conditions(
@@ -68,6 +72,7 @@ class RunListing(SQLBase):
             states=states,
             since=since,
             until=until,
+            parent_flow_run_id=parent_flow_run_id,
         )
         query = flow_runs.select().where(sa.true(), *conditions)
         query = query.order_by(flow_runs.c.created.desc(), flow_runs.c.id)
@@ -83,6 +88,7 @@ class RunListing(SQLBase):
         states: Collection[StateType] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_flow_run_id: UUID | None = None,
     ) -> dict[StateType, int]:
         """How many runs match every given filter, by state (states with none left out)."""
         conditions = run_conditions(
@@ -91,6 +97,7 @@ class RunListing(SQLBase):
             states=states,
             since=since,
             until=until,
+            parent_flow_run_id=parent_flow_run_id,
         )
         query = (
             sa.select(flow_runs.c.state_type, sa.func.count())

@@ -17,6 +17,10 @@ from headrace.states import State, StateType
 from headrace.store.records import RunnerRecord
 from headrace.store.tables import UTCDateTime, flow_runs
 
+NOT_A_SUBFLOW = flow_runs.c.parent_flow_run_id.is_(None)
+"""An ad-hoc run that is not a subflow's: a subflow run is executed inside its parent's
+process, never claimed on its own (it has no entrypoint to load)."""
+
 Owner = tuple[Collection[UUID], UUID | None]
 """Whose runs: these deployments' runs, and the ad-hoc runs of the runner of this id."""
 
@@ -27,7 +31,11 @@ def owned_by(deployment_ids: Collection[UUID], runner_id: UUID | None) -> sa.Col
     if deployment_ids:
         clauses.append(flow_runs.c.deployment_id.in_(list(deployment_ids)))
     if runner_id is not None:
-        clauses.append(flow_runs.c.deployment_id.is_(None) & (flow_runs.c.runner_id == runner_id))
+        clauses.append(
+            flow_runs.c.deployment_id.is_(None)
+            & (flow_runs.c.runner_id == runner_id)
+            & NOT_A_SUBFLOW
+        )
     return sa.or_(sa.false(), *clauses)
 
 
@@ -122,6 +130,8 @@ def new_run_values(new: NewFlowRun, scope: str, now: datetime) -> dict[str, Any]
         # Only when there is one: inserts stay valid on a schema a test migrated down.
         **({"traceparent": new.traceparent} if new.traceparent else {}),
         **_retry_policy(new),
+        # Only when set: a store migrated back below 0008 still takes other runs.
+        **({"parent_flow_run_id": new.parent_flow_run_id} if new.parent_flow_run_id else {}),
     }
 
 

@@ -125,6 +125,7 @@ class Runners(SQLBase):
         return self._runs_with_runners(
             (flow_runs.c.state_type == StateType.SCHEDULED.value)
             & flow_runs.c.deployment_id.is_(None)
+            & flow_runs.c.parent_flow_run_id.is_(None)  # a subflow's run: never taken over
             & flow_runs.c.runner_id.is_not(None)
             & (flow_runs.c.runner_id != except_runner)
         )

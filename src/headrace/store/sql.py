@@ -26,6 +26,7 @@ from headrace.notifications import REVEAL_SECRETS
 from headrace.schedules import schedule_key
 from headrace.states import StateType, utcnow
 from headrace.store.admin import Maintenance
+from headrace.store.child_runs import ChildRuns
 from headrace.store.claims import Claims
 from headrace.store.dashboard import DashboardReads
 from headrace.store.deliveries import Deliveries
@@ -72,6 +73,7 @@ def _run_defaults(spec: DeploymentSpec) -> tuple[Any, ...]:
 
 class SQLStore(
     Claims,
+    ChildRuns,
     StateChanges,
     LogLines,
     Deliveries,
@@ -272,8 +274,9 @@ class SQLStore(
                 if new.idempotency_key is not None:
                     known[key] = run
             if rows:
-                if any("traceparent" in row for row in rows):  # one statement: the same keys
-                    rows = [{"traceparent": None, **row} for row in rows]
+                for optional in ("traceparent", "parent_flow_run_id"):  # one statement:
+                    if any(optional in row for row in rows):  # the same keys in each row
+                        rows = [{optional: None, **row} for row in rows]
                 conn.execute(flow_runs.insert(), rows)  # the database records each SCHEDULED
         return results
 

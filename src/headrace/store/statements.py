@@ -115,6 +115,7 @@ def due_runs(*, by_deployment: bool, by_runner: bool, dialect: str) -> sa.Select
         owned.append(
             flow_runs.c.deployment_id.is_(None)
             & (flow_runs.c.runner_id == sa.bindparam("addressee"))
+            & flow_runs.c.parent_flow_run_id.is_(None)  # a subflow's run: never claimed
         )
     query = (
         sa.select(flow_runs.c.id, flow_runs.c.expected_start_time)

@@ -132,6 +132,8 @@ flow_runs = sa.Table(
     sa.Column("updated", UTCDateTime(), nullable=False),
     sa.Column("retry_delays", JSON),
     sa.Column("retry_jitter_factor", sa.Float()),
+    sa.Column("parent_flow_run_id", sa.Uuid()),
+    sa.Column("result_ref", StorableText()),
     sa.UniqueConstraint("idempotency_scope", "idempotency_key"),
     # "scheduled runs due before T, oldest first": a partial index of queued runs only.
     sa.Index(
@@ -152,6 +154,7 @@ flow_runs = sa.Table(
     sa.Index("ix_flow_runs_deployment_created", "deployment_id", "created"),
     sa.Index("ix_flow_runs_end_time", "end_time", "state_type"),
     sa.Index("ix_flow_runs_updated", "updated"),
+    sa.Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
 )
 
 flow_run_states = sa.Table(

@@ -30,6 +30,7 @@ RUN_FIELDS = frozenset(
         "end_time",
         "result",
         "result_truncated",
+        "result_ref",
         "pid",
         "expected_start_time",
         "runner_id",

@@ -37,6 +37,15 @@ MAX_LOG_ID = 2**53
 NO_NUL = r"^[^\x00]*$"
 LAST_EVENT_ID_PATTERN = r"^[0-9]{1,15}$"
 """A log line's id, as the stream sends it in ``id:`` fields."""
+
+
+def flow_run_id_schema(schema: dict[str, Any]) -> None:
+    """A query parameter's schema: a flow run id, which the route checks itself (400 naming
+    it), so that nothing else is documented as accepted."""
+    schema.clear()
+    schema.update(type="string", format="uuid")
+
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No flow run with that id"}}
 LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
@@ -153,6 +162,8 @@ class RunFilters:
     flow_name: str | None
     since: datetime | None
     until: datetime | None
+    parent_flow_run_id: UUID | None = None
+    """The runs that run started (its subflows among them)."""
 
     def keywords(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,8 +179,10 @@ def run_filters(
     until: Annotated[
         datetime | None, Query(description="Runs created before this time (UTC if no zone).")
     ] = None,
+    parent_flow_run_id: Annotated[str | None, Query(json_schema_extra=flow_run_id_schema)] = None,
 ) -> RunFilters:
-    return RunFilters(deployment_id, state, flow_name, _aware(since), _aware(until))
+    parent = parent_id(parent_flow_run_id)
+    return RunFilters(deployment_id, state, flow_name, _aware(since), _aware(until), parent)
 
 
 Filters = Annotated[RunFilters, Depends(run_filters)]
@@ -185,7 +198,8 @@ async def read_flow_runs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
-    """Runs matching every filter given, newest first; ``state`` may repeat."""
+    """Runs matching every filter given, newest first; ``state`` may repeat;
+    ``parent_flow_run_id`` lists the runs that run started (its subflows among them)."""
     runs = await ctx.client.read_flow_runs(**filters.keywords(), limit=limit, offset=offset)
     return json_response([run_json(run) for run in runs])
 
@@ -243,6 +257,17 @@ async def read_notifications(ctx: Context, flow_run_id: UUID) -> Response:
     the receiver's status code or the error, and whether it was delivered."""
     deliveries = await ctx.client.read_notification_deliveries(flow_run_id)
     return json_response([delivery.model_dump(mode="json") for delivery in deliveries])
+
+
+def parent_id(text: str | None) -> UUID | None:
+    if text is None:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        raise BadRequestBody(
+            f"parent_flow_run_id {text[:40]!r} is not a flow run id (a UUID)"
+        ) from None
 
 
 def _log_id(last_event_id: str | None) -> int:

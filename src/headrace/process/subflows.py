@@ -1,0 +1,282 @@
+"""Subflows: a flow called inside a running flow runs in the same process, as a child run.
+
+The child run has its own id, state history, retries, timeout and logs. The
+run's process never opens the database: it reports the child's start, retries
+and end over the run's event pipe (``protocol.py``, "child flow runs") and the
+runner records them. The call returns what the function returned, and raises
+what it raised once its retries are spent, as calling the function would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import uuid4
+
+from pydantic_core import to_jsonable_python
+
+from headrace import runtime
+from headrace.jsonvalues import storable
+from headrace.names import generate_run_name
+from headrace.process.protocol import (
+    ChildEvent,
+    ChildJob,
+    ChildRunEnded,
+    ChildRunRestarted,
+    ChildRunRetrying,
+    ChildRunStarted,
+)
+from headrace.process.results import RESULT_STORAGE_VARIABLE
+from headrace.process.subflow_output import SubflowStream, subflow_streams
+from headrace.runtime import FlowRunContext, entered_subflow_run, set_subflow_call
+
+if TYPE_CHECKING:
+    from headrace.flows import Flow
+
+logger = logging.getLogger("headrace.subflows")
+
+
+class EventSender(Protocol):
+    def send(self, event: ChildEvent) -> None: ...
+
+
+@dataclass
+class _Process:
+    """This run's process, as its subflows need it."""
+
+    reporter: EventSender
+    flow_run_id: str
+    result_storage: str | None = None
+    streams: tuple[SubflowStream, ...] = ()
+
+
+_process: _Process | None = None
+
+
+def install(reporter: EventSender, job: ChildJob) -> None:
+    """Make flows called inside this process's run child runs of it (called once, at start).
+
+    The runner's settings become this process's too (``ChildJob.environment``), so
+    ``get_client()`` and ``run_deployment`` in a flow reach the runner's database.
+    """
+    global _process
+    os.environ.update(job.environment)
+    storage = job.environment.get(RESULT_STORAGE_VARIABLE)
+    _process = _Process(reporter, job.flow_run_id, storage)
+    streams = subflow_streams(sys.stdout, sys.stderr, logging_run_id, reporter.send)
+    sys.stdout, sys.stderr = streams
+    _process.streams = streams
+    set_subflow_call(call_subflow)
+
+
+def logging_run_id() -> str | None:
+    """The subflow run a log record written now belongs to (None: the process's own run)."""
+    run_id = runtime.flow_run.id
+    if _process is None or run_id is None or run_id == _process.flow_run_id:
+        return None
+    return run_id
+
+
+@dataclass
+class _ChildRun:
+    flow: Flow[Any, Any]
+    context: FlowRunContext
+    run_count: int = 1
+
+    @property
+    def id(self) -> str:
+        assert self.context.id is not None
+        return self.context.id
+
+    @property
+    def attempts_left(self) -> int:
+        return self.flow.retries + 1 - self.run_count
+
+
+def call_subflow(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
+    """Run ``flow`` as a child run of the current run: its result, or what it raised."""
+    if flow.is_async:
+        return _call_async(flow, arguments)
+    child = _start(flow, arguments)
+    while True:
+        try:
+            with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds):
+                result = flow.fn(**arguments)
+        except Exception as exc:
+            delay = _failed(child, exc)
+            if delay is None:
+                raise
+            time.sleep(delay)
+            _restart(child)
+            continue
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: no retry helps
+            _end(child, "FAILED", _failure_message(exc))
+            raise
+        _completed(child, result)
+        return result
+
+
+async def _call_async(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
+    child = _start(flow, arguments)
+    while True:
+        try:
+            with entered_subflow_run(child.context):
+                result = await _awaited(flow.fn(**arguments), flow.timeout_seconds)
+        except Exception as exc:
+            delay = _failed(child, exc)
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)
+            _restart(child)
+            continue
+        except BaseException as exc:  # cancelled, interrupted: no retry helps
+            _end(child, "FAILED", _failure_message(exc))
+            raise
+        _completed(child, result)
+        return result
+
+
+async def _awaited(awaitable: Coroutine[Any, Any, Any], seconds: float | None) -> Any:
+    if seconds is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError as exc:
+        raise TimeoutError(_timed_out(seconds)) from exc
+
+
+def _timed_out(seconds: float) -> str:
+    return f"Flow run timed out after {seconds:g} s"
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ``TimeoutError`` in the body after ``seconds``: in the main thread only, and only
+    where no outer subflow's limit is running (it keeps its own)."""
+    main = threading.current_thread() is threading.main_thread()
+    if seconds is None or not main or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(_timed_out(seconds))
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _send(event: ChildEvent) -> None:
+    assert _process is not None, "subflows run only in a run's process"
+    _process.reporter.send(event)
+
+
+def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
+    parent = runtime.flow_run.id
+    assert parent is not None
+    parameters = _jsonable(arguments)
+    started = time.time()
+    context = FlowRunContext(
+        id=str(uuid4()),
+        name=generate_run_name(),
+        run_count=1,
+        parameters=parameters,
+        scheduled_start_time=datetime.fromtimestamp(started, UTC),
+        parent_flow_run_id=parent,
+    )
+    child = _ChildRun(flow, context)
+    _send(
+        ChildRunStarted(
+            child.id,
+            parent,
+            context.name or "",
+            flow.name,
+            parameters,
+            started,
+            os.getpid(),
+            flow.retries,
+            flow.retry_delay_seconds,
+            flow.timeout_seconds,
+        )
+    )
+    return child
+
+
+def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as a run shows its parameters (a value JSON cannot hold, by its type)."""
+    value = to_jsonable_python(
+        arguments, inf_nan_mode="null", fallback=lambda v: f"<{type(v).__qualname__}>"
+    )
+    return value if isinstance(value, dict) else {}
+
+
+def _failed(child: _ChildRun, exc: BaseException) -> float | None:
+    """Report a failed attempt: the delay before the next one, or None when it ended FAILED."""
+    message = _failure_message(exc)
+    with entered_subflow_run(child.context):  # the subflow's log shows where it raised
+        logger.error("Flow run %s raised %s", child.context.name, type(exc).__name__, exc_info=exc)
+    if child.attempts_left <= 0:
+        _end(child, "FAILED", message)
+        return None
+    delay = child.flow.retry_delay_seconds
+    note = f"Attempt {child.run_count} failed, retrying in {delay:g} s: {message}"
+    now = time.time()
+    _send(ChildRunRetrying(child.id, storable(note), now, now + delay))
+    return delay
+
+
+def _restart(child: _ChildRun) -> None:
+    child.run_count += 1
+    child.context = dataclasses.replace(child.context, run_count=child.run_count)
+    _send(ChildRunRestarted(child.id, child.run_count, time.time()))
+
+
+def _failure_message(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return storable(f"Flow run raised {type(exc).__name__}: {exc}\n{text}")
+
+
+def _end(child: _ChildRun, state_type: str, message: str | None) -> None:
+    _end_output(child)
+    _send(ChildRunEnded(child.id, state_type, message, time.time()))
+
+
+def _end_output(child: _ChildRun) -> None:
+    assert _process is not None
+    for stream in _process.streams:
+        stream.end(child.id)
+
+
+def _completed(child: _ChildRun, result: Any) -> None:
+    from headrace.process.child import encode_result  # the process's own module: loaded
+
+    assert _process is not None
+    encoded = encode_result(result, _process.result_storage, f"{child.id}.json")
+    _end_output(child)
+    ended = ChildRunEnded(
+        child.id,
+        "COMPLETED",
+        encoded.message,
+        time.time(),
+        encoded.result,
+        encoded.result_truncated,
+        encoded.result_ref,
+    )
+    _send(ended)

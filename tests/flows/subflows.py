@@ -1,0 +1,167 @@
+"""Flows that call flows: subflows (child runs in the caller's process) and run_deployment."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from headrace import flow, run_deployment, runtime
+
+logger = logging.getLogger("tests.subflows")
+
+
+def seen() -> dict[str, Any]:
+    run = runtime.flow_run
+    return {
+        "id": run.id,
+        "name": run.name,
+        "parent_flow_run_id": run.parent_flow_run_id,
+        "run_count": run.run_count,
+    }
+
+
+@flow
+def double(x: int) -> dict[str, Any]:
+    logger.info("doubling %d", x)
+    print(f"printed while doubling {x}")
+    print("no newline at the end", end="")
+    return {"value": 2 * x, "context": seen()}
+
+
+@flow
+def parent(x: int = 3) -> dict[str, Any]:
+    before = seen()
+    child = double(x)
+    after = seen()
+    logger.info("the child returned %d", child["value"])
+    print("printed by the parent")
+    return {"before": before, "child": child, "after": after}
+
+
+class Refused(RuntimeError):
+    pass
+
+
+@flow
+def fails(reason: str) -> None:
+    raise Refused(reason)
+
+
+@flow
+def parent_of_failure() -> str:
+    try:
+        fails("no thanks")
+    except Refused as exc:
+        return f"caught {exc}"
+    return "not raised"
+
+
+@flow
+def parent_fails_through_child() -> None:
+    fails("passed on")
+
+
+@flow(retries=2)
+def flaky() -> int:
+    count = runtime.flow_run.run_count or 0
+    if count < 3:
+        raise ValueError(f"attempt {count} fails")
+    return count
+
+
+@flow
+def parent_of_flaky() -> int:
+    return flaky()
+
+
+@flow
+async def async_double(x: int) -> dict[str, Any]:
+    return {"value": 2 * x, "context": seen()}
+
+
+@flow
+async def async_parent(x: int = 4) -> dict[str, Any]:
+    child = await async_double(x)
+    return {"child": child, "after": seen()}
+
+
+@dataclass
+class Payload:
+    day: date
+    amount: Decimal
+
+
+@flow
+def large_result(items: int = 20000) -> dict[str, Any]:
+    return {"rows": [{"n": n, "text": f"row {n}"} for n in range(items)]}
+
+
+@flow
+def typed_result() -> Payload:
+    return Payload(date(2026, 12, 7), Decimal("1.50"))
+
+
+@flow
+def unencodable_result() -> object:
+    return object()
+
+
+@flow
+def quick(x: int = 1) -> int:
+    return x + 1
+
+
+@flow
+def slow(seconds: float = 30) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+@flow
+def calls_deployment(name: str, timeout: float | None = None) -> dict[str, Any]:
+    run = run_deployment(name, {"x": 41}, timeout=timeout)
+    return {"id": str(run.id), "state": run.state.type.value, "result": run.result}
+
+
+UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+
+
+@flow(retries=2)
+def marks_then_waits(marker: str) -> None:
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    import time
+
+    time.sleep(60)
+
+
+@flow
+def parent_of_a_long_child(marker: str) -> None:
+    marks_then_waits(marker)
+
+
+@flow(timeout_seconds=1)
+def parent_timing_out(marker: str) -> None:
+    marks_then_waits(marker)
+
+
+@flow(timeout_seconds=0.5)
+def sleeps_too_long() -> None:
+    import time
+
+    time.sleep(30)
+
+
+@flow
+def parent_of_a_slow_child() -> str:
+    try:
+        sleeps_too_long()
+    except TimeoutError as exc:
+        return str(exc)
+    return "not timed out"
