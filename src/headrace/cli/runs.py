@@ -86,9 +86,7 @@ def runs_ls(
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
     since: Annotated[str | None, typer.Option(metavar="TIME", help=SINCE_HELP)] = None,
     until: Annotated[str | None, typer.Option(metavar="TIME", help=UNTIL_HELP)] = None,
-    parent: Annotated[
-        str | None, typer.Option(metavar="RUN_ID", help="Only the runs this run started.")
-    ] = None,
+    parent: Annotated[str | None, typer.Option(metavar="RUN_ID", help=PARENT_HELP)] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, max=1000, help="Most runs to show.")
     ] = RUNS_LS_DEFAULT_LIMIT,
@@ -124,6 +122,7 @@ def runs_ls(
 
 SINCE_HELP = "Only runs created since then: 2026-12-07T08:00, or 2h (ago)."
 UNTIL_HELP = "Only runs created before then: a time, or a duration ago."
+PARENT_HELP = "Only the runs this run started (its subflows, its run_deployment runs)."
 
 
 @dataclass(frozen=True)
