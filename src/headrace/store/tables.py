@@ -142,6 +142,13 @@ flow_runs = sa.Table(
         postgresql_where=sa.text(f"state_type IN {ACTIVE}"),
     ),
     sa.Index("ix_flow_runs_created", "created"),
+    # "ended before T, oldest first" (retention): ended runs only, so creating a run skips it.
+    sa.Index(
+        "ix_flow_runs_ended",
+        "end_time",
+        sqlite_where=sa.text("end_time IS NOT NULL"),
+        postgresql_where=sa.text("end_time IS NOT NULL"),
+    ),
 )
 
 flow_run_states = sa.Table(
@@ -207,3 +214,12 @@ runner_deployments = sa.Table(
     sa.Index("ix_runner_deployments_deployment_id", "deployment_id"),
 )
 """Which runner serves which deployment: what "is anybody going to run this?" reads."""
+
+FLOW_RUN_DEPENDENTS: tuple[sa.Column[Any], ...] = (
+    logs.c.flow_run_id,
+    flow_run_states.c.flow_run_id,
+)
+"""Every column that refers to a run (``flow_runs.id``) from another table: deleting runs
+deletes their rows here first, in this order (a table that others refer to after them),
+then the runs; so it works whether or not a foreign key cascades. A table that refers to
+runs is added here (a test finds any missing)."""
