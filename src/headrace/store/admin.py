@@ -110,9 +110,24 @@ class Maintenance(SQLBase):
                 query = query.with_for_update(skip_locked=True)
             ids = conn.execute(query).scalars().all()
             pruned = _delete_runs(conn, ids) if ids else Pruned()
-            if self.is_sqlite and ids:
-                _release_free_pages(conn)
+        if self.is_sqlite and ids:
+            self._release_free_pages()
         return pruned
+
+    def _release_free_pages(self) -> None:
+        """Give free pages past a reserve back to the file system, a transaction of its own:
+        a database with ``auto_vacuum=INCREMENTAL`` (every one headrace creates) shrinks
+        after a large prune; on others this does nothing, and new runs reuse the pages."""
+        with self._errors(), self.engine.connect() as conn:
+            free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            excess = min(free - KEEP_FREE_PAGES, RELEASE_PAGES_PER_BATCH)
+            if excess <= 0:
+                return
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            # executescript steps it to the end (execute() frees one page), outside any
+            # transaction (autocommit: it is one of its own).
+            driver.executescript(f"PRAGMA incremental_vacuum({excess})")
 
     def count_prunable(self, ended_before: datetime) -> Pruned:
         """What ``prune_flow_runs`` would delete, in all its batches, if called now."""
@@ -180,13 +195,3 @@ class Maintenance(SQLBase):
             raise
         finally:
             raw.close()
-
-
-def _release_free_pages(conn: sa.Connection) -> None:
-    """Give free pages past a reserve back to the file system: a database with
-    ``auto_vacuum=INCREMENTAL`` (every one headrace creates) shrinks after a large prune;
-    on others this does nothing, and their free pages are reused by new runs."""
-    free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
-    excess = min(free - KEEP_FREE_PAGES, RELEASE_PAGES_PER_BATCH)
-    if excess > 0:
-        conn.exec_driver_sql(f"PRAGMA incremental_vacuum({excess})").all()
