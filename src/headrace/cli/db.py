@@ -122,17 +122,19 @@ def ended_before(older_than: str) -> datetime:
 
 
 def prune_all(store: SQLStore, cutoff: datetime) -> Pruned:
-    """Prune batch after batch, pausing between them as long as each took (others write
-    meanwhile), until a batch finds fewer runs than it may take."""
-    from headrace.store.admin import PRUNE_BATCH_RUNS, PRUNE_PAUSE_SECONDS
+    """Prune batch after batch, paced as runners prune (others write between batches),
+    until a batch finds fewer runs than it may take."""
+    from headrace.runner.retention import PrunePace
+    from headrace.store import Pruned
 
-    total = batch = store.prune_flow_runs(cutoff, wait=True)
-    while batch.runs >= PRUNE_BATCH_RUNS:
-        started = time.monotonic()
-        batch = store.prune_flow_runs(cutoff, wait=True)
+    pace, total = PrunePace(), Pruned()
+    while True:
+        asked = pace.batch_runs
+        batch = store.prune_flow_runs(cutoff, limit=asked, wait=True)
         total += batch
-        time.sleep(max(PRUNE_PAUSE_SECONDS, time.monotonic() - started))
-    return total
+        if batch.runs < asked:
+            return total
+        time.sleep(pace.after(batch.seconds))
 
 
 def pruned_text(pruned: Pruned, cutoff: datetime) -> str:

@@ -10,9 +10,11 @@ one short transaction, so nobody waits long behind it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,11 +56,14 @@ class Pruned:
     """Rows deleted with the runs, by table (``logs``, ``flow_run_states``, ...)."""
     busy: bool = False
     """Another process held the prune lock (PostgreSQL): nothing was done."""
+    seconds: float = 0.0
+    """How long the database work took (not the wait for the store's thread)."""
 
     def __add__(self, other: Pruned) -> Pruned:
-        tables = self.dependents.keys() | other.dependents.keys()
+        tables = [*self.dependents, *(t for t in other.dependents if t not in self.dependents)]
         rows = {t: self.dependents.get(t, 0) + other.dependents.get(t, 0) for t in tables}
-        return Pruned(self.runs + other.runs, rows, self.busy and other.busy)
+        both = self.busy and other.busy
+        return Pruned(self.runs + other.runs, rows, both, self.seconds + other.seconds)
 
 
 def _ended_before(cutoff: datetime) -> sa.ColumnElement[bool]:
@@ -99,6 +104,7 @@ class Maintenance(SQLBase):
         holds it returns ``busy`` at once (``wait``: waits for it); SQLite has one writer.
         On SQLite the batch gives back free pages past a reserve (``incremental_vacuum``).
         """
+        started = time.monotonic()
         with self._write() as conn:
             if not self.is_sqlite:
                 take = sa.func.pg_advisory_xact_lock if wait else sa.func.pg_try_advisory_xact_lock
@@ -112,7 +118,7 @@ class Maintenance(SQLBase):
             pruned = _delete_runs(conn, ids) if ids else Pruned()
         if self.is_sqlite and ids:
             self._release_free_pages()
-        return pruned
+        return dataclasses.replace(pruned, seconds=time.monotonic() - started)
 
     def _release_free_pages(self) -> None:
         """Give free pages past a reserve back to the file system, a transaction of its own:
