@@ -70,8 +70,9 @@ def _ended_before(cutoff: datetime) -> sa.ColumnElement[bool]:
     return (flow_runs.c.end_time < cutoff) & flow_runs.c.state_type.in_(_ENDED)
 
 
-def _delete_runs(conn: sa.Connection, ids: Sequence[Any]) -> Pruned:
-    """Delete runs and every row that refers to them, referring rows first."""
+def _delete_runs(conn: sa.Connection, ids: Sequence[Any] | sa.Select[Any]) -> Pruned:
+    """Delete runs (ids, or a query of them) and every row that refers to them, referring
+    rows first."""
     dependents = {}
     for column in FLOW_RUN_DEPENDENTS:
         removed = conn.execute(column.table.delete().where(column.in_(ids))).rowcount
@@ -169,7 +170,7 @@ class Maintenance(SQLBase):
                     "wait for them to end, or cancel them, then delete it"
                 )
             queued = of_it & (flow_runs.c.state_type == StateType.SCHEDULED.value)
-            removed = conn.execute(flow_runs.delete().where(queued)).rowcount
+            removed = _delete_runs(conn, sa.select(flow_runs.c.id).where(queued)).runs
             conn.execute(deployments.delete().where(deployments.c.id == deployment_id))
         logger.info("Deleted deployment %s and %d queued runs", deployment_id, removed)
         return int(removed)
