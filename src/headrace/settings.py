@@ -6,7 +6,9 @@ Nothing reads ``os.environ`` at import time; callers build ``Settings()`` (or
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +34,13 @@ printing at full speed writes hundreds of MB a minute; a database that holds a y
 runs must not grow by one run's mistake."""
 LOG_LINE_LIMIT_CHARS = 16384
 """Four screens of text: a longer line is data (a dumped payload), not something to read."""
+RETENTION_DAYS = 30.0
+"""A month: what people look back over (last week's failures, last month's report), while
+a run a minute stays some 43,000 runs on disk instead of half a million a year."""
+MAX_RETENTION_DAYS = 100_000.0
+"""Some 270 years: past it a date cannot be computed; ``none`` keeps runs for ever."""
+NO_RETENTION = frozenset({"", "none", "off", "never"})
+"""Values of ``HEADRACE_RETENTION_DAYS`` that keep every run (as does 0 or less)."""
 
 
 class Settings(BaseSettings):
@@ -99,6 +108,9 @@ class Settings(BaseSettings):
     result_storage: str | None = None
     """Where results larger than a run's row keeps are written whole: a directory, or an
     fsspec URL (``s3://bucket/results``; needs the ``results`` extra). Unset: ``home/results``."""
+    retention_days: float | None = RETENTION_DAYS
+    """Runners delete runs that ended longer ago than this, with their logs and states, in
+    the background; None (0, a negative number or ``none``): runs are kept for ever."""
     runner_pin_cpu: bool = False
     """A serving process keeps its own threads on one CPU (its runs use them all). Off by
     default: every serving process would take the same CPU."""
@@ -121,6 +133,28 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _no_retention(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in NO_RETENTION):
+            return None
+        return value
+
+    @field_validator("retention_days", mode="after")
+    @classmethod
+    def _positive_retention(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value <= MAX_RETENTION_DAYS):
+            raise ValueError(
+                f"must be a number of days up to {MAX_RETENTION_DAYS:,.0f}, or 0 or none "
+                "(keep every run)"
+            )
+        return value if value is not None and value > 0 else None
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long an ended run is kept; None: for ever."""
+        return None if self.retention_days is None else timedelta(days=self.retention_days)
 
     @property
     def resolved_result_storage(self) -> str:

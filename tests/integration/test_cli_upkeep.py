@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 from headrace.cli import app
 from headrace.client import get_client
 from headrace.settings import Settings
-from headrace.states import StateType
+from headrace.states import StateType, utcnow
+from headrace.store import SQLStore
 from tests.flows import basic
 from tests.integration.test_cli import (
     add_deployment,
@@ -26,6 +28,7 @@ from tests.integration.test_cli import (
     read_run,
     runner_in_thread,
 )
+from tests.integration.test_retention import seed_ended_runs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,6 +44,7 @@ Env = dict[str, str | None]
         ["runs", "retry"],
         ["runs", "delete"],
         ["db", "backup"],
+        ["db", "prune"],
     ],
 )
 def test_every_upkeep_command_has_help_with_an_example(command: list[str]) -> None:
@@ -153,3 +157,31 @@ def _create_runs(
                 created.append(run.id)
 
     asyncio.run(create())
+
+
+def test_db_prune_deletes_runs_older_than_a_duration_and_says_what(
+    settings: Settings,
+    env: Env,  # noqa: F811
+) -> None:
+    store = SQLStore(settings.resolved_database_url)
+    now = utcnow()
+    old = seed_ended_runs(store, [now - timedelta(days=8, minutes=i) for i in range(3)])
+    (recent,) = seed_ended_runs(store, [now - timedelta(hours=30)])
+    store.close()
+
+    counted = invoke(env, "db", "prune", "--older-than", "7d", "--dry-run")
+    assert counted.exit_code == 0, counted.output
+    assert counted.stdout.startswith("Would delete 3 flow runs that ended before ")
+    assert "with 6 log lines and 3 states (dry run: nothing deleted)." in counted.stdout
+    assert read_run(settings, old[0]).state.type == StateType.COMPLETED
+
+    pruned = invoke(env, "db", "prune", "--older-than", "7d")
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.stdout.startswith("Deleted 3 flow runs that ended before ")
+    assert pruned.stdout.rstrip().endswith("with 6 log lines and 3 states.")
+    assert_one_error_line(invoke(env, "runs", "inspect", str(old[0])), "No flow run")
+    assert read_run(settings, recent).state.type == StateType.COMPLETED
+    assert invoke(env, "db", "prune", "--older-than", "1d").stdout.startswith("Deleted 1 ")
+
+    for bad, said in [("7x", "is not a duration"), ("0h", "no time at all"), ("", "7d, 12h")]:
+        assert_one_error_line(invoke(env, "db", "prune", "--older-than", bad), said, code=2)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from headrace.cli.durations import parse_duration
+from headrace.cli.errors import UsageProblem
 from headrace.exceptions import ConfigurationError
 from headrace.settings import Settings, load_settings
 
@@ -59,3 +62,58 @@ def test_bad_values_name_the_variable(
 def test_settings_can_be_built_directly(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, runner_process_limit=8)
     assert settings.runner_process_limit == 8
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [
+        ("30", 30.0),
+        ("0.5", 0.5),
+        ("0", None),
+        ("-3", None),
+        ("none", None),
+        ("Off", None),
+        ("", None),
+    ],
+)
+def test_retention_days_keep_runs_that_long_or_for_ever(
+    monkeypatch: pytest.MonkeyPatch, value: str, days: float | None
+) -> None:
+    monkeypatch.setenv("HEADRACE_RETENTION_DAYS", value)
+    settings = load_settings()
+    assert settings.retention_days == days
+    assert settings.retention == (None if days is None else timedelta(days=days))
+
+
+def test_retention_is_thirty_days_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEADRACE_RETENTION_DAYS", raising=False)
+    assert load_settings().retention == timedelta(days=30)
+
+
+@pytest.mark.parametrize("value", ["a week", "nan", "inf", "1e9"])
+def test_a_retention_that_is_no_number_of_days_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("HEADRACE_RETENTION_DAYS", value)
+    with pytest.raises(ConfigurationError, match="HEADRACE_RETENTION_DAYS"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "duration"),
+    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)),
+     ("45s", timedelta(seconds=45)), ("2w", timedelta(weeks=2)), ("1.5d", timedelta(hours=36))],
+)  # fmt: skip
+def test_durations_read_as_typed(text: str, duration: timedelta) -> None:
+    assert parse_duration(text) == duration
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("7", "is not a duration"), ("7x", "is not a duration"), ("d", "is not a duration"),
+     ("-1d", "is not a duration"), ("0m", "no time at all"), ("9e99d", "is not a duration")],
+)  # fmt: skip
+def test_bad_durations_are_refused_saying_why(text: str, said: str) -> None:
+    with pytest.raises(UsageProblem, match=said) as refused:
+        parse_duration(text, "--older-than")
+    assert str(refused.value).startswith(f"--older-than: {text!r}")

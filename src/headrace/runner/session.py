@@ -3,7 +3,8 @@
 Opening registers the runner, starts its process starter and log sink, builds
 the dispatcher (over the executor) and liveness, and subscribes to the store's
 change feed. Three loops then drive them: the poll, the dispatcher and the
-cancellation watch. Closing drains the runs in flight, then takes it all down.
+cancellation watch, and (``HEADRACE_RETENTION_DAYS``) retention's pruning.
+Closing drains the runs in flight, then takes it all down.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from headrace.runner.liveness import Liveness
 from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.poller import Poller
+from headrace.runner.retention import Pruner
 from headrace.runner.scheduling import plan_scheduled_runs
 from headrace.runner.served import ServedDeployments
 from headrace.runner.subflow_events import run_environment
@@ -88,6 +90,8 @@ class Session:
         self.dispatcher.executor.on_ended = self.endings.ended
         self.dispatcher.executor.environment = run_environment(settings)
         self.liveness = self._liveness(served, lease)
+        keep_for = settings.retention
+        self.pruner = None if keep_for is None else Pruner(store, keep_for)
 
     def _dispatcher(self, served: ServedDeployments, lease: Lease) -> Dispatcher:
         options = self._options
@@ -161,11 +165,12 @@ class Session:
         self._next_poll_delay = await delay
 
     async def run_loops(self) -> None:
-        """The poll, the dispatcher and the cancellation watch, until each is stopped."""
+        """The poll, the dispatcher, the cancellation watch and retention, until each is
+        stopped."""
         watch = asyncio.create_task(self._watch_changes())
         try:
             async with asyncio.TaskGroup() as group:
-                for poller in self.pollers:
+                for poller in self._all_pollers():
                     group.create_task(poller.run())
         finally:
             await stop_task(watch)
@@ -177,8 +182,13 @@ class Session:
         except Exception:
             logger.exception("Watching the database for other processes' runs failed")
 
+    def _all_pollers(self) -> list[Poller]:
+        """The pollers a serving runner needs, and retention's (not waited for at start)."""
+        retention = [] if self.pruner is None else [self.pruner.poller]
+        return [*self.pollers, *retention]
+
     def stop(self) -> None:
-        for poller in self.pollers:
+        for poller in self._all_pollers():
             poller.stop()
 
     async def close(self, hurry: asyncio.Event) -> None:

@@ -23,8 +23,8 @@ The interface, by what it holds (both classes have each method):
 - webhooks: ``record_delivery``, ``read_deliveries`` (``deliveries.py``)
 - deployments: ``upsert_deployment``, ``set_deployment_paused``, ``read_deployment``,
   ``read_deployment_by_name``, ``read_deployments`` (``sql.py``)
-- upkeep: ``delete_deployment``, ``delete_flow_run``, ``backup`` (SQLite only)
-  (``admin.py``)
+- upkeep: ``delete_deployment``, ``delete_flow_run``, ``prune_flow_runs`` (one batch
+  of retention; ``Pruned``), ``count_prunable``, ``backup`` (SQLite only) (``admin.py``)
 - runners: ``register_runner``, ``heartbeat`` (which also records the
   deployments a runner serves), ``read_serving_runners``, ``read_live_runner``,
   ``read_active_runs``, ``read_addressed_runs``, ``readdress_flow_run``
@@ -39,11 +39,12 @@ from __future__ import annotations
 import threading
 
 from headrace.settings import Settings
+from headrace.store.admin import Pruned
 from headrace.store.async_store import AsyncStore, bounded_waits
 from headrace.store.records import RunnerRecord
 from headrace.store.sql import SQLStore
 
-__all__ = ["AsyncStore", "RunnerRecord", "SQLStore", "bounded_waits", "open_store"]
+__all__ = ["AsyncStore", "Pruned", "RunnerRecord", "SQLStore", "bounded_waits", "open_store"]
 
 _stores: dict[str, AsyncStore] = {}
 _stores_lock = threading.Lock()

@@ -2,7 +2,8 @@
 
 Most methods are one line in a table: the ``SQLStore`` method, and the priority
 it runs at on the store's threads (``URGENT``: somebody waits; ``DISPATCH``:
-claims; ``BACKGROUND``: bookkeeping nobody waits on, which yields the store).
+claims; ``BACKGROUND``: bookkeeping nobody waits on, which yields the store;
+``UPKEEP``: deleting old runs, when nothing else waits).
 Writes that many callers make at once share transactions (group commit) and
 are written out by hand below the table.
 
@@ -32,7 +33,7 @@ from headrace.store.checkpoints import Checkpointer
 from headrace.store.group_commit import GroupCommit
 from headrace.store.records import Attempt, StateChange
 from headrace.store.sql import SQLStore
-from headrace.store.threads import BACKGROUND, DISPATCH, URGENT, StoreWorker
+from headrace.store.threads import BACKGROUND, DISPATCH, UPKEEP, URGENT, StoreWorker
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -156,6 +157,7 @@ class AsyncStore:
     delete_flow_run = _threaded(URGENT, SQLStore.delete_flow_run)
     create_child_flow_run = _threaded(URGENT, SQLStore.create_child_flow_run)
     restart_child_flow_run = _threaded(URGENT, SQLStore.restart_child_flow_run)
+    prune_flow_runs = _threaded(UPKEEP, SQLStore.prune_flow_runs)
 
     # -- states -------------------------------------------------------------
     schema_is_current = _threaded(URGENT, SQLStore.schema_is_current)

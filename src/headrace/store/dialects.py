@@ -134,6 +134,9 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # Let SQLAlchemy's "begin" event (below) emit BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Before anything is written: a new database can give back the space of deleted
+        # runs (retention); an existing one keeps its mode, and reuses that space instead.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -155,6 +155,13 @@ flow_runs = sa.Table(
     sa.Index("ix_flow_runs_end_time", "end_time", "state_type"),
     sa.Index("ix_flow_runs_updated", "updated"),
     sa.Index("ix_flow_runs_parent_flow_run_id", "parent_flow_run_id"),
+    # "ended before T, oldest first" (retention): ended runs only, so creating a run skips it.
+    sa.Index(
+        "ix_flow_runs_ended",
+        "end_time",
+        sqlite_where=sa.text("end_time IS NOT NULL"),
+        postgresql_where=sa.text("end_time IS NOT NULL"),
+    ),
 )
 
 flow_run_states = sa.Table(
@@ -277,3 +284,14 @@ task_cache = sa.Table(
     sa.Index("ix_task_cache_scope_created", "scope", "created"),
 )
 """Task results kept under their cache keys, per deployment (``task_runs.cache_scope``)."""
+
+FLOW_RUN_DEPENDENTS: tuple[sa.Column[Any], ...] = (
+    logs.c.flow_run_id,
+    flow_run_states.c.flow_run_id,
+    notification_deliveries.c.flow_run_id,
+    task_runs.c.flow_run_id,
+)
+"""Every column that refers to a run (``flow_runs.id``) from another table: deleting runs
+deletes their rows here first, in this order (a table that others refer to after them),
+then the runs; so it works whether or not a foreign key cascades. A table that refers to
+runs is added here (a test finds any missing)."""

@@ -24,6 +24,8 @@ DISPATCH = 1
 """A queued run waits for it (claims): after the callers, before the bookkeeping."""
 BACKGROUND = 2
 """Bookkeeping nobody waits on (state changes of running runs, logs)."""
+UPKEEP = 3
+"""Deleting old runs (retention): only when nothing else is queued."""
 
 
 class StoreWorker:
