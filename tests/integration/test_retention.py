@@ -77,11 +77,21 @@ def test_pruning_deletes_only_runs_ended_before_the_cutoff_with_their_logs_and_s
 
     counted = store.count_prunable(cutoff)
     assert counted.runs == 8
-    assert counted.dependents == {"logs": 8 * LOGS_PER_RUN, "flow_run_states": 8}
+    assert counted.dependents == {
+        "logs": 8 * LOGS_PER_RUN,
+        "flow_run_states": 8,
+        "notification_deliveries": 0,
+        "task_runs": 0,
+    }
 
     first = store.prune_flow_runs(cutoff, limit=5)
     assert (first.runs, first.busy) == (5, False)
-    assert first.dependents == {"logs": 5 * LOGS_PER_RUN, "flow_run_states": 5}
+    assert first.dependents == {
+        "logs": 5 * LOGS_PER_RUN,
+        "flow_run_states": 5,
+        "notification_deliveries": 0,
+        "task_runs": 0,
+    }
     rest = store.prune_flow_runs(cutoff, limit=5)
     assert rest.runs == 3  # fewer than the limit: nothing left
     assert store.prune_flow_runs(cutoff, limit=5).runs == 0

@@ -21,8 +21,14 @@ from headrace.states import utcnow
 if TYPE_CHECKING:
     from headrace.store import Pruned, SQLStore
 
-DEPENDENT_NAMES = {"logs": "log lines", "flow_run_states": "states"}
+DEPENDENT_NAMES = {
+    "logs": "log lines",
+    "flow_run_states": "states",
+    "task_runs": "task runs",
+    "notification_deliveries": "webhook deliveries",
+}
 """How ``db prune`` names the rows it deleted with the runs (other tables: by their name)."""
+ALWAYS_SAID = ("logs", "flow_run_states")
 
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True, rich_markup_mode="rich")
 
@@ -142,6 +148,7 @@ def pruned_text(pruned: Pruned, cutoff: datetime) -> str:
     rows = [
         f"{count:,} {DEPENDENT_NAMES.get(table, table.replace('_', ' '))}"
         for table, count in pruned.dependents.items()
+        if count or table in ALWAYS_SAID  # other tables with nothing to delete go unsaid
     ]
     listed = " and ".join([", ".join(rows[:-1]), rows[-1]] if len(rows) > 1 else rows)
     with_rows = f", with {listed}" if rows else ""
