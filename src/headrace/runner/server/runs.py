@@ -43,7 +43,13 @@ def flow_run_id_schema(schema: dict[str, Any]) -> None:
     """A query parameter's schema: a flow run id, which the route checks itself (400 naming
     it), so that nothing else is documented as accepted."""
     schema.clear()
-    schema.update(type="string", format="uuid")
+    schema.update(type="string", format="uuid", pattern=UUID_PATTERN)
+
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+BAD_FILTER: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A filter is not what it should be (a parent_flow_run_id not a UUID)"}
+}
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No flow run with that id"}}
@@ -91,6 +97,7 @@ def add_totals_and_deployment_routes(app: FastAPI) -> None:
         count_flow_runs,
         summary="Count flow runs by state",
         tags=["flow runs"],
+        responses=BAD_FILTER,
     )
     app.add_api_route(
         "/deployments/{deployment_id}",
@@ -111,7 +118,13 @@ def add_run_routes(app: FastAPI) -> None:
         tags=["flow runs"],
         responses=NOT_FOUND,
     )
-    app.add_api_route("/flow_runs", read_flow_runs, summary="List flow runs", tags=["flow runs"])
+    app.add_api_route(
+        "/flow_runs",
+        read_flow_runs,
+        summary="List flow runs",
+        tags=["flow runs"],
+        responses=BAD_FILTER,
+    )
     app.add_api_route(
         "/flow_runs/{flow_run_id}/cancel",
         cancel_flow_run,
