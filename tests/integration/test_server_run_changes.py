@@ -74,14 +74,25 @@ async def test_pause_resume_retry_and_delete(
             assert (await c.request(method, path)).status_code == 404, (method, path)
 
 
-async def test_a_runner_runs_the_retry_and_keeps_the_deployment_it_serves(
+async def test_a_runner_runs_the_retry_keeps_what_it_serves_and_guards_the_routes(
     sqlite_settings: Settings,
 ) -> None:
-    runner, ids = await served(sqlite_settings)
+    runner, ids = await served(sqlite_settings.model_copy(update={"api_key": "k"}))
     app = await build_server(runner)
-    async with running(runner), client(app) as c:
+    async with running(runner), client(app, Authorization="Bearer k") as c:
         first = await c.post(f"/deployment/{ids['adder']}/run?wait=20", json={"x": 2})
         run_id = first.json()["flow_run_id"]
+        for method, path in [
+            ("DELETE", f"/flow_runs/{run_id}"),
+            ("POST", f"/flow_runs/{run_id}/retry"),
+            ("POST", f"/deployments/{ids['adder']}/pause"),
+        ]:
+            foreign = await c.request(method, path, headers={"Origin": "http://evil.example"})
+            assert foreign.status_code == 403, path
+            keyless = await c.request(method, path, headers={"Authorization": ""})
+            assert keyless.status_code == 401, path
+        assert (await c.get(f"/flow_runs/{run_id}")).status_code == 200
+        assert (await c.get(f"/deployments/{ids['adder']}")).json()["paused"] is False
         retried = await c.post(f"/flow_runs/{run_id}/retry")
         assert retried.status_code == 201
         done = await wait_for_state(runner.store, UUID(retried.json()["id"]))
