@@ -122,10 +122,13 @@ class RemoteClient(HeadraceClient):
         return found
 
     async def set_deployment_paused(self, deployment_id: UUID, paused: bool) -> Deployment:
-        _not_over_http("pausing and resuming deployments")
+        action = "pause" if paused else "resume"
+        data = await self._request("POST", f"/deployments/{deployment_id}/{action}")
+        return Deployment.model_validate(data)
 
     async def delete_deployment(self, deployment_id: UUID) -> int:
-        _not_over_http("deleting deployments")
+        data = await self._request("DELETE", f"/deployments/{deployment_id}")
+        return int(data["deleted_queued_runs"])
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -241,10 +244,11 @@ class RemoteClient(HeadraceClient):
         return FlowRun.model_validate(data)
 
     async def retry_flow_run(self, flow_run_id: UUID) -> FlowRun:
-        _not_over_http("retrying runs")
+        data = await self._request("POST", f"/flow_runs/{flow_run_id}/retry")
+        return FlowRun.model_validate(data)
 
     async def delete_flow_run(self, flow_run_id: UUID) -> None:
-        _not_over_http("deleting runs")
+        await self._request("DELETE", f"/flow_runs/{flow_run_id}")
 
 
 def _filters(

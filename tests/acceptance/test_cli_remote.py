@@ -126,12 +126,9 @@ def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: 
     cancelled = headrace(far, "runs", "cancel", later.stdout.strip())
     assert cancelled.stdout.startswith("Cancelled flow run 'later' before it started.")
 
+    upkeep_prints_what_it_prints_locally(env, far, run_id, later.stdout.strip())
+
     # Errors: one line each (one runner serves the whole test: starting one takes seconds).
-    unsupported = headrace(far, "runs", "retry", "00000000-0000-0000-0000-000000000000")
-    assert unsupported.exit_code == 2
-    assert "HTTP API has no route for retrying runs" in unsupported.stderr
-    deleting = headrace(far, "deployments", "delete", "add/remote")  # refused before asking
-    assert (deleting.exit_code, deleting.stderr.count("\n")) == (2, 1), deleting.stderr
 
     rejected = headrace(remote(env, api_url, HEADRACE_API_KEY="wrong"), "runs", "ls")
     assert rejected.exit_code == 1
@@ -149,4 +146,44 @@ def test_remote_commands_print_what_local_ones_do(env: dict[str, str], api_url: 
     assert refused.stderr.strip().startswith(
         f"Error: Cannot reach the headrace API at {nowhere} (connection refused)"
     )
-    assert "Traceback" not in unsupported.stderr + rejected.stderr + refused.stderr
+    assert "Traceback" not in rejected.stderr + refused.stderr
+
+
+def upkeep_prints_what_it_prints_locally(
+    env: dict[str, str], far: dict[str, str | None], ended_id: str, cancelled_id: str
+) -> None:
+    """Pause, resume, retry and delete through the API: the same output, the same refusals."""
+    for verb in ("pause", "resume"):
+        here, there = (headrace(e, "deployments", verb, "add/remote") for e in (env, far))
+        assert (there.exit_code, there.stdout) == (here.exit_code, here.stdout), there.stderr
+        assert there.stdout.strip() == f"{verb.capitalize()}d add/remote."
+    paused = headrace(far, "deployments", "pause", "add/remote")
+    assert paused.exit_code == 0, paused.stderr
+    assert json.loads(headrace(env, "deployments", "inspect", "add/remote", "--json").stdout)[
+        "paused"
+    ]
+    headrace(far, "deployments", "resume", "add/remote")
+
+    retried = {}
+    for where, e in (("here", env), ("there", far)):
+        result = headrace(e, "runs", "retry", ended_id)
+        assert result.exit_code == 0, result.stderr
+        new_id = result.stdout.strip()
+        name = json.loads(headrace(env, "runs", "inspect", new_id, "--json").stdout)["name"]
+        retried[where] = result.stderr.replace(new_id, "ID").replace(name, "NAME")
+    assert retried["there"] == retried["here"]
+    assert retried["there"].startswith("Created flow run 'NAME'. Follow it with")
+
+    queued = headrace(env, "run", "add/remote", "-p", "x=1", "--in", "1h").stdout.strip()
+    for args in [
+        ["runs", "delete", queued, "--yes"],
+        ["runs", "retry", queued],
+        ["deployments", "delete", "add/remote", "--yes"],
+    ]:
+        here, there = headrace(env, *args), headrace(far, *args)
+        assert (there.exit_code, there.stderr) == (here.exit_code, here.stderr), args
+        assert there.exit_code == 1 and there.stderr.count("\n") == 1, there.stderr
+    deleted = headrace(far, "runs", "delete", cancelled_id, "--yes")
+    assert deleted.stdout == "Deleted flow run 'later'.\n", deleted.stderr
+    gone = headrace(env, "runs", "inspect", cancelled_id)
+    assert gone.stderr.strip() == f"Error: No flow run with id {cancelled_id}"

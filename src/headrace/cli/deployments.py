@@ -15,7 +15,6 @@ from headrace.cli.completion import complete_deployments
 from headrace.cli.consoles import echo_json, stderr, stdout
 from headrace.cli.errors import reported_errors
 from headrace.cli.session import command_settings, with_client
-from headrace.exceptions import NotOverHttp
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -136,8 +135,6 @@ def deployments_delete(deployment: DeploymentArgument, yes: YesOption = False) -
 
     with reported_errors():
         settings = command_settings()
-        if settings.api_url:  # refused before asking, not after
-            raise NotOverHttp.refusing("deleting deployments")
         found = with_client(settings, find)
         label = deployment_label(found)
         if not yes:

@@ -24,7 +24,7 @@ from headrace.cli.errors import (
     reported_errors,
 )
 from headrace.cli.session import command_settings, with_client
-from headrace.exceptions import NotOverHttp, ObjectNotFound
+from headrace.exceptions import ObjectNotFound
 
 if TYPE_CHECKING:
     from headrace.client import HeadraceClient
@@ -311,8 +311,6 @@ def runs_delete(
     with reported_errors():
         run_id = _run_id(flow_run_id)
         settings = command_settings()
-        if settings.api_url:  # refused before asking, not after
-            raise NotOverHttp.refusing("deleting runs")
         found = with_client(settings, lambda client: client.read_flow_run(run_id))
         if not yes:
             typer.confirm(f"Delete flow run '{found.name}' and its logs?", abort=True)

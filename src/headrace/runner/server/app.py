@@ -33,6 +33,7 @@ from headrace.runner.server.metrics import TimedRequests, add_metrics_route
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.openapi import RunnerApp, add_docs, deployment_body
 from headrace.runner.server.readiness import Readiness
+from headrace.runner.server.run_changes import add_change_routes
 from headrace.runner.server.run_results import add_result_routes
 from headrace.runner.server.runs import add_run_routes, deployments_json, run_path
 from headrace.runner.server.task_runs import add_task_run_routes
@@ -87,6 +88,7 @@ async def build_server(runner: Runner) -> FastAPI:
     _add_runner_routes(app, ctx)
     _add_trigger_routes(app, ctx)
     add_run_routes(app)
+    add_change_routes(app)
     add_task_run_routes(app)
     add_result_routes(app)
     add_dashboard(app, _dashboard(runner, ctx))

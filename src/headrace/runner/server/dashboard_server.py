@@ -30,6 +30,7 @@ from headrace.runner.server.errors import BoundedStoreWaits, add_error_handlers
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.json_io import json_response, raw_json_response, run_json
 from headrace.runner.server.middleware import Guard
+from headrace.runner.server.run_changes import add_change_routes
 from headrace.runner.server.runs import add_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -87,6 +88,7 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
     )
     app.state.headrace = ctx
     add_run_routes(app)
+    add_change_routes(app)
     app.add_api_route(
         "/deployment/{deployment_id}/run",
         _trigger_endpoint(ctx),

@@ -306,10 +306,15 @@ async def read_deployments(ctx: Context) -> Response:
 async def read_deployment(ctx: Context, deployment_id: UUID) -> Response:
     """A deployment as it is stored (served here or not), with the runners serving it."""
     deployment = await ctx.client.read_deployment(deployment_id)
-    runners = (await ctx.client.read_serving_runners([deployment_id])).get(deployment_id, [])
+    return json_response(await deployment_with_runners(ctx, deployment))
+
+
+async def deployment_with_runners(ctx: StoreContext, deployment: Deployment) -> dict[str, Any]:
+    """A deployment as ``GET /deployments/{id}`` renders it: stored fields and its runners."""
+    found = await ctx.client.read_serving_runners([deployment.id])
     data = deployment.model_dump(mode="json")
-    data["runners"] = [runner.model_dump(mode="json") for runner in runners]
-    return json_response(data)
+    data["runners"] = [runner.model_dump(mode="json") for runner in found.get(deployment.id, [])]
+    return data
 
 
 def deployments_json(deployments: Iterable[Deployment]) -> bytes:
