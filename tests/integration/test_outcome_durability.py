@@ -156,8 +156,16 @@ async def test_runs_whose_body_ended_as_their_runner_was_killed_never_run_again(
         runs = [await wait_for_state(client.store, run_id, timeout=60) for run_id in ids]
         histories = [await client.read_state_history(run_id) for run_id in ids]
     ended = markers(out, "end")
+    in_the_gap = []
     for t0, (run, history) in enumerate(zip(runs, histories, strict=True)):
         assert sum(state.type in TERMINAL_STATES for state in history) == 1
-        if t0 in ended:
+        if t0 in ended and run.state.type == StateType.CRASHED:
+            # Killed after the body wrote its marker but before its process journaled the
+            # outcome: the one gap nothing can close. It still never runs again.
+            in_the_gap.append(run.name)
+            assert run.run_count == 1
+            assert markers(out, "start").count(t0) == 1, "its body ran again"
+        elif t0 in ended:
             assert_ran_once(run, out, t0)
+    assert len(in_the_gap) <= 1, in_the_gap  # one kill, at most one run in that instant
     assert not list((settings.home / "journal").iterdir()), "the dead runner's journal was kept"
