@@ -9,42 +9,23 @@ refused for their host, origin or key are logged too.
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from headrace.runner.server.metrics import UNMATCHED
+from headrace.runner.server.request_end import AfterEachRequest, route_template
 
 logger = logging.getLogger("headrace.access")
 
 
-class AccessLog:
+class AccessLog(AfterEachRequest):
     """Logs each HTTP request once its response has been sent (or has failed)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began = time.perf_counter()
-        status = 500
-
-        async def noted_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, noted_send)
-        finally:
-            _log(scope, status, time.perf_counter() - began)
+    def ended(self, scope: Scope, status: int, seconds: float) -> None:
+        _log(scope, status, seconds)
 
 
 def _log(scope: Scope, status: int, seconds: float) -> None:
-    route = getattr(scope.get("route"), "path", None) or UNMATCHED
+    route = route_template(scope)
     client = scope.get("client")
     milliseconds = round(seconds * 1000, 2)
     logger.info(

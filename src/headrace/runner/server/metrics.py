@@ -7,15 +7,12 @@ many runs there are. A request no route matched is ``<unmatched>``.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from headrace.runner.metrics import CONTENT_TYPE, HttpMetrics, RunnerMetrics
-
-UNMATCHED = "<unmatched>"
+from headrace.runner.server.request_end import AfterEachRequest, route_template
 
 
 def add_metrics_route(app: FastAPI, metrics: RunnerMetrics) -> None:
@@ -35,29 +32,12 @@ def add_metrics_route(app: FastAPI, metrics: RunnerMetrics) -> None:
     )
 
 
-class TimedRequests:
+class TimedRequests(AfterEachRequest):
     """Times each HTTP request to the end of its response body."""
 
     def __init__(self, app: ASGIApp, http: HttpMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self._http = http
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began = time.perf_counter()
-        status = 500
-
-        async def timed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            self._http.observe(scope["method"], template, status, time.perf_counter() - began)
+    def ended(self, scope: Scope, status: int, seconds: float) -> None:
+        self._http.observe(scope["method"], route_template(scope), status, seconds)
