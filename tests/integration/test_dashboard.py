@@ -12,6 +12,7 @@ from headrace.flow_runs import LogRecord
 from headrace.runner.server import build_server
 from headrace.settings import Settings
 from headrace.states import StateType, utcnow
+from headrace.store.dashboard import RunFilter
 from tests.helpers import running, wait_for_state
 from tests.integration.server_app import client, served
 
@@ -168,3 +169,53 @@ async def test_an_unknown_run_is_a_page_saying_so(sqlite_settings: Settings) -> 
         assert missing.status_code == 404 and "Not found" in missing.text
         assert missing.headers["content-type"].startswith("text/html")
         assert (await c.get(f"/flow_runs/{UUID(int=7)}")).json()["message"].startswith("No flow")
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def test_the_run_form_refuses_what_the_trigger_route_refuses(
+    sqlite_settings: Settings,
+) -> None:
+    runner, ids = await served(sqlite_settings)
+    app = await build_server(runner)
+    async with client(app) as c:
+        for number in ("1e999", "NaN", "-inf"):
+            sent = await c.post(
+                f"/ui/deployments/{ids['toucher']}/run",
+                content=f"t0=1&out=x&sleep={number}",
+                headers=FORM,
+            )
+            assert sent.status_code == 400
+            assert 'id="p-sleep-error"' in sent.text and "must be finite" in sent.text
+        nested = await c.post(
+            f"/ui/deployments/{ids['complex']}/run",
+            content="shape.name=sq&shape.points=%5B%7B%22x%22%3ANaN%2C%22y%22%3A2%7D%5D",
+            headers=FORM,
+        )
+        assert nested.status_code == 400 and 'id="p-shape-points-error"' in nested.text
+        as_json = await c.post(f"/ui/deployments/{ids['adder']}/run", json={"x": 1})
+        assert as_json.status_code == 415
+        assert "application/x-www-form-urlencoded" in as_json.json()["message"]
+        assert await runner.store.read_run_page(RunFilter(), limit=10) == []
+
+
+async def test_bad_filters_and_addresses_say_so(sqlite_settings: Settings) -> None:
+    runner, ids = await served(sqlite_settings)
+    app = await build_server(runner)
+    run, _ = await runner.store.create_flow_run(
+        new_runs.for_deployment(await runner.store.read_deployment(ids["adder"]), {"x": 1})
+    )
+    async with client(app) as c:
+        for after in ("xx", "2026-02-30T00:00"):
+            bad = await c.get("/ui/runs", params={"after": after, "before": "2000-01-01T00:00"})
+            assert bad.status_code == 400 and 'id="f-after-error"' in bad.text
+            assert f"{after!r} is not a date and time" in bad.text.replace("&#39;", "'")
+            assert 'id="f-before-error"' not in bad.text and str(run.id) not in bad.text
+        logs = await c.get(f"/ui/runs/{run.id}/logs", headers={"Last-Event-ID": "abc"})
+        assert logs.status_code == 400 and "Last-Event-ID 'abc'" in logs.json()["message"]
+        for path in ("/ui/runs/nope", "/ui/deployments/nope", "/ui/runs/nope/logs"):
+            missing = await c.get(path)
+            assert missing.status_code == 404 and "Not found" in missing.text
+            assert missing.headers["content-type"].startswith("text/html")
+        assert (await c.get("/flow_runs/nope")).status_code == 422  # the API's answer stays

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from uuid import UUID
 
+import httpx
 import pytest
 
+from headrace.remote import RemoteClient
 from headrace.runner.server.dashboard_server import build_dashboard_server
 from headrace.settings import Settings
 from headrace.states import StateType
@@ -57,3 +59,23 @@ async def test_runs_it_creates_are_run_by_the_serving_runner(
         assert (await wait_for_state(other_store, from_form)).result == 16
         page = (await c.get(f"/ui/runs/{from_form}")).text
         assert "Completed" in page and runner.name in page
+
+
+async def test_remote_inspect_reads_every_part_of_a_run(
+    settings: Settings, other_store: AsyncStore
+) -> None:
+    runner, ids = await served(settings)
+    app = build_dashboard_server(other_store, settings)
+    remote_settings = settings.model_copy(update={"api_url": "http://localhost"})
+    async with running(runner), client(app) as c:
+        made = await c.post(f"/deployment/{ids['adder']}/run?wait=20", json={"x": 5})
+        run_id = UUID(made.json()["flow_run_id"])
+        await wait_for_state(other_store, run_id)
+        async with RemoteClient(remote_settings, httpx.ASGITransport(app=app)) as remote:
+            assert (await remote.read_flow_run(run_id)).state.type == StateType.COMPLETED
+            assert await remote.read_flow_run_result(run_id) == 15
+            assert await remote.read_task_runs(run_id) == []
+            assert await remote.read_notification_deliveries(run_id) == []
+        for part in ("task_runs", "result", "notifications"):
+            missing = await c.get(f"/flow_runs/{UUID(int=3)}/{part}")
+            assert missing.status_code == 404 and missing.json()["message"].startswith("No flow")

@@ -31,7 +31,9 @@ from headrace.runner.server.hosts import allowed_hosts, allowed_origins
 from headrace.runner.server.json_io import json_response, raw_json_response, run_json
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.run_changes import add_change_routes
+from headrace.runner.server.run_results import add_result_routes
 from headrace.runner.server.runs import add_run_routes
+from headrace.runner.server.task_runs import add_task_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
     Endpoint,
@@ -76,7 +78,8 @@ class _StoppableServer(uvicorn.Server):
 
 
 def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
-    """The dashboard app over ``store``: pages, ``/flow_runs...``, ``/deployments`` and
+    """The dashboard app over ``store``: pages, ``/flow_runs...`` (with a run's task runs,
+    result and notifications, which ``headrace runs inspect`` reads), ``/deployments`` and
     ``POST /deployment/{id}/run`` for every deployment of the database."""
     ctx = StoreContext(client=HeadraceClient(store, settings), store=store, settings=settings)
     app = FastAPI(
@@ -87,8 +90,10 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.headrace = ctx
-    add_run_routes(app)
+    add_run_routes(app)  # with /flow_runs/{id}/notifications
     add_change_routes(app)
+    add_task_run_routes(app)
+    add_result_routes(app)
     app.add_api_route(
         "/deployment/{deployment_id}/run",
         _trigger_endpoint(ctx),

@@ -9,6 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -62,6 +64,7 @@ def add_error_handlers(app: FastAPI) -> None:
         StoreError: _store_failed,
         StarletteHTTPException: _http_error,
         ClientDisconnect: _client_gone,
+        RequestValidationError: _invalid_request,
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
@@ -84,6 +87,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     if dash is not None and request.url.path.startswith("/ui/"):
         return page(dash.render("not_found.html", text=str(exc)), 404)
     return message(str(exc), 404)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, except for a dashboard page whose address holds no id
+    (``/ui/runs/nope``): a browser gets the page saying nothing is there."""
+    assert isinstance(exc, RequestValidationError)
+    dash = getattr(request.app.state, "dashboard", None)
+    in_path = any(error.get("loc", ("",))[0] == "path" for error in exc.errors())
+    if dash is not None and in_path and request.url.path.startswith("/ui/"):
+        text = f"Nothing is at {request.url.path[:200]}: its id is not an id"
+        return page(dash.render("not_found.html", text=text), 404)
+    return await request_validation_exception_handler(request, exc)
 
 
 async def _flow_not_found(request: Request, exc: Exception) -> Response:

@@ -250,7 +250,7 @@ async def read_logs(
     """Log lines after ``after_id`` as JSON, at most 1,000 (a full page has a ``Link``
     header to the next); with ``follow=true`` a Server-Sent Events stream (one ``data:``
     JSON line per log line) that ends with an ``end`` event once the run has ended."""
-    start = max(after_id, _log_id(last_event_id))
+    start = max(after_id, log_id(last_event_id))
     if follow:
         await ctx.client.read_flow_run(flow_run_id)  # 404 before any streaming starts
         return StreamingResponse(
@@ -283,7 +283,7 @@ def parent_id(text: str | None) -> UUID | None:
         ) from None
 
 
-def _log_id(last_event_id: str | None) -> int:
+def log_id(last_event_id: str | None) -> int:
     """The log id of a ``Last-Event-ID`` header; the stream only ever sends whole numbers."""
     if last_event_id is None:
         return 0

@@ -12,9 +12,12 @@ a JSON body.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from headrace.parameters import non_finite_errors
 
 Kind = str
 """``object``, ``select``, ``checkbox``, ``integer``, ``number``, ``date``, ``datetime``,
@@ -22,6 +25,7 @@ Kind = str
 
 MAX_DEPTH = 6
 SCALARS = {"string", "integer", "number", "boolean"}
+_INDEX = re.compile(r"\[\d+\]")
 FORMATS = {"date": "date", "date-time": "datetime"}
 
 
@@ -165,7 +169,10 @@ def read_form(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The parameters the submitted ``form`` gives, and an error per field it cannot read."""
     errors: dict[str, str] = {}
-    return _read(fields, form, errors), errors
+    values = _read(fields, form, errors)
+    for problem in non_finite_errors(values):  # 1e999 and NaN read as floats: not JSON
+        errors.setdefault(_INDEX.sub("", problem["parameter"]), problem["message"])
+    return values, errors
 
 
 def _read(fields: list[Field], form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:

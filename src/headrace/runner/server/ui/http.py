@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import Depends
+from fastapi import Depends, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from headrace.runner.server.ui.context import Dashboard
 
 MAX_FORM_BYTES = 256 * 1024
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 FRAGMENT_HEADER = "x-fragment"
 
 
@@ -50,8 +51,18 @@ def back_to(path: str) -> RedirectResponse:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body; the last value of a repeated name."""
+    """An ``application/x-www-form-urlencoded`` body; the last value of a repeated name.
+
+    Any other body is refused (415) rather than read as an empty form, which would
+    quietly run with the defaults; so is one too large to be a form (413).
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     body = await request.body()
+    if media_type != FORM_MEDIA_TYPE and (media_type or body):
+        shown = f"{media_type[:100]!r}" if media_type else "a body without a Content-Type"
+        raise HTTPException(
+            415, f"The dashboard's forms are sent as {FORM_MEDIA_TYPE}, not {shown}"
+        )
     if len(body) > MAX_FORM_BYTES:
-        return {}
+        raise HTTPException(413, f"A form may be at most {MAX_FORM_BYTES} bytes")
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

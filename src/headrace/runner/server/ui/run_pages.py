@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from headrace import new_runs
 from headrace.exceptions import InvalidStateTransition, ObjectNotFound
 from headrace.flow_runs import FlowRun
+from headrace.runner.server.runs import log_id
 from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.http import Dash, back_to, page, wants_fragment
 from headrace.runner.server.ui.overview import deployment_names
@@ -30,14 +31,31 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _when(text: str | None) -> datetime | None:
-    """A ``datetime-local`` input's value (UTC), or nothing when empty or unreadable."""
+    """A ``datetime-local`` input's value (UTC), or nothing when empty; ValueError when
+    it is no date and time (``xx``, 30 February)."""
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        raise ValueError(
+            f"{text!r} is not a date and time (YYYY-MM-DDTHH:MM, UTC): this filter was not applied"
+        ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _created_between(
+    after: str | None, before: str | None
+) -> tuple[datetime | None, datetime | None, dict[str, str]]:
+    """The creation-time filters, and an error per filter that cannot be read."""
+    found: dict[str, datetime | None] = {}
+    problems: dict[str, str] = {}
+    for name, text in (("after", after), ("before", before)):
+        try:
+            found[name] = _when(text)
+        except ValueError as exc:
+            found[name], problems[name] = None, str(exc)
+    return found["after"], found["before"], problems
 
 
 async def runs_page(
@@ -51,13 +69,15 @@ async def runs_page(
     page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE_NUMBER)] = 1,
     older: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    """Runs newest first, filtered by state, deployment, flow and creation time; paginated."""
+    """Runs newest first, filtered by state, deployment, flow and creation time; paginated.
+    A time filter that cannot be read is shown with its error (400), not applied."""
+    created_after, created_before, problems = _created_between(after, before)
     where = RunFilter(
         states=state,
         deployment_id=deployment,
         flow_name=flow or None,
-        created_after=_when(after),
-        created_before=_when(before),
+        created_after=created_after,
+        created_before=created_before,
         older_than=_cursor(older),
     )
     offset = 0 if where.older_than else (page_number - 1) * PAGE_SIZE
@@ -81,11 +101,12 @@ async def runs_page(
         "next_url": _page_url(kept, page_number + 1, runs[-1]) if has_next else None,
         "live_url": _page_url(kept, page_number, older=older),
     }
+    status = 400 if problems else 200
     if wants_fragment(request):
-        return page(dash.render("runs_live.html", **values))
+        return page(dash.render("runs_live.html", **values), status)
     values["deployments"] = await _deployment_options(dash, deployment)
     values["states"] = list(StateType)
-    return page(dash.render("runs.html", nav="runs", **values))
+    return page(dash.render("runs.html", nav="runs", problems=problems, **values), status)
 
 
 async def _deployment_options(dash: Dashboard, chosen: UUID | None) -> list[tuple[str, str, bool]]:
@@ -141,12 +162,13 @@ async def run_page(request: Request, dash: Dash, flow_run_id: UUID) -> Response:
 async def run_logs(
     dash: Dash,
     flow_run_id: UUID,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """The run's log lines as Server-Sent Events, from the first (or after the one a
-    reconnecting browser names), until the run has ended."""
+    reconnecting browser names), until the run has ended; 400 for a ``Last-Event-ID``
+    that is no log line's id, as ``GET /flow_runs/{id}/logs`` answers."""
+    after = log_id(last_event_id)
     await dash.store.read_flow_run(flow_run_id)  # 404 before streaming
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     return StreamingResponse(
         tail_logs(dash, flow_run_id, after), media_type="text/event-stream", headers=SSE_HEADERS
     )
