@@ -31,12 +31,17 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = record.__dict__.get(RUN_LINE)
+        raised = None
+        if isinstance(line, str):
+            line, raised = split_traceback(line)
         entry: dict[str, object] = {
             "timestamp": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage() if line is None else line,
         }
+        if raised is not None:
+            entry["exception"] = raised
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -45,6 +50,20 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+TRACEBACK_START = "Traceback (most recent call last):"
+
+
+def split_traceback(text: str) -> tuple[str, str | None]:
+    """A run's line as its words and the traceback in it (None if none): a run that raised,
+    or logged with ``logger.exception``, wrote both as one line. With no words before it,
+    the traceback's last line (the exception) is the words."""
+    at = text.find(TRACEBACK_START)
+    if at < 0 or (at > 0 and text[at - 1] != "\n"):
+        return text, None
+    words, raised = text[:at].rstrip(), text[at:].rstrip("\n")
+    return words or raised.rsplit("\n", 1)[-1].strip(), raised
 
 
 def _timestamp(created: float) -> str:

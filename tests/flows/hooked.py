@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,13 @@ def fails_twice(marker: str) -> None:
 @flow(timeout_seconds=0.5, **HOOKS)
 def times_out(marker: str) -> None:
     time.sleep(30)
+
+
+def loud_hook(flow: Any, flow_run: FlowRunContext, state: State) -> None:
+    print(f"the hook saw {state.type.value}")
+    print("and warns on stderr", file=sys.stderr)
+
+
+@flow(on_crashed=[loud_hook])
+def dies_loudly() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

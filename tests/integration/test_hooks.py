@@ -3,6 +3,8 @@ hook that raises costs (nothing but a line in the run's log)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 from uuid import UUID
@@ -14,6 +16,7 @@ from headrace.settings import Settings
 from headrace.states import StateType
 from tests.flows import hooked
 from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.integration.test_runner_logs import json_log
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -107,3 +110,28 @@ async def test_the_runner_calls_the_hooks_of_runs_whose_process_was_killed(
 
 async def _calls(marker: Path, kind: str) -> list[list[str]]:
     return calls(marker, kind)
+
+
+async def test_what_a_runner_called_hook_prints_is_the_runs_log_not_bare_output(
+    sqlite_settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    runner = make_runner(sqlite_settings)
+    deployment_id = await runner.add_flow(hooked.dies_loudly)
+    with json_log() as stream:
+        async with running(runner), get_client(sqlite_settings) as client:
+            run = await client.create_flow_run_from_deployment(deployment_id, {})
+            assert (await wait_for_state(client.store, run.id)).state.type == StateType.CRASHED
+            lines = await eventually(
+                lambda: client.read_logs(run.id),
+                lambda lines: len(lines) >= 2,
+                what="what the hook printed, in the run's log",
+            )
+    said = [(line.level, line.message) for line in lines]
+    assert said == [(logging.INFO, "the hook saw CRASHED"), (logging.ERROR, "and warns on stderr")]
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    echoed = [r for r in records if r["logger"] == "headrace.flow_runs"]
+    assert [r["message"] for r in echoed] == ["the hook saw CRASHED", "and warns on stderr"]
+    assert echoed[0]["flow_run_id"] == str(run.id)
+    assert echoed[0]["deployment"] == "dies-loudly/dies-loudly"
+    bare = capfd.readouterr()
+    assert "the hook saw" not in bare.out and "warns on stderr" not in bare.err

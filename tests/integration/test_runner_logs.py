@@ -121,3 +121,24 @@ async def test_a_database_outage_is_a_few_lines_and_its_end_is_told(
     assert len(during) <= 20, [r.getMessage() for r in during]
     assert sum(r.exc_info is not None for r in during) <= len(loops) + 1  # a traceback a streak
     assert any(r.getMessage() == "The runner's poll failed; retrying" for r in during)
+
+
+async def test_a_run_that_raises_logs_its_traceback_as_one_record_with_exception(
+    sqlite_settings: Settings,
+) -> None:
+    runner = make_runner(sqlite_settings)
+    deployment_id = await runner.add_flow(basic.fail, "failer")
+    with json_log() as stream:
+        async with running(runner), get_client(sqlite_settings) as direct_client:
+            run = await direct_client.create_flow_run_from_deployment(deployment_id, {})
+            done = await wait_for_state(direct_client.store, run.id)
+            stored = await direct_client.read_logs(run.id)
+    assert done.state.type == StateType.FAILED
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    runs = [e for e in entries if e["logger"] == "headrace.flow_runs"]
+    (raised,) = [e for e in runs if e["level"] == "ERROR"]
+    assert raised["message"] == "ValueError: boom"
+    assert raised["exception"].startswith("Traceback (most recent call last):")
+    assert raised["exception"].endswith("ValueError: boom")
+    (line,) = [line for line in stored if line.level == logging.ERROR]
+    assert line.message.startswith("Traceback") and line.message.endswith("ValueError: boom")

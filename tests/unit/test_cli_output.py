@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -102,7 +103,7 @@ def test_runs_table_keeps_ids_whole_and_compacts_when_narrow() -> None:
 
 def test_run_labels_and_final_lines() -> None:
     adhoc = make_run(StateType.FAILED, message="Flow run raised ValueError: boom\nTraceback ...")
-    assert run_label(adhoc, {}) == "add"
+    assert run_label(adhoc, {}) == "— (flow add)"
     start = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
     adhoc = adhoc.model_copy(update={"start_time": start, "end_time": start + timedelta(seconds=2)})
     assert final_line(adhoc).plain == (
@@ -158,3 +159,13 @@ def test_runners_and_late_runs_render_for_a_reader() -> None:
     assert "5m 00s ago" in text and "presumed dead" in text
     assert str(state_text(State(type=StateType.SCHEDULED, name=LATE))) == "LATE"
     assert str(state_text(State(type=StateType.SCHEDULED))) == "SCHEDULED"
+
+
+def test_a_subflow_run_shows_no_deployment_and_its_parent() -> None:
+    parent_id = uuid4()
+    child = make_run(StateType.COMPLETED, flow_name="child", parent_flow_run_id=parent_id)
+    table = render(runs_table([child], {}))
+    assert "— (flow child)" in table
+    shown = render(run_detail(child, [], {}))
+    assert re.search(r"Deployment +— \(flow child\)", shown)
+    assert re.search(rf"Parent run +{parent_id}", shown)

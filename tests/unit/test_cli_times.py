@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from headrace.cli.errors import UsageProblem
-from headrace.cli.times import parse_duration, parse_time, parse_time_or_ago
+from headrace.cli.times import parse_duration, parse_time, parse_time_or_ago, shifted
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
@@ -52,3 +53,20 @@ def test_since_takes_a_time_or_a_duration_ago() -> None:
     assert parse_time_or_ago("2026-12-01T00:00Z", "--since", NOW) == datetime(
         2026, 12, 1, tzinfo=UTC
     )
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (lambda: shifted(NOW, "99999999d", "--in", 1), r"^--in '99999999d' reaches beyond"),
+        (lambda: parse_time_or_ago("99999999d", "--since", NOW), r"^--since '99999999d' reaches"),
+        (lambda: parse_duration("9999999999d", "--in"), r"^--in '9999999999d' is longer"),
+        (
+            lambda: parse_time("0001-01-01T00:00", "--at", NOW),
+            r"^--at '0001-01-01T00:00' is beyond",
+        ),
+    ],
+)
+def test_times_past_the_calendars_ends_are_usage_errors(read: Any, message: str) -> None:
+    with pytest.raises(UsageProblem, match=message):
+        read()

@@ -60,3 +60,16 @@ def test_the_format_is_read_from_its_variable_and_a_wrong_one_is_named(
     monkeypatch.setenv("HEADRACE_LOG_FORMAT", "yaml")
     with pytest.raises(ConfigurationError, match="HEADRACE_LOG_FORMAT"):
         load_settings()
+
+
+def test_a_run_line_holding_a_traceback_puts_it_in_exception() -> None:
+    logged = "flows - loading failed\nTraceback (most recent call last):\n  ...\nKeyError: 'x'"
+    line = record("%s | %s", "brisk-otter", logged, run_line=logged)
+    entry = json.loads(formatter_for("json").format(line))
+    assert entry["message"] == "flows - loading failed"
+    assert entry["exception"] == "Traceback (most recent call last):\n  ...\nKeyError: 'x'"
+    raised = "Traceback (most recent call last):\n  ...\nValueError: boom\n"
+    entry = json.loads(formatter_for("json").format(record("x", run_line=raised)))
+    assert (entry["message"], entry["exception"]) == ("ValueError: boom", raised.rstrip())
+    words = "the log says Traceback (most recent call last): is a header"
+    assert "exception" not in json.loads(formatter_for("json").format(record("x", run_line=words)))

@@ -270,7 +270,7 @@ def _project_entries(
     merged = {
         key: value if value is not None else from_file[key] for key, value in runner_options.items()
     }
-    return project_entries(project, path.resolve().parent), merged
+    return project_entries(project, path.resolve().parent, path.name), merged
 
 
 def _serve(

@@ -127,9 +127,10 @@ def deployment_label(deployment: Deployment) -> str:
 
 
 def run_label(run: FlowRun, deployment_names: Mapping[UUID, str]) -> str:
-    """``flow/deployment`` for a deployment's run, the flow name for an ad-hoc one."""
+    """``flow/deployment`` for a deployment's run; ``— (flow add)`` for a run of no
+    deployment (a subflow's, an ad-hoc one's): its flow's name is no deployment's."""
     if run.deployment_id is None:
-        return run.flow_name
+        return f"— (flow {run.flow_name})"
     return deployment_names.get(run.deployment_id, f"{run.flow_name}/?")
 
 
@@ -367,6 +368,8 @@ def run_detail(
     grid = _grid()
     grid.add_row("Flow run", f"{run.name} ({run.id})")
     grid.add_row("Deployment", run_label(run, deployment_names))
+    if run.parent_flow_run_id is not None:
+        grid.add_row("Parent run", str(run.parent_flow_run_id))
     grid.add_row("State", Text.assemble(state_text(run.state), f"  {run.state.name}"))
     grid.add_row("Created", format_time(run.created))
     grid.add_row("Expected start", format_time(run.expected_start_time))

@@ -8,13 +8,22 @@ so the project serves the same flows from wherever it is started.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrace.cli.errors import UsageProblem
-from headrace.exceptions import InvalidProjectFile
+from headrace.exceptions import (
+    EntrypointError,
+    EntrypointScriptError,
+    InvalidDeployment,
+    InvalidProjectFile,
+    ParameterValidationError,
+)
 
 if TYPE_CHECKING:
     from headrace.cli.serve import ToServe
@@ -63,8 +72,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InvalidProjectFile(f"{path}: cannot be read: {exc.strerror}") from None
 
 
-def project_entries(project: Project, directory: Path) -> list[ToServe]:
-    """Each deployment of ``project``, its entrypoint read from ``directory``."""
+def project_entries(project: Project, directory: Path, source: str = PROJECT_FILE) -> list[ToServe]:
+    """Each deployment of ``project`` (read from the file ``source``), its entrypoint read
+    from ``directory``."""
     from headrace.entrypoints import is_file_entrypoint
 
     if str(directory) not in sys.path:
@@ -75,11 +85,12 @@ def project_entries(project: Project, directory: Path) -> list[ToServe]:
         if is_file_entrypoint(entrypoint):
             where, _, name = entrypoint.rpartition(":")
             entrypoint = f"{directory / Path(where).expanduser()}:{name}"
-        entries.append(_entry(deployment, entrypoint))
+        origin = f'{source}: deployment "{deployment.name or deployment.entrypoint}"'
+        entries.append(_entry(deployment, entrypoint, origin))
     return entries
 
 
-def _entry(deployment: ProjectDeployment, entrypoint: str) -> ToServe:
+def _entry(deployment: ProjectDeployment, entrypoint: str, origin: str) -> ToServe:
     from headrace.cli.serve import ToServe
 
     policy = {
@@ -87,7 +98,7 @@ def _entry(deployment: ProjectDeployment, entrypoint: str) -> ToServe:
         "retry_delay_seconds": deployment.retry_delay_seconds,
         "timeout_seconds": deployment.timeout_seconds,
     }
-    return ToServe(entrypoint, deployment.name, deployment.options(), policy)
+    return ToServe(entrypoint, deployment.name, deployment.options(), policy, origin)
 
 
 def refuse_per_deployment(given: dict[str, bool], why: str) -> None:
@@ -98,3 +109,28 @@ def refuse_per_deployment(given: dict[str, bool], why: str) -> None:
             f"{', '.join(flags)} describe{'s' * (len(flags) == 1)} one deployment: {why}, "
             f"set {'it' if len(flags) == 1 else 'them'} per deployment in {PROJECT_FILE}"
         )
+
+
+@contextlib.contextmanager
+def described_at(origin: str | None) -> Iterator[None]:
+    """A deployment the project file describes that fails to load or check is an error in
+    that file: ``headrace.toml: deployment "etl": entrypoint: ...`` (``origin`` None: as is).
+    A script that raises while imported stays itself: its frames say where."""
+    if origin is None:
+        yield
+        return
+    try:
+        yield
+    except (EntrypointScriptError, InvalidProjectFile):
+        raise
+    except EntrypointError as exc:
+        raise InvalidProjectFile(f"{origin}: entrypoint: {exc}") from None
+    except InvalidDeployment as exc:
+        if isinstance(exc.__cause__, ParameterValidationError) and "default" in str(exc):
+            raise InvalidProjectFile(f"{origin}: parameters: {exc.__cause__}") from None
+        detail = _DEPLOYMENT_PREFIX.sub("", str(exc), count=1)
+        raise InvalidProjectFile(f"{origin}: {detail}") from None
+
+
+_DEPLOYMENT_PREFIX = re.compile(r"^Deployment (['\"]).*?\1:? *")
+"""How a deployment's own errors begin (``Deployment 'etl': ...``): the origin says it."""

@@ -83,6 +83,9 @@ class ToServe:
     options: DeploymentOptions
     policy: dict[str, float | None] = field(default_factory=dict)
     """``retries``, ``retry_delay_seconds``, ``timeout_seconds`` replacing the flow's own."""
+    origin: str | None = None
+    """Where the project file describes it (``headrace.toml: deployment "etl"``); None if given
+    on the command line."""
 
 
 async def serve_entrypoints(
@@ -119,24 +122,28 @@ async def serve_entrypoints(
 
 def _deployment(entry: ToServe) -> RunnerDeployment:
     """The flow ``entry`` names, loaded here, as a deployment checked now."""
+    from headrace.cli.projects import described_at
     from headrace.entrypoints import (
         absolute_entrypoint,
         is_file_entrypoint,
         load_flow_from_entrypoint,
     )
 
-    if not is_file_entrypoint(entry.entrypoint) and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # `module:func` from the working directory, as -m does
-    flow = load_flow_from_entrypoint(entry.entrypoint)
-    policy = {key: value for key, value in entry.policy.items() if value is not None}
-    if policy:  # the deployment's own retries and timeout; the flow object stays as it is
-        flow = copy.copy(flow)
-        vars(flow).update(policy)
-    options: DeploymentOptions = {
-        **entry.options,
-        "entrypoint": absolute_entrypoint(entry.entrypoint),
-    }
-    return flow.to_deployment(entry.name, **options)
+    with described_at(entry.origin):
+        if not is_file_entrypoint(entry.entrypoint) and str(Path.cwd()) not in sys.path:
+            sys.path.insert(
+                0, str(Path.cwd())
+            )  # `module:func` from the working directory, as -m does
+        flow = load_flow_from_entrypoint(entry.entrypoint)
+        policy = {key: value for key, value in entry.policy.items() if value is not None}
+        if policy:  # the deployment's own retries and timeout; the flow object stays as it is
+            flow = copy.copy(flow)
+            vars(flow).update(policy)
+        options: DeploymentOptions = {
+            **entry.options,
+            "entrypoint": absolute_entrypoint(entry.entrypoint),
+        }
+        return flow.to_deployment(entry.name, **options)
 
 
 def plain(console: Console) -> Callable[[str], None]:

@@ -7,7 +7,6 @@ ISO 8601 reader of ``dateutil`` does not take is read by its general parser
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import datetime, timedelta
 
@@ -25,9 +24,22 @@ def parse_duration(text: str, option: str) -> timedelta:
     if not compact or "".join(number + unit for number, unit in parts) != compact:
         raise UsageProblem(f"{option} {text!r} is not {DURATION_HINT}")
     total = timedelta()
-    for number, unit in parts:
-        total += timedelta(**{UNITS[unit.lower()]: float(number)})
+    try:
+        for number, unit in parts:
+            total += timedelta(**{UNITS[unit.lower()]: float(number)})
+    except OverflowError:
+        raise UsageProblem(f"{option} {text!r} is longer than any date headrace keeps") from None
     return total
+
+
+def shifted(now: datetime, text: str, option: str, sign: int) -> datetime:
+    """``now`` plus (``sign`` 1) or less (-1) the duration ``text``; one past the calendar's
+    ends (year 1 to 9999) is a ``UsageProblem``, not an ``OverflowError``."""
+    duration = parse_duration(text, option)
+    try:
+        return now + sign * duration
+    except OverflowError:
+        raise UsageProblem(f"{option} {text!r} reaches beyond any date headrace keeps") from None
 
 
 def parse_time(text: str, option: str, now: datetime) -> datetime:
@@ -45,11 +57,16 @@ def parse_time(text: str, option: str, now: datetime) -> datetime:
                 f"{option} {text!r} is neither a time (2026-12-08T02:00, "
                 f"'2026-12-08 02:00+01:00') nor {DURATION_HINT}"
             ) from None
-    return when if when.tzinfo is not None else when.astimezone()
+    try:
+        return when if when.tzinfo is not None else when.astimezone()
+    except (ValueError, OverflowError):
+        raise UsageProblem(f"{option} {text!r} is beyond any date headrace keeps") from None
 
 
 def parse_time_or_ago(text: str, option: str, now: datetime) -> datetime:
     """A time, or a duration meaning that long before ``now`` (``--since 2h``)."""
-    with contextlib.suppress(UsageProblem):
-        return now - parse_duration(text, option)
-    return parse_time(text, option, now)
+    try:
+        parse_duration(text, option)
+    except UsageProblem:
+        return parse_time(text, option, now)
+    return shifted(now, text, option, -1)

@@ -118,14 +118,14 @@ def run(
 
 def start_time(at: str | None, in_: str | None) -> datetime | None:
     """When the run should start: ``--at`` a time or ``--in`` a duration from now (None: now)."""
-    from headrace.cli.times import parse_duration, parse_time
+    from headrace.cli.times import parse_time, shifted
     from headrace.states import utcnow
 
     if at is not None and in_ is not None:
         raise UsageProblem("Give --at or --in, not both")
     now = utcnow()
     if in_ is not None:
-        return now + parse_duration(in_, "--in")
+        return shifted(now, in_, "--in", 1)
     if at is None:
         return None
     when = parse_time(at, "--at", now)

@@ -301,7 +301,7 @@ def _execute(
             result = asyncio.run(_await(result))
     except BaseException as exc:  # any exception, SystemExit too, is a failure
         text = storable("".join(traceback.format_exception(exc)))
-        print(text, file=sys.stderr, end="")
+        reporter.log(logging.ERROR, text.rstrip("\n"))  # one line of the log, not one per frame
         retry, note = should_retry(getattr(flow, "retry_condition_fn", None), exc)
         note = f" ({note})" if note else ""
         message = f"Flow run raised {type(exc).__name__}: {exc}{note}\n{text}"

@@ -6,7 +6,8 @@ after its body; when it could not (it was killed: a cancel, a crash, a
 timeout) the runner calls the flow's on_cancellation, on_crashed or
 on_failure hooks, with the flow object it serves, in a daemon thread: a hook
 that blocks holds up neither the runner's loop nor its exit. What a hook
-raises goes into the run's log.
+raises goes into the run's log, and so does what it prints (through the log
+sink: echoed as the run's lines, JSON records with ``HEADRACE_LOG_FORMAT=json``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from headrace.exceptions import StoreError
 from headrace.flow_runs import FlowRun, LogRecord
 from headrace.hooks import HookKind, call_hooks
 from headrace.process.protocol import Failed, FinalEvent, Invalid
+from headrace.runner.hook_output import RunLog, printed_lines
 from headrace.runner.served import ServedDeployments
 from headrace.runner.webhooks import Webhooks
 from headrace.runtime import FlowRunContext
@@ -46,8 +49,15 @@ def runner_hook_kind(state: StateType, event: FinalEvent | None) -> HookKind | N
 class Endings:
     """Calls a run's remaining hooks and sends its webhooks, in the background."""
 
-    def __init__(self, store: AsyncStore, served: ServedDeployments, webhooks: Webhooks) -> None:
+    def __init__(
+        self,
+        store: AsyncStore,
+        served: ServedDeployments,
+        webhooks: Webhooks,
+        logs: RunLog | None = None,
+    ) -> None:
         self._store = store
+        self._logs = logs
         self._served = served
         self.webhooks = webhooks
         self._hooks: set[asyncio.Future[None]] = set()
@@ -69,18 +79,37 @@ class Endings:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         failures: list[str] = []
+        printed: list[tuple[int, str]] = []
 
         def call() -> None:
             try:
-                hooks = flow.hooks(kind)
-                call_hooks(kind, hooks, flow, context_of(final), final.state, failures.append)
+                with printed_lines(printed):
+                    hooks = flow.hooks(kind)
+                    call_hooks(kind, hooks, flow, context_of(final), final.state, failures.append)
             finally:
                 loop.call_soon_threadsafe(_settle, done)
 
         self._hooks.add(done)
         done.add_done_callback(self._hooks.discard)
+        done.add_done_callback(lambda _: self._log_printed(final, printed))
         done.add_done_callback(lambda _: self._log_failures(final, failures))
         threading.Thread(target=call, name=f"headrace-{kind}-{final.name}", daemon=True).start()
+
+    def _log_printed(self, final: FlowRun, printed: list[tuple[int, str]]) -> None:
+        """What the hooks printed, as the run's lines (the console's, too)."""
+        if self._logs is None or not printed:
+            return
+        served = self._served.deployments
+        deployment = None if final.deployment_id is None else served.get(final.deployment_id)
+        fields: dict[str, object] = {
+            "flow_run_id": str(final.id),
+            "flow_run_name": final.name,
+            "deployment": None if deployment is None else f"{final.flow_name}/{deployment.name}",
+            "attempt": final.run_count,
+        }
+        for level, line in printed:
+            self._logs.add(final.id, final.name, level, line, time.time(), fields=fields)
+        self._logs.end_attempt(final.id, final.name, fields)
 
     def _log_failures(self, final: FlowRun, failures: list[str]) -> None:
         if failures:

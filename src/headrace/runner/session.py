@@ -86,7 +86,8 @@ class Session:
         settings = options.settings
         lease = Lease(settings.runner_heartbeat_timeout_seconds)
         self.dispatcher = self._dispatcher(served, lease)
-        self.endings = Endings(store, served, Webhooks(store, webhook_policy(settings)))
+        webhooks = Webhooks(store, webhook_policy(settings))
+        self.endings = Endings(store, served, webhooks, self.logs)
         self.dispatcher.executor.on_ended = self.endings.ended
         self.dispatcher.executor.environment = run_environment(settings)
         self.liveness = self._liveness(served, lease)
