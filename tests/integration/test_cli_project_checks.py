@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from headrace.cli import app
 
 FLOWS = "from headrace import flow\n\n@flow\ndef parent(x: int = 1) -> int:\n    return x\n"
 PROJECT = '[[deployments]]\nname = "parent"\nentrypoint = "{entrypoint}"\n{extra}'
@@ -29,13 +29,23 @@ PROJECT = '[[deployments]]\nname = "parent"\nentrypoint = "{entrypoint}"\n{extra
     ],
 )
 def test_a_deployment_that_does_not_load_names_the_file_and_exits_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entrypoint: str, extra: str, message: str
+    tmp_path: Path, entrypoint: str, extra: str, message: str
 ) -> None:
     (tmp_path / "flows.py").write_text(FLOWS)
     (tmp_path / "headrace.toml").write_text(PROJECT.format(entrypoint=entrypoint, extra=extra))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HEADRACE_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
-    result = CliRunner().invoke(app, ["serve"])
-    assert result.exit_code == 2, result.output
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(HEADRACE_HOME=str(tmp_path), HEADRACE_DATABASE_URL=f"sqlite:///{tmp_path}/db")
+    # A process of its own: serving tunes the process (migrations in a child, logging).
+    result = subprocess.run(
+        [sys.executable, "-m", "headrace", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(message), result.stderr
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.stdout + result.stderr
