@@ -10,6 +10,8 @@ it. Written here, under the run's state change, no path can leave them open.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,32 +23,51 @@ TASK_RUN_CRASHED = "Its flow run's process ended before this task run did"
 FINAL = [s.value for s in TERMINAL_STATES]
 
 
-def crash_open_task_runs(conn: sa.Connection, flow_run_id: UUID) -> None:
-    """One statement: the run's task runs not in a final state become CRASHED."""
-    now = utcnow()
-    conn.execute(
+@functools.cache
+def _crash_task_runs() -> sa.Update:
+    """Built once (building a statement costs more than running it on SQLite)."""
+    crashed: sa.BindParameter[datetime] = sa.bindparam("crashed_at")
+    return (
         task_runs.update()
-        .where((task_runs.c.flow_run_id == flow_run_id) & task_runs.c.state_type.not_in(FINAL))
+        .where(
+            (task_runs.c.flow_run_id == sa.bindparam("run_id"))
+            & task_runs.c.state_type.not_in(FINAL)
+        )
         .values(
             state_type=StateType.CRASHED.value,
             state_name="Crashed",
             state_message=TASK_RUN_CRASHED,
-            state_timestamp=now,
-            end_time=sa.func.coalesce(task_runs.c.end_time, now),
+            state_timestamp=crashed,
+            end_time=sa.func.coalesce(task_runs.c.end_time, crashed),
         )
     )
 
 
-def open_subflow_runs(conn: sa.Connection, flow_run_id: UUID) -> list[tuple[UUID, StateType]]:
-    """The subflow runs of ``flow_run_id`` that have not ended, with their states (a run
-    started with ``run_deployment`` is a run of its own: it goes on)."""
-    rows = conn.execute(
-        sa.select(flow_runs.c.id, flow_runs.c.state_type).where(
-            (flow_runs.c.parent_flow_run_id == flow_run_id)
-            & flow_runs.c.deployment_id.is_(None)
-            & flow_runs.c.state_type.not_in(FINAL)
-        )
-    ).all()
+@functools.cache
+def _open_subflow_runs() -> sa.Select[tuple[UUID, str]]:
+    return sa.select(flow_runs.c.id, flow_runs.c.state_type).where(
+        (flow_runs.c.parent_flow_run_id == sa.bindparam("run_id"))
+        & flow_runs.c.deployment_id.is_(None)
+        & flow_runs.c.state_type.not_in(FINAL)
+    )
+
+
+@functools.cache
+def _crash_then_open_subflow_runs() -> sa.Select[tuple[UUID, str]]:
+    """PostgreSQL: both in one statement, one round trip (the update as a CTE)."""
+    return _open_subflow_runs().add_cte(_crash_task_runs().cte("crashed"))
+
+
+def end_attempt_of(conn: sa.Connection, flow_run_id: UUID) -> list[tuple[UUID, StateType]]:
+    """Crash the run's task runs not in a final state (one statement), and return the
+    subflow runs it left open, with their states (a run started with ``run_deployment``
+    is a run of its own: it goes on)."""
+    params = {"run_id": flow_run_id, "crashed_at": utcnow()}
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_crash_then_open_subflow_runs(), params).all()
+    else:
+        conn.execute(_crash_task_runs(), params)
+        rows = conn.execute(_open_subflow_runs(), params).all()
     return [(row.id, StateType(row.state_type)) for row in rows]
 
 

@@ -20,11 +20,7 @@ from headrace.states import (
     sources_of,
     utcnow,
 )
-from headrace.store.attempt_ends import (
-    crash_open_task_runs,
-    ended_with_parent,
-    open_subflow_runs,
-)
+from headrace.store.attempt_ends import end_attempt_of, ended_with_parent
 from headrace.store.connection import SQLBase
 from headrace.store.records import Attempt, StateChange
 from headrace.store.rows import flow_run_from_row, state_names, state_values
@@ -143,8 +139,7 @@ class StateChanges(SQLBase):
 
     def _end_attempt(self, conn: sa.Connection, run: FlowRun) -> None:
         """The run's attempt is over (ended, or back to wait): so is all it was doing."""
-        crash_open_task_runs(conn, run.id)
-        children = open_subflow_runs(conn, run.id)
+        children = end_attempt_of(conn, run.id)
         if children:
             state = ended_with_parent(run.name, run.state)
             for child_id, current in children:
