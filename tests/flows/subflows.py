@@ -165,3 +165,16 @@ def parent_of_a_slow_child() -> str:
     except TimeoutError as exc:
         return str(exc)
     return "not timed out"
+
+
+@flow(retries=1, retry_delay_seconds=60)
+def fails_then_awaits_a_retry(marker: str) -> None:
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    raise ValueError("the first attempt fails")
+
+
+@flow
+def parent_of_a_child_awaiting_a_retry(marker: str) -> None:
+    fails_then_awaits_a_retry(marker)

@@ -137,3 +137,28 @@ def leaves_a_task_running() -> str:
     """Returns without waiting for the task it submitted."""
     sleeps.submit(60)
     return "done"
+
+
+@task
+def marks_then_sleeps(marker: str) -> None:
+    Path(marker).write_text(runtime.flow_run.id or "")
+    import time
+
+    time.sleep(60)
+
+
+@flow
+def waits_on_a_sleeping_task(marker: str) -> None:
+    """Its task is still RUNNING when its runner is killed."""
+    marks_then_sleeps.submit(marker).result()
+
+
+@flow
+def child_calls_a_task(x: int) -> int:
+    return double(x)
+
+
+@flow
+def parent_and_child_call_tasks(x: int = 1) -> int:
+    """One task run in the parent's body, one in its subflow's."""
+    return double(child_calls_a_task(x))

@@ -7,7 +7,7 @@ import sys
 
 from headrace.runner import Runner
 from headrace.settings import Settings
-from tests.flows import basic, subflows
+from tests.flows import basic, subflows, tasks
 
 
 async def main(database_url: str, home: str, limit: int = 1) -> None:
@@ -16,6 +16,8 @@ async def main(database_url: str, home: str, limit: int = 1) -> None:
     await runner.add_flow(basic.touch, "touch")
     await runner.add_flow(basic.with_grandchild, "grandchild")
     await runner.add_flow(subflows.parent_of_a_long_child, "long-child")
+    await runner.add_flow(subflows.parent_of_a_child_awaiting_a_retry, "retrying-child")
+    await runner.add_flow(tasks.waits_on_a_sleeping_task, "sleeping-task")
     print("ready", flush=True)
     await runner.start()
 

@@ -222,3 +222,33 @@ async def test_a_subflow_that_times_out_fails_and_raises_in_its_parent(settings:
     assert parent.result == "Flow run timed out after 0.5 s"
     assert child.state.type == StateType.FAILED and child.timeout_seconds == 0.5
     assert "TimeoutError: Flow run timed out after 0.5 s" in (child.state.message or "")
+
+
+async def test_a_child_awaiting_its_retry_ends_with_its_parent_when_the_runner_dies(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "child-ran"
+    with runner_process(database_url, settings.home) as process:
+        async with get_client(settings) as client:
+            flow_name = "parent-of-a-child-awaiting-a-retry"
+            deployment = await client.read_deployment_by_name(flow_name, "retrying-child")
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, {"marker": str(marker)}
+            )
+            (waiting,) = await eventually(
+                lambda: children_of(client, run),
+                lambda c: [child.state.name for child in c] == ["AwaitingRetry"],
+                what="the subflow's run to await its retry",
+            )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    runner = make_runner(settings)  # on the same host: it sees the dead runner is gone
+    await runner.add_flow(subflows.parent_of_a_child_awaiting_a_retry, "retrying-child")
+    async with running(runner), get_client(settings) as client:
+        parent = await wait_for_state(client.store, run.id)
+        child = await wait_for_state(client.store, waiting.id)
+        scheduled = await client.read_flow_runs(states=[StateType.SCHEDULED])
+    assert parent.state.type == StateType.CRASHED, parent.state
+    assert child.state.type == StateType.CRASHED, child.state
+    assert f"Its parent flow run {run.name} ended (Crashed)" in (child.state.message or "")
+    assert waiting.id not in [r.id for r in scheduled]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from uuid import UUID
 
@@ -15,6 +17,7 @@ from headrace.states import StateType, utcnow
 from headrace.task_runs import TaskRun
 from tests.flows import tasks
 from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.integration.test_outcome_durability import runner_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,3 +141,49 @@ async def test_a_task_still_running_when_its_flow_ends_is_crashed(settings: Sett
     [left] = task_runs
     assert left.state.type == StateType.CRASHED and left.end_time is not None
     assert left.state.message == "Its flow run's process ended before this task run did"
+
+
+async def test_a_task_running_when_its_runner_is_killed_ends_crashed_on_recovery(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "task-started"
+    with runner_process(database_url, settings.home) as process:
+        async with get_client(settings) as client:
+            deployment = await client.read_deployment_by_name(
+                "waits-on-a-sleeping-task", "sleeping-task"
+            )
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, {"marker": str(marker)}
+            )
+            await eventually(
+                lambda: client.read_task_runs(run.id),
+                lambda found: [t.state.type for t in found] == [StateType.RUNNING],
+                what="its task run to be stored RUNNING",
+            )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    runner = make_runner(settings)  # on the same host: it sees the dead runner is gone
+    await runner.add_flow(tasks.waits_on_a_sleeping_task, "sleeping-task")
+    async with running(runner), get_client(settings) as client:
+        done = await wait_for_state(client.store, run.id, timeout=60)
+        [left] = await client.read_task_runs(run.id)
+    assert done.state.type == StateType.CRASHED, done.state
+    assert left.state.type == StateType.CRASHED and left.end_time is not None, left.state
+    assert left.state.message == "Its flow run's process ended before this task run did"
+
+
+async def test_a_task_called_in_a_subflow_is_a_task_run_of_the_subflow(
+    settings: Settings,
+) -> None:
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(tasks.parent_and_child_call_tasks)
+    async with running(runner), get_client(settings) as client:
+        run = await client.create_flow_run_from_deployment(deployment)
+        done = await wait_for_state(client.store, run.id, timeout=60)
+        (child,) = await client.read_flow_runs(parent_flow_run_id=run.id)
+        in_parent = await client.read_task_runs(run.id)
+        in_child = await client.read_task_runs(child.id)
+    assert done.state.type == StateType.COMPLETED and done.result == 4, done.state
+    assert [(t.task_name, t.flow_run_id) for t in in_child] == [("double", child.id)]
+    assert [(t.task_name, t.flow_run_id) for t in in_parent] == [("double", run.id)]
+    assert all(t.state.type == StateType.COMPLETED for t in in_parent + in_child)

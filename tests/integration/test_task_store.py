@@ -8,9 +8,10 @@ from uuid import UUID, uuid4
 import pytest
 import sqlalchemy as sa
 
-from headrace.exceptions import ObjectNotFound
+from headrace.exceptions import InvalidStateTransition, ObjectNotFound
+from headrace.flow_runs import NewFlowRun
 from headrace.states import State, StateType, utcnow
-from headrace.store import SQLStore
+from headrace.store import RunnerRecord, SQLStore
 from headrace.store.tables import task_runs
 from headrace.task_runs import TASK_CACHE_ENTRIES_PER_JOB, TaskCacheEntry, TaskRun
 from tests.integration.test_store import queue_runs, spec
@@ -68,3 +69,38 @@ def test_the_task_cache_keeps_live_entries_per_deployment(store: SQLStore) -> No
     store.delete_deployment(deployment.id)
     assert store.read_task_cache(scope, now) == {}
     assert store.read_task_cache("flow:other", now) == {"a": (2, None)}
+
+
+def test_an_ended_attempt_crashes_its_open_task_runs_and_subflow_runs(store: SQLStore) -> None:
+    runner = RunnerRecord(name="here")
+    store.register_runner(runner)
+    deployment = store.upsert_deployment(spec())
+    [run_id] = queue_runs(store, deployment.id, 1)
+    store.claim_flow_run(run_id, runner)
+    store.set_state(run_id, State(type=StateType.RUNNING))
+    done = task_run(run_id, "fetch-0", StateType.COMPLETED)
+    store.write_task_runs([done, task_run(run_id, "fetch-1", StateType.RUNNING)])
+    child = subflow_run(store, run_id, runner)
+    waiting = State(type=StateType.SCHEDULED, name="AwaitingRetry")
+    store.set_state(child, waiting, expected_start_time=utcnow() + timedelta(minutes=1))
+    grandchild = subflow_run(store, child, runner)
+    with pytest.raises(InvalidStateTransition, match="subflow"):
+        store.claim_flow_run(child, runner)
+    other = NewFlowRun(flow_name="etl", deployment_id=deployment.id, parent_flow_run_id=run_id)
+    [(started_by_it, _)] = store.create_flow_runs([other])  # run_deployment: a run of its own
+
+    store.set_state(run_id, State(type=StateType.SCHEDULED, name="AwaitingRetry"))
+    assert {t.name: t.state.type for t in store.read_task_runs(run_id)} == {
+        "fetch-0": StateType.COMPLETED,
+        "fetch-1": StateType.CRASHED,
+    }
+    ended = store.read_flow_run(child).state
+    assert ended.type == StateType.CRASHED, ended
+    assert ended.message and ended.message.startswith("Its parent flow run ")
+    assert store.read_flow_run(grandchild).state.type == StateType.CRASHED
+    assert store.read_flow_run(started_by_it.id).state.type == StateType.SCHEDULED
+
+
+def subflow_run(store: SQLStore, parent: UUID, runner: RunnerRecord) -> UUID:
+    new = NewFlowRun(flow_name="child", parent_flow_run_id=parent, runner_id=runner.id)
+    return store.create_child_flow_run(new, flow_run_id=uuid4(), started=utcnow()).id

@@ -169,6 +169,8 @@ class TaskRunUpdate(NamedTuple):
     end_time: float | None
     message: str | None = None
     cache_key: str | None = None
+    flow_run_id: str | None = None
+    """The flow run whose body called the task: a subflow's run, or (None) the process's own."""
 
 
 class TaskCached(NamedTuple):

@@ -40,6 +40,7 @@ from headrace.process.protocol import (
 )
 from headrace.process.results import RESULT_STORAGE_VARIABLE
 from headrace.process.subflow_output import SubflowStream, subflow_streams
+from headrace.process.taskruns import flush_task_runs
 from headrace.runtime import FlowRunContext, entered_subflow_run, set_subflow_call
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ def _failed(child: _ChildRun, exc: BaseException) -> float | None:
     delay = child.flow.retry_delay_seconds
     note = f"Attempt {child.run_count} failed, retrying in {delay:g} s: {message}"
     now = time.time()
+    flush_task_runs()  # the attempt's task runs are recorded before it ends
     _send(ChildRunRetrying(child.id, storable(note), now, now + delay))
     return delay
 
@@ -255,6 +257,7 @@ def _failure_message(exc: BaseException) -> str:
 
 def _end(child: _ChildRun, state_type: str, message: str | None) -> None:
     _end_output(child)
+    flush_task_runs()  # its task runs are recorded before it ends
     _send(ChildRunEnded(child.id, state_type, message, time.time()))
 
 
@@ -270,6 +273,7 @@ def _completed(child: _ChildRun, result: Any) -> None:
     assert _process is not None
     encoded = encode_result(result, _process.result_storage, f"{child.id}.json")
     _end_output(child)
+    flush_task_runs()
     ended = ChildRunEnded(
         child.id,
         "COMPLETED",

@@ -48,6 +48,8 @@ class _Attempts:
     name: str
     task_name: str
     start_time: float
+    flow_run_id: str | None = None
+    """The run whose body called it (a subflow's, when called inside one)."""
     key: str | None = None
     run_count: int = 0
     notes: list[str] = field(default_factory=list)
@@ -197,7 +199,7 @@ class RunTaskEngine:
         with self._lock:
             counter = self._counters.setdefault(task.name, itertools.count())
             name = f"{task.name}-{next(counter)}"
-        return _Attempts(str(uuid.uuid4()), name, task.name, time.time())
+        return _Attempts(str(uuid.uuid4()), name, task.name, time.time(), runtime.flow_run.id)
 
     def _key(
         self, task: Task[Any, Any], run: _Attempts, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -279,6 +281,7 @@ class RunTaskEngine:
                 time.time() if ended else None,
                 message,
                 run.key,
+                run.flow_run_id,
             )
         )
 

@@ -108,8 +108,8 @@ class Executor:
         self.on_ended: Callable[[FlowRun, FinalEvent | None], None] | None = None
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
-        self.task_runs = TaskRunSink(store)
         self.subflows = SubflowEvents(store, logs)
+        self.task_runs = TaskRunSink(store, self.subflows.created)
         self.environment: dict[str, str] = {}
         """Settings each run's process takes as its own (``ChildJob.environment``)."""
 

@@ -93,6 +93,12 @@ class SubflowEvents:
             return self._children.get(parent.id, {}).get(UUID(child_id))
         return None
 
+    def created(self, parent: FlowRun, child_id: str) -> asyncio.Task[None] | None:
+        """The write creating ``parent``'s subflow run ``child_id`` (None: no such child):
+        what is written of that run (its task runs) waits for it."""
+        child = self._child(parent, child_id)
+        return None if child is None else child.created
+
     def _started(self, parent: FlowRun, event: ChildRunStarted) -> None:
         new = NewFlowRun(
             flow_name=event.flow_name,

@@ -50,7 +50,8 @@ def _time(timestamp: float | None) -> datetime | None:
 
 
 def task_run_of(run: FlowRun, event: TaskRunUpdate) -> TaskRun:
-    """The task run an update describes, as stored."""
+    """The task run an update describes, as stored: under the run whose body called it
+    (``run``, whose process reported it, or one of its subflows' runs)."""
     state = State(
         type=StateType(event.state_type),
         name=event.state_name,
@@ -59,7 +60,7 @@ def task_run_of(run: FlowRun, event: TaskRunUpdate) -> TaskRun:
     )
     return TaskRun(
         id=UUID(event.id),
-        flow_run_id=run.id,
+        flow_run_id=run.id if event.flow_run_id is None else UUID(event.flow_run_id),
         name=event.name,
         task_name=event.task_name,
         state=state,
@@ -89,17 +90,25 @@ def _models(events: Iterable[tuple[FlowRun, E]], model: Callable[[FlowRun, E], M
     return models
 
 
+Created = Callable[[FlowRun, str], asyncio.Task[None] | None]
+"""The write creating a subflow run of a run (by the ids its process told), or None when
+the run has no such subflow."""
+
+
 class TaskRunSink:
     """Collects the task events of every run's process and stores them in few transactions."""
 
-    def __init__(self, store: AsyncStore) -> None:
+    def __init__(self, store: AsyncStore, subflow_created: Created | None = None) -> None:
         self._store = store
+        self._subflow_created = subflow_created
+        self._creations: set[asyncio.Task[None]] = set()
+        """Subflow runs being created whose task runs wait to be written: they go first."""
         self._runs: dict[tuple[UUID, str], tuple[FlowRun, TaskRunUpdate]] = {}
         self._cache: list[tuple[FlowRun, TaskCached]] = []
         self._open: dict[UUID, dict[str, TaskRunUpdate]] = {}
+        """Per flow run, its task runs (and its subflows' runs' ones) that have not ended."""
         self._empty_until: dict[str, float] = {}
         """Scopes whose cache was found empty, until when (monotonic) that is believed."""
-        """Per flow run, its task runs that have not ended."""
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -107,6 +116,7 @@ class TaskRunSink:
         """Queue a batch of ``run``'s process; models are built when they are written."""
         open_ones = self._open.setdefault(run.id, {})
         for update in events.updates:
+            update = self._owned(run, update)
             self._runs[(run.id, update.id)] = (run, update)
             if update.end_time is None:
                 open_ones[update.id] = update
@@ -117,6 +127,20 @@ class TaskRunSink:
             self._schedule(0)
         elif self._flush_task is None:
             self._schedule(FLUSH_INTERVAL_SECONDS)
+
+    def _owned(self, run: FlowRun, update: TaskRunUpdate) -> TaskRunUpdate:
+        """``update`` told of a task of ``run`` or of one of its subflows' runs (whose
+        creation its write then waits for); of any other run, it is ``run``'s own."""
+        owner = update.flow_run_id
+        if owner is None or owner == str(run.id):
+            return update._replace(flow_run_id=None)
+        created = None if self._subflow_created is None else self._subflow_created(run, owner)
+        if created is None:
+            logger.warning("Flow run %s told of a task of an unknown run %s", run.name, owner)
+            return update._replace(flow_run_id=None)
+        if not created.done():
+            self._creations.add(created)
+        return update
 
     def end_attempt(self, run: FlowRun) -> None:
         """The run's process has ended: its task runs that had not are CRASHED now (a flow
@@ -146,6 +170,8 @@ class TaskRunSink:
     async def flush(self) -> None:
         """Write everything collected so far (a run's task runs land before its end)."""
         async with self._lock:
+            creations, self._creations = self._creations, set()
+            await asyncio.gather(*creations, return_exceptions=True)
             runs = _models(self._runs.values(), task_run_of)
             cache = _models(self._cache, cache_entry_of)
             for entry in cache:

@@ -15,6 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 import headrace.store.statements as statements
+from headrace.exceptions import InvalidStateTransition
 from headrace.flow_runs import FlowRun
 from headrace.states import ACTIVE_STATES, StateType, check_transition, utcnow
 from headrace.store.connection import SQLBase
@@ -52,13 +53,27 @@ class Claims(SQLBase):
             return self._mark_claimed(conn, candidates[:limit], runner, now)
 
     def claim_flow_run(self, flow_run_id: UUID, runner: RunnerRecord) -> FlowRun:
-        """Claim one particular SCHEDULED run, whatever its due time."""
+        """Claim one particular SCHEDULED run, whatever its due time (never a subflow's run:
+        its parent's process runs it)."""
         now = utcnow()
         with self._write() as conn:
             current = self._current_state(conn, flow_run_id)
+            if self._is_subflow_run(conn, flow_run_id):
+                raise InvalidStateTransition(
+                    f"Flow run {flow_run_id} is a subflow's run: only its parent's process runs it"
+                )
             check_transition(current, StateType.PENDING)
             (claimed,) = self._mark_claimed(conn, [flow_run_id], runner, now)
             return claimed
+
+    @staticmethod
+    def _is_subflow_run(conn: sa.Connection, flow_run_id: UUID) -> bool:
+        row = conn.execute(
+            sa.select(flow_runs.c.deployment_id, flow_runs.c.parent_flow_run_id).where(
+                flow_runs.c.id == flow_run_id
+            )
+        ).one()
+        return row.deployment_id is None and row.parent_flow_run_id is not None
 
     def next_due_time(
         self,

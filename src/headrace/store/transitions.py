@@ -12,6 +12,7 @@ import headrace.store.statements as statements
 from headrace.exceptions import HeadraceError, InvalidStateTransition, ObjectNotFound
 from headrace.flow_runs import FlowRun
 from headrace.states import (
+    ACTIVE_STATES,
     State,
     StateType,
     cancellation_target,
@@ -19,6 +20,7 @@ from headrace.states import (
     sources_of,
     utcnow,
 )
+from headrace.store.attempt_ends import end_attempt_of, ended_with_parent
 from headrace.store.connection import SQLBase
 from headrace.store.records import Attempt, StateChange
 from headrace.store.rows import flow_run_from_row, state_names, state_values
@@ -130,7 +132,18 @@ class StateChanges(SQLBase):
         row = conn.execute(statements.update_state(fieldset, attempt is not None), params).first()
         if row is None:
             return None
-        return flow_run_from_row(row._asdict())
+        changed = flow_run_from_row(row._asdict())
+        if state.type not in ACTIVE_STATES:
+            self._end_attempt(conn, changed)
+        return changed
+
+    def _end_attempt(self, conn: sa.Connection, run: FlowRun) -> None:
+        """The run's attempt is over (ended, or back to wait): so is all it was doing."""
+        children = end_attempt_of(conn, run.id)
+        if children:
+            state = ended_with_parent(run.name, run.state)
+            for child_id, current in children:
+                self._apply_state(conn, child_id, [current], state, {})
 
     def _attempt_of(self, conn: sa.Connection, flow_run_id: UUID) -> Attempt | None:
         row = conn.execute(
