@@ -132,9 +132,15 @@ def test_compose_commands_are_real_cli_commands(name: str) -> None:
     assert cli_command(compose_services()[name]["command"])
 
 
-async def test_compose_healthchecks_probe_real_routes(tmp_path: Path) -> None:
+async def test_compose_healthchecks_probe_real_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from headrace.runner import Runner
     from headrace.runner.server import build_server
+    from headrace.store import migrate
+
+    # In this process, even after an in-process `headrace serve` test tuned it.
+    monkeypatch.setattr(migrate, "_in_child", False)
 
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'headrace.db'}")
     try:
