@@ -3,7 +3,7 @@ form validates as the trigger route does, actions, escaping, and the API-key log
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -11,8 +11,9 @@ from headrace import new_runs
 from headrace.flow_runs import LogRecord
 from headrace.runner.server import build_server
 from headrace.settings import Settings
-from headrace.states import StateType, utcnow
+from headrace.states import State, StateType, utcnow
 from headrace.store.dashboard import RunFilter
+from headrace.task_runs import TaskRun
 from tests.helpers import running, wait_for_state
 from tests.integration.server_app import client, served
 
@@ -219,3 +220,43 @@ async def test_bad_filters_and_addresses_say_so(sqlite_settings: Settings) -> No
             assert missing.status_code == 404 and "Not found" in missing.text
             assert missing.headers["content-type"].startswith("text/html")
         assert (await c.get("/flow_runs/nope")).status_code == 422  # the API's answer stays
+
+
+async def test_a_runs_page_lists_its_task_runs(settings: Settings) -> None:
+    runner, ids = await served(settings)
+    app = await build_server(runner)
+    deployment = await runner.store.read_deployment(ids["adder"])
+    run, _ = await runner.store.create_flow_run(new_runs.for_deployment(deployment, {"x": 1}))
+    now = utcnow()
+    failed = State(type=StateType.FAILED, message=f"fetch raised {SCRIPT}")
+    await runner.store.write_task_runs(
+        [
+            TaskRun(
+                id=uuid4(),
+                flow_run_id=run.id,
+                name="fetch-0",
+                task_name="fetch",
+                state=failed,
+                run_count=3,
+                start_time=now,
+                end_time=now,
+            ),
+            TaskRun(
+                id=uuid4(),
+                flow_run_id=run.id,
+                name="score-1",
+                task_name="score",
+                state=State(type=StateType.COMPLETED),
+                run_count=1,
+                start_time=now,
+                end_time=now,
+            ),
+        ]
+    )
+    async with client(app) as c:
+        page = (await c.get(f"/ui/runs/{run.id}")).text
+        bare = (await c.get(f"/ui/runs/{ids['adder']}")).status_code
+    assert "Task runs" in page
+    assert "fetch-0" in page and "score-1" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and SCRIPT not in page
+    assert bare == 404

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from headrace.flow_runs import FlowRun
 from headrace.states import utcnow
+from headrace.task_runs import TaskRun
 
 PREVIEW_CHARS = 120
 
@@ -29,7 +31,7 @@ def duration(seconds: float | None) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
-def run_seconds(run: FlowRun) -> float | None:
+def run_seconds(run: FlowRun | TaskRun) -> float | None:
     """How long the run ran (so far, while it runs)."""
     if run.start_time is None:
         return None
@@ -37,7 +39,9 @@ def run_seconds(run: FlowRun) -> float | None:
     return max((end - run.start_time).total_seconds(), 0.0)
 
 
-def with_bars(runs: list[FlowRun]) -> list[tuple[FlowRun, float | None, str]]:
+def with_bars(
+    runs: Sequence[FlowRun | TaskRun],
+) -> list[tuple[FlowRun | TaskRun, float | None, str]]:
     """Each run with its duration and its bar's width, in percent of the longest shown."""
     seconds = [run_seconds(run) for run in runs]
     longest = max((s for s in seconds if s is not None), default=0.0)

@@ -140,17 +140,20 @@ def _cursor(text: str | None) -> tuple[datetime, UUID] | None:
 
 
 async def run_page(request: Request, dash: Dash, flow_run_id: UUID) -> Response:
-    """A run: state and attempts, timeline, parameters, result, parent and children, logs."""
+    """A run: state and attempts, timeline, parameters, result, parent and children, task
+    runs, logs."""
     store = dash.store
     run = await store.read_flow_run(flow_run_id)
     history = await store.read_state_history(flow_run_id)
     children = await store.read_child_runs(flow_run_id)
+    task_runs = await store.read_task_runs(flow_run_id)
     parent_id = getattr(run, "parent_flow_run_id", None)
     names = await deployment_names(dash, [run, *children])
     values = {
         "run": run,
         "history": history,
         "children": children,
+        "task_runs": task_runs,
         "parent_id": parent_id,
         "names": names,
     }
