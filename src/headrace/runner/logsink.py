@@ -9,7 +9,6 @@ Two limits keep one run from filling the database: a line over
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from uuid import UUID
 
 from headrace.flow_runs import LogRecord
 from headrace.process.pipes import cut_line
+from headrace.runner.batching import DelayedFlush
 from headrace.runner.streaks import FailureStreak
 from headrace.settings import LOG_LINE_LIMIT_CHARS, RUN_LOG_LIMIT_BYTES
 from headrace.store import AsyncStore
@@ -50,7 +50,7 @@ class _Budget:
         return True
 
 
-class LogSink:
+class LogSink(DelayedFlush):
     """Collects log lines from every run's process and writes them in few transactions."""
 
     def __init__(
@@ -66,7 +66,7 @@ class LogSink:
         self._budgets: dict[UUID, _Budget] = {}
         self._pending: list[LogRecord] = []
         self._after: set[asyncio.Future[Any]] = set()
-        self._flush_task: asyncio.Task[None] | None = None
+        super().__init__()
         self._lock = asyncio.Lock()
         self._failing = FailureStreak(
             logger, "Storing run log lines", meanwhile="lines not stored are on the console only"
@@ -139,16 +139,6 @@ class LogSink:
         elif self._flush_task is None:
             self._schedule(FLUSH_INTERVAL_SECONDS)
 
-    def _schedule(self, delay: float) -> None:
-        if self._flush_task is not None and delay > 0:
-            return
-        self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
-
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._flush_task = None
-        await self.flush()
-
     async def flush(self) -> None:
         """Write everything collected so far (a run's lines land before its final state)."""
         async with self._lock:
@@ -166,11 +156,3 @@ class LogSink:
                 self._failing.failed(exc)
             else:
                 self._failing.succeeded()
-
-    async def close(self) -> None:
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
-            self._flush_task = None
-        await self.flush()

@@ -20,7 +20,6 @@ missed once: the task runs again, which is always correct.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -31,6 +30,7 @@ from uuid import UUID
 
 from headrace.flow_runs import FlowRun
 from headrace.process.protocol import ChildJob, TaskCached, TaskRunEvents, TaskRunUpdate
+from headrace.runner.batching import DelayedFlush
 from headrace.states import State, StateType, utcnow
 from headrace.store import AsyncStore
 from headrace.task_runs import TaskCacheEntry, TaskRun, cache_scope
@@ -95,7 +95,7 @@ Created = Callable[[FlowRun, str], asyncio.Task[None] | None]
 the run has no such subflow."""
 
 
-class TaskRunSink:
+class TaskRunSink(DelayedFlush):
     """Collects the task events of every run's process and stores them in few transactions."""
 
     def __init__(self, store: AsyncStore, subflow_created: Created | None = None) -> None:
@@ -109,7 +109,7 @@ class TaskRunSink:
         """Per flow run, its task runs (and its subflows' runs' ones) that have not ended."""
         self._empty_until: dict[str, float] = {}
         """Scopes whose cache was found empty, until when (monotonic) that is believed."""
-        self._flush_task: asyncio.Task[None] | None = None
+        super().__init__()
         self._lock = asyncio.Lock()
 
     def add(self, run: FlowRun, events: TaskRunEvents) -> None:
@@ -157,16 +157,6 @@ class TaskRunSink:
         self.add(run, TaskRunEvents(crashed, []))
         self._open.pop(run.id, None)
 
-    def _schedule(self, delay: float) -> None:
-        if self._flush_task is not None and delay > 0:
-            return
-        self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
-
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._flush_task = None
-        await self.flush()
-
     async def flush(self) -> None:
         """Write everything collected so far (a run's task runs land before its end)."""
         async with self._lock:
@@ -186,14 +176,6 @@ class TaskRunSink:
                 logger.exception(
                     "Could not store %d task runs and %d cached results", len(runs), len(cache)
                 )
-
-    async def close(self) -> None:
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
-            self._flush_task = None
-        await self.flush()
 
     async def job_with_cache(self, job: ChildJob, run: FlowRun) -> ChildJob:
         """``job`` with the live task cache entries of ``run``'s deployment (none if the
