@@ -26,6 +26,8 @@ pytestmark = pytest.mark.timeout(120)
 
 GONE_WITHIN_SECONDS = 2.0
 """How soon a run, and all it started, must be gone once its runner is."""
+LAST_CHECK_SLACK_SECONDS = 0.25
+"""How long a loaded machine may keep a run between its last check and its body."""
 
 
 def run_processes(runner_pid: int) -> list[int]:
@@ -102,7 +104,10 @@ async def test_no_body_starts_or_runs_on_once_its_runner_is_dead(
     starts = [
         float(line.split()[2]) for line in out.read_text().splitlines() if line.startswith("start")
     ]
-    assert max(starts) < dead, "a body started after its runner had died"
+    # A run checks that its runner lives as the last thing before its body; only one
+    # preempted in the microseconds between that check and the body's first line can
+    # begin after the death, and then only by the time it was kept waiting.
+    assert max(starts) < dead + LAST_CHECK_SLACK_SECONDS, "a body started after its runner died"
 
 
 async def test_runs_of_a_killed_fork_server_get_a_new_attempt(

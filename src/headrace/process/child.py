@@ -293,6 +293,11 @@ def _execute(
         os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
     engine_for(job, reporter.send, encode_result)
+    if stop_fd is not None and _readable(stop_fd):
+        # Again, as the very last thing: the runner may have died while the run said it
+        # was running. Only a death in the microseconds from here to the body's first
+        # line can still let a body start after its runner (and it is killed at once).
+        os._exit(1)
     try:
         result = flow.fn(**parameters)
         if inspect.isawaitable(result):
