@@ -143,15 +143,16 @@ async def test_ready_is_503_while_the_runner_drains(settings: Settings, tmp_path
     runner = make_runner(settings, kill_grace_seconds=0.5)
     deployment_id = await runner.add_flow(basic.sleepy, "sleepy")
     async with running(runner), client(await build_server(runner)) as http:
-        triggered = await http.post(f"/deployment/{deployment_id}/run", json={"seconds": 2})
+        # Long enough that the drain cannot end by itself before both answers.
+        triggered = await http.post(f"/deployment/{deployment_id}/run", json={"seconds": 60})
+        run_id = triggered.json()["flow_run_id"]
         async with get_client(settings) as direct:
-            await wait_for_state(
-                direct.store, UUID(triggered.json()["flow_run_id"]), {StateType.RUNNING}, timeout=30
-            )
+            await wait_for_state(direct.store, UUID(run_id), {StateType.RUNNING}, timeout=30)
         assert (await http.get("/ready")).status_code == 200
         await runner.stop()
         draining = await http.get("/ready")
         health = await http.get("/health")
+        assert (await http.post(f"/flow_runs/{run_id}/cancel")).status_code in (200, 202)
     assert draining.status_code == 503, draining.text
     assert "stopping" in draining.json()["message"]
     assert health.status_code == 200  # liveness is another question

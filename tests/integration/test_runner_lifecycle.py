@@ -203,6 +203,50 @@ async def test_a_cancelled_run_that_finishes_first_keeps_its_result(
     assert done.result == "finished after SIGTERM"
 
 
+async def test_a_run_cancelled_during_the_drain_stops_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The drain waits for a run; somebody cancels it meanwhile: it is CANCELLED, now."""
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=600
+    )
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(basic.touch)
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(tmp_path / "m"), sleep=600)
+    task = asyncio.create_task(runner.start())
+    async with get_client(settings) as client:
+        await wait_for_state(client.store, run_id, {StateType.RUNNING}, timeout=30)
+        await runner.stop()
+        await client.cancel_flow_run(run_id)
+        done = await wait_for_state(client.store, run_id, timeout=30)
+    await asyncio.wait_for(task, timeout=30)  # the drain ended with its last run
+    assert done.state.type == StateType.CANCELLED, done.state
+
+
+async def test_a_drain_longer_than_the_heartbeat_timeout_keeps_its_runs(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Heartbeats go on while the runner drains: it keeps its lease, and nobody takes
+    its run over, however long the grace period is."""
+    timeout = 1.5
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        runner_shutdown_grace_seconds=120,
+        runner_heartbeat_timeout_seconds=timeout,
+    )
+    out = tmp_path / "m"
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(extra.touch_retried)
+    (run_id,) = await trigger(settings, deployment_id, 1, t0=0, out=str(out), sleep=3 * timeout)
+    async with get_client(settings) as client, running(runner):
+        await wait_for_state(client.store, run_id, {StateType.RUNNING}, timeout=30)
+    async with get_client(settings) as client:
+        done = await client.read_flow_run(run_id)
+    assert done.state.type == StateType.COMPLETED, done.state
+    assert done.run_count == 1, "the drain lost its lease and the run was started again"
+
+
 async def test_drain_can_cancel(settings: Settings, tmp_path: Path) -> None:
     runner = make_runner(settings)
     deployment_id = await runner.add_flow(basic.touch, on_shutdown="cancel")

@@ -71,6 +71,8 @@ class Liveness:
         self._last_recovery = -math.inf
         self._serving_recorded: set[UUID] | None = None
         self.polls = 0
+        self.draining = False
+        """Set once the runner stops: heartbeats and cancellations go on, recoveries not."""
         self.poller = Poller("cancel watch", self.cancel_step, lambda: cancel_check_seconds)
 
     async def on_poll(self) -> None:
@@ -87,7 +89,8 @@ class Liveness:
     async def cancel_step(self) -> None:
         if time.monotonic() - self._last_heartbeat >= self._heartbeat_seconds:
             await self.heartbeat()  # whatever the poll interval: others must not think us dead
-        await self._recover_when_due()  # and their runs are taken over as soon as they are
+        if not self.draining:
+            await self._recover_when_due()  # and their runs are taken over as soon as they are
         await self.check_cancellations()
 
     @property

@@ -199,7 +199,12 @@ class Runner:
                     )
                 finally:
                     if web_task is not None:
-                        await stop_task(web_task)
+                        # It answers through the drain: /ready says so, the dashboard
+                        # shows the last runs end, a cancel reaches them.
+                        try:
+                            await session.drain(self._hurry)
+                        finally:
+                            await stop_task(web_task)
 
     async def stop(self) -> None:
         """Stop claiming and let ``start()`` drain and return."""

@@ -73,6 +73,9 @@ class Session:
         self._served = served
         self._options = options
         self._unsubscribe: Callable[[], None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._cancel_watch: asyncio.Task[None] | None = None
+        self._drained = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_polled = on_polled
         self._next_poll_delay = options.poll_seconds
@@ -166,15 +169,13 @@ class Session:
         self._next_poll_delay = await delay
 
     async def run_loops(self) -> None:
-        """The poll, the dispatcher, the cancellation watch and retention, until each is
-        stopped."""
-        watch = asyncio.create_task(self._watch_changes())
-        try:
-            async with asyncio.TaskGroup() as group:
-                for poller in self._all_pollers():
-                    group.create_task(poller.run())
-        finally:
-            await stop_task(watch)
+        """The poll, the dispatcher and retention until stopped; the cancellation watch
+        (with the heartbeat) and the change feed go on through the drain, until closed."""
+        self._watch = asyncio.create_task(self._watch_changes())
+        self._cancel_watch = asyncio.create_task(self.liveness.poller.run())
+        async with asyncio.TaskGroup() as group:
+            for poller in self._stopped_first():
+                group.create_task(poller.run())
 
     async def _watch_changes(self) -> None:
         """Wake at once for runs queued or cancelled by other processes (else: the polls)."""
@@ -183,23 +184,42 @@ class Session:
         except Exception:
             logger.exception("Watching the database for other processes' runs failed")
 
-    def _all_pollers(self) -> list[Poller]:
-        """The pollers a serving runner needs, and retention's (not waited for at start)."""
+    def _stopped_first(self) -> list[Poller]:
+        """What stops when the runner does: claiming, planning, retention. Not the
+        cancellation watch: a drain can outlast the heartbeat timeout, and its runs can
+        still be cancelled."""
         retention = [] if self.pruner is None else [self.pruner.poller]
-        return [*self.pollers, *retention]
+        return [self.poll, self.dispatcher.poller, *retention]
 
     def stop(self) -> None:
-        for poller in self._all_pollers():
+        self.liveness.draining = True
+        for poller in self._stopped_first():
             poller.stop()
+
+    async def drain(self, hurry: asyncio.Event) -> None:
+        """Stop claiming, then finish, requeue or cancel the runs in flight (once)."""
+        if self._drained:
+            return
+        self.stop()
+        grace = self._options.settings.runner_shutdown_grace_seconds
+        try:
+            await drain(
+                self.dispatcher.executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry
+            )
+            self._drained = True
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.liveness.poller.stop()
+            if self._cancel_watch is not None:
+                await self._cancel_watch  # it ends its step, then stops
+            if self._watch is not None:
+                await stop_task(self._watch)
 
     async def close(self, hurry: asyncio.Event) -> None:
         """Drain the runs in flight, then stop the log sink and the process starter."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self.stop()
-        executor = self.dispatcher.executor
+        await self.drain(hurry)
         grace = self._options.settings.runner_shutdown_grace_seconds
-        await drain(executor, self._served.on_shutdown, grace_seconds=grace, hurry=hurry)
         await self.endings.close(min(grace, STOP_WAIT_SECONDS))
         self.liveness.close()
         await self.logs.close()
