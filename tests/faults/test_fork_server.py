@@ -64,7 +64,10 @@ async def test_runs_of_a_killed_fork_server_run_again_and_the_runner_serves_on(
         )
     assert_nothing_lost(load.requests, runs, markers)
     assert_within(load.requests, TRIGGER_BOUND_SECONDS)
-    assert all(run.state == "COMPLETED" for run in retried), line
+    assert all(run.state == "COMPLETED" for run in retried), (
+        line,
+        [(run.id, run.run_count, run.history) for run in retried if run.state != "COMPLETED"],
+    )
     assert again, f"the kill caught no run with retries: {line}"
     assert all(r.status == 201 for r in after), after
     assert successor != doomed, f"the fork server was not replaced: {successor}"

@@ -13,6 +13,8 @@ import pytest
 
 from headrace.client import get_client
 from headrace.flow_runs import NewFlowRun
+from headrace.process.protocol import ChildJob
+from headrace.process.starter import ChildProcess, ForkServerStarter
 from headrace.runner.liveness import CANCEL_CHECK_SECONDS, recovery_seconds
 from headrace.settings import Settings
 from headrace.states import State, StateType, utcnow
@@ -135,6 +137,50 @@ async def test_runs_of_a_killed_fork_server_get_a_new_attempt(
         assert run.state.type == StateType.COMPLETED, run.state.message
         assert run.run_count == 2
         assert markers(out, "start").count(t0) == 2
+
+
+class KilledAsARunStarts(ForkServerStarter):
+    """A real fork server, killed (as an OOM killer might) just as the second run is asked
+    for: the runner has not yet seen it go when it sends the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+
+    async def start(self, job: ChildJob) -> ChildProcess:
+        self.starts += 1
+        if self.starts == 2:
+            (server,) = fork_servers()
+            os.kill(server, signal.SIGKILL)
+            while _alive(server):  # no await: the runner's loop must not see it go
+                time.sleep(0.001)
+        return await super().start(job)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # reaped already
+        return False
+
+
+async def test_a_run_whose_fork_server_dies_as_it_starts_gets_a_new_attempt(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "markers"
+    runner = make_runner(settings, starter=KilledAsARunStarts())
+    deployment_id = await runner.add_flow(extra.touch_retried)
+    async with running(runner), get_client(settings) as client:
+        for t0 in range(2):
+            run = await client.create_flow_run_from_deployment(
+                deployment_id, {"t0": t0, "out": str(out)}
+            )
+            done = await wait_for_state(client.store, run.id, timeout=30)
+            assert done.state.type == StateType.COMPLETED, done.state.message
+        history = await client.read_state_history(run.id)
+    assert done.run_count == 2
+    assert any("the fork server" in (state.message or "") for state in history), history
+    assert markers(out, "start").count(1) == 1
 
 
 async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(

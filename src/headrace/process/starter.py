@@ -183,15 +183,24 @@ class ForkServerStarter:
                 header = REQUEST.pack(request_id, len(payload))
                 socket.send_fds(sock, [header], [write_fd, out_w, err_w])
                 await loop.sock_sendall(sock, payload)
-        except OSError:
+        except OSError as exc:
             for fd in (read_fd, out_r, err_r):
                 os.close(fd)
             self._forget(request_id)
+            if isinstance(exc, ConnectionError) or self._sock is not sock:  # it died
+                if self._sock is sock:
+                    self._on_server_lost()
+                raise ProcessLost("The fork server exited") from exc
             raise
         finally:
             for fd in (write_fd, out_w, err_w):
                 os.close(fd)
-        pid = await started
+        try:
+            pid = await started
+        except BaseException:
+            for fd in (read_fd, out_r, err_r):
+                os.close(fd)
+            raise
         return ChildProcess(pid, read_fd, exited, output=(out_r, err_r))
 
     def _forget(self, request_id: int) -> None:

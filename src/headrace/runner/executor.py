@@ -42,7 +42,14 @@ from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
-from headrace.runner.outcomes import Decision, KillReason, ProcessReport, decide_outcome
+from headrace.runner.outcomes import (
+    FORK_SERVER_DIED_WHY,
+    Decision,
+    KillReason,
+    ProcessReport,
+    decide_orphan,
+    decide_outcome,
+)
 from headrace.runner.subflow_events import SubflowEvents
 from headrace.runner.task_events import TaskRunSink
 from headrace.runner.tracing import RunTrace, run_trace
@@ -237,6 +244,11 @@ class Executor:
             return False
         try:
             handle.process = await self._starter.start(job)
+        except ProcessLost:
+            # The fork server died as it was asked to start it: infrastructure, not the
+            # run's fault. Its body may have begun (and died with the server): a new attempt.
+            logger.warning("The fork server exited as flow run %s was starting", run.name)
+            return decide_orphan(run, FORK_SERVER_DIED_WHY)
         except Exception as exc:
             logger.exception("Could not start a process for flow run %s", run.name)
             for observer in self._observers:
