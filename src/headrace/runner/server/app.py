@@ -123,7 +123,7 @@ def _dashboard(runner: Runner, ctx: ServerContext) -> Dashboard:
         settings=runner.settings,
         live=LiveRuns(runner.store),
         flows=dict(runner.flows),
-        local_runner=lambda: (runner.record.id, runner.running_count, runner.limit),
+        local_runner=lambda: runner.record.id,
         closing=lambda: ctx.closing,
     )
 

@@ -44,8 +44,8 @@ class Dashboard:
     settings: Settings
     live: LiveRuns
     flows: dict[UUID, Flow[Any, Any]] = field(default_factory=dict)
-    local_runner: Callable[[], tuple[Any, int, int] | None] = lambda: None
-    """(runner id, running, limit) of the runner in this process, if any."""
+    local_runner: Callable[[], UUID | None] = lambda: None
+    """The id of the runner in this process, if any: its row is marked "this server"."""
     closing: Callable[[], bool] = lambda: False
     templates: jinja2.Environment = field(default_factory=environment)
     hourly: HourlyCounts = field(default_factory=HourlyCounts)
