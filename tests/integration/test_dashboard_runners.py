@@ -5,7 +5,6 @@ has them, not only those of the runner answering."""
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from uuid import UUID
 
@@ -22,6 +21,7 @@ from headrace.store.tables import runners
 from tests.flows import basic
 from tests.helpers import make_runner, running, wait_for_state
 from tests.integration.server_app import client
+from tests.pages import runner_row
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,19 +34,6 @@ BEFORE_0014 = sa.table(
     ],
 )
 """The runners table as revision 0013 has it."""
-
-
-def runner_row(html: str, name: str) -> str:
-    """The runners table's row of the runner called ``name``."""
-    rows = [
-        row for row in re.findall(r"<tr>.*?</tr>", html, re.S) if f"<strong>{name}</strong>" in row
-    ]
-    assert len(rows) == 1, html
-    return rows[0]
-
-
-def cells(row: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td.*?</td>", row, re.S)]
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +64,8 @@ async def test_every_dashboard_shows_every_runners_limit(settings: Settings) -> 
                     for path in ("/ui/runners", "/ui/"):
                         html = (await c.get(path)).text
                         # Running / limit, then backlog (due runs waiting), then deployments.
-                        assert cells(runner_row(html, "first-runner"))[5:] == ["0 / 2", "0", "1"]
-                        assert cells(runner_row(html, "second-runner"))[5:] == ["1 / 3", "0", "1"]
+                        assert runner_row(html, "first-runner")[5:] == ["0 / 2", "0", "1"]
+                        assert runner_row(html, "second-runner")[5:] == ["1 / 3", "0", "1"]
             async with client(apps[2]) as c:
                 cancelled = await c.post(f"/flow_runs/{run_id}/cancel")
             assert cancelled.status_code in (200, 202), cancelled.text
