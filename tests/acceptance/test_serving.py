@@ -7,6 +7,7 @@ driven over HTTP or through the store, and stopped with SIGTERM or ``POST /shutd
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import pytest
 
 from headrace.settings import Settings
 from tests.helpers import free_port
+from tests.pages import table_rows
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -235,3 +237,44 @@ async def test_the_banner_appears_once_the_trigger_url_answers(
 
     await asyncio.wait_for(serve_until_stopped(runner, on_ready), STARTUP_SECONDS)
     assert seen == ["answered"]
+
+
+def test_each_dashboard_over_one_database_shows_every_runners_limit(
+    settings: Settings, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Two ``headrace serve`` processes and a ``headrace ui`` on one database (a SQLite
+    file, or PostgreSQL): each page lists both runners with their own limits."""
+    serve = [sys.executable, "-m", "headrace", "serve", "tests/flows/basic.py:add"]
+    urls = []
+    for limit in (2, 3):
+        port, log = free_port(), tmp_path / f"serve-{limit}.log"
+        process = start(
+            [*serve, "--name", f"add-{limit}", "--limit", str(limit)], settings, port, log
+        )
+        processes.append(process)
+        urls.append(f"http://127.0.0.1:{port}")
+        wait_until_healthy(urls[-1], process, log)
+    port, log = free_port(), tmp_path / "ui.log"
+    ui = start([sys.executable, "-m", "headrace", "ui"], settings, port, log)
+    processes.append(ui)
+    urls.append(f"http://127.0.0.1:{port}")
+    pids = {str(p.pid): limit for p, limit in zip(processes, ("0 / 2", "0 / 3"), strict=False)}
+    for url in urls:
+        html = wait_for_page(f"{url}/ui/runners", ui, log)
+        shown = {row[3]: row[5] for row in table_rows(html)}  # PID: running / limit
+        assert shown == pids, html
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_SECONDS) == 0
+
+
+def wait_for_page(url: str, process: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.TransportError):
+            page = httpx.get(url, timeout=2)
+            if page.status_code == 200:
+                return page.text
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {STARTUP_SECONDS}s:\n{log.read_text()}")

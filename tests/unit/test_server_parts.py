@@ -128,7 +128,7 @@ async def test_backlog_counts_near_the_limit_and_estimates_far_from_it(
     assert store.counts == 2, "within the margin of the limit: counted"
     store.depth = 20
     assert backlog.is_full(await backlog.depth())
-    assert backlog.retry_after_seconds == 1
+    assert backlog.full(20).retry_after_seconds == 1
     assert store.counts == 3
     store.depth = 0  # another runner took them all
     monkeypatch.setattr(backlog_module, "MAX_ESTIMATE_AGE_SECONDS", 0.0)

@@ -67,7 +67,12 @@ class Session:
         on_polled: Callable[[datetime], None],
     ) -> None:
         self.store = store
-        self.record = RunnerRecord(name=options.name)
+        # With its limits: for every dashboard and trigger route over the database.
+        self.record = RunnerRecord(
+            name=options.name,
+            process_limit=options.limit,
+            backlog_limit=options.settings.runner_backlog_limit,
+        )
         self.starter = starter or ForkServerStarter(served.entrypoints())
         self._opens_starter = starter is None
         self._served = served

@@ -26,6 +26,11 @@ class RunnerRecord(BaseModel):
     started: datetime = Field(default_factory=utcnow)
     heartbeat: datetime = Field(default_factory=utcnow)
     stopped: datetime | None = None
+    process_limit: int | None = None
+    """Most runs it holds at once: every dashboard shows it against the runs it holds."""
+    backlog_limit: int | None = None
+    """Most runs that may wait for it: ``headrace ui`` refuses triggers past it, as the
+    runner's own webserver does."""
 
     def presumed_alive(self, now: datetime, heartbeat_timeout: timedelta) -> bool:
         """Not stopped, and a heartbeat within the timeout: what runners on other hosts

@@ -207,7 +207,12 @@ runners = sa.Table(
     sa.Column("started", UTCDateTime(), nullable=False),
     sa.Column("heartbeat", UTCDateTime(), nullable=False),
     sa.Column("stopped", UTCDateTime()),
+    sa.Column("process_limit", sa.Integer()),
+    sa.Column("backlog_limit", sa.Integer()),
 )
+"""Runners, live or long gone: a heartbeat shows one alive. ``process_limit`` is how many
+runs it holds at once, ``backlog_limit`` how many may wait for it (None for a runner
+recorded before they were stored)."""
 
 runner_deployments = sa.Table(
     "runner_deployments",

@@ -18,8 +18,9 @@ from starlette.responses import Response
 
 from headrace._version import __version__
 from headrace.client import HeadraceClient
+from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.runner.server.access_log import AccessLog
-from headrace.runner.server.backlog import Backlog
+from headrace.runner.server.backlog import Backlog, BacklogFull
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.errors import (
     STORE_RETRY_AFTER_SECONDS,
@@ -40,6 +41,7 @@ from headrace.runner.server.task_runs import add_task_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
     FlowRunRequest,
+    admit,
     deployment_endpoint,
     flow_endpoint,
 )
@@ -123,9 +125,16 @@ def _dashboard(runner: Runner, ctx: ServerContext) -> Dashboard:
         settings=runner.settings,
         live=LiveRuns(runner.store),
         flows=dict(runner.flows),
-        local_runner=lambda: (runner.record.id, runner.running_count, runner.limit),
+        local_runner=lambda: runner.record.id,
+        queue=lambda new: _admitted_run(ctx, new),
         closing=lambda: ctx.closing,
     )
+
+
+async def _admitted_run(ctx: ServerContext, new: NewFlowRun) -> FlowRun | BacklogFull:
+    """A run form's run, through the trigger routes' backlog check."""
+    admitted = await admit(ctx, new)
+    return admitted if isinstance(admitted, BacklogFull) else admitted[0]
 
 
 def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from headrace.exceptions import StoreError
@@ -30,6 +31,27 @@ if TYPE_CHECKING:
 MAX_ESTIMATE_AGE_SECONDS = 0.5
 QUEUE_DEPTH_HEADER = "X-Queue-Depth"
 MAX_RETRY_AFTER_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class BacklogFull:
+    """A trigger refused: ``depth`` runs already wait, as many as the limit allows."""
+
+    depth: int
+    retry_after_seconds: int
+
+    @property
+    def message(self) -> str:
+        return f"The runner's backlog is full ({self.depth} queued runs)"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds), QUEUE_DEPTH_HEADER: str(self.depth)}
+
+
+def retry_after_seconds(poll_seconds: float) -> int:
+    """When to try again: about one poll of the runner, which is when slots free up."""
+    return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(poll_seconds)))
 
 
 class Backlog:
@@ -108,7 +130,5 @@ class Backlog:
     def is_full(self, depth: int) -> bool:
         return depth >= self.limit
 
-    @property
-    def retry_after_seconds(self) -> int:
-        """When to try again: about one poll of the runner, which is when slots free up."""
-        return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(self._runner.query_seconds)))
+    def full(self, depth: int) -> BacklogFull:
+        return BacklogFull(depth, retry_after_seconds(self._runner.query_seconds))

@@ -4,7 +4,10 @@ database, executing nothing.
 The runs it creates wait in the database, where the runners serving their
 deployments claim them (the store's change feed wakes them at once). With no
 runner here, a trigger is checked against the deployment's stored parameter
-schema, as every process but the serving runner checks it.
+schema, as every process but the serving runner checks it, and against the
+backlogs of the runners serving the deployment (``stored_backlogs``): a run
+triggered here is refused (429) when theirs are full, as their own webservers
+would refuse it, so that this door does not get around their limits.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ from headrace import new_runs
 from headrace._version import __version__
 from headrace.client import HeadraceClient
 from headrace.exceptions import ConfigurationError
+from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.runner.server.backlog import BacklogFull
 from headrace.runner.server.context import StoreContext
 from headrace.runner.server.errors import BoundedStoreWaits, add_error_handlers
 from headrace.runner.server.hosts import allowed_hosts, allowed_origins
-from headrace.runner.server.json_io import json_response, raw_json_response, run_json
+from headrace.runner.server.json_io import json_response, message, raw_json_response, run_json
 from headrace.runner.server.middleware import Guard
 from headrace.runner.server.run_changes import add_change_routes
 from headrace.runner.server.run_results import add_result_routes
 from headrace.runner.server.runs import add_run_routes
+from headrace.runner.server.stored_backlogs import StoredBacklogs
 from headrace.runner.server.task_runs import add_task_run_routes
 from headrace.runner.server.triggers import (
     TRIGGER_RESPONSES,
@@ -82,6 +88,7 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
     result and notifications, which ``headrace runs inspect`` reads), ``/deployments`` and
     ``POST /deployment/{id}/run`` for every deployment of the database."""
     ctx = StoreContext(client=HeadraceClient(store, settings), store=store, settings=settings)
+    backlogs = StoredBacklogs(store, settings)
     app = FastAPI(
         title="headrace dashboard",
         version=__version__,
@@ -96,7 +103,7 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
     add_result_routes(app)
     app.add_api_route(
         "/deployment/{deployment_id}/run",
-        _trigger_endpoint(ctx),
+        _trigger_endpoint(ctx, backlogs),
         methods=["POST"],
         status_code=201,
         summary="Run a deployment",
@@ -105,9 +112,14 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
         responses={**TRIGGER_RESPONSES, 404: {"description": "Unknown deployment"}},
     )
     live = LiveRuns(store, watch_feed=True)  # no runner here watches the database
-    add_dashboard(
-        app, Dashboard(store=store, settings=settings, live=live, closing=lambda: ctx.closing)
+    dash = Dashboard(
+        store=store,
+        settings=settings,
+        live=live,
+        queue=lambda new: _form_run(store, backlogs, new),
+        closing=lambda: ctx.closing,
     )
+    add_dashboard(app, dash)
     add_error_handlers(app)
     app.add_middleware(BoundedStoreWaits)
     app.add_middleware(
@@ -119,7 +131,28 @@ def build_dashboard_server(store: AsyncStore, settings: Settings) -> FastAPI:
     return app
 
 
-def _trigger_endpoint(ctx: StoreContext) -> Endpoint:
+async def _queued(
+    store: AsyncStore, backlogs: StoredBacklogs, new: NewFlowRun
+) -> tuple[FlowRun, bool] | BacklogFull:
+    """Create ``new`` unless the backlogs of the runners serving its deployment are full; a
+    known Idempotency-Key gets its run all the same (it asks for no new one)."""
+    assert new.deployment_id is not None
+    full = await backlogs.refusal(new.deployment_id)
+    if full is None:
+        return await store.create_flow_run(new)
+    if new.idempotency_key and (known := await store.read_flow_run_by_key(new)):
+        return known, False
+    return full
+
+
+async def _form_run(
+    store: AsyncStore, backlogs: StoredBacklogs, new: NewFlowRun
+) -> FlowRun | BacklogFull:
+    queued = await _queued(store, backlogs, new)
+    return queued if isinstance(queued, BacklogFull) else queued[0]
+
+
+def _trigger_endpoint(ctx: StoreContext, backlogs: StoredBacklogs) -> Endpoint:
     async def run_deployment(
         request: Request,
         deployment_id: UUID,
@@ -129,7 +162,10 @@ def _trigger_endpoint(ctx: StoreContext) -> Endpoint:
         deployment = await ctx.store.read_deployment(deployment_id)
         parameters = await read_parameters(request, empty={})
         new = new_runs.for_deployment(deployment, parameters, idempotency_key=idempotency_key)
-        run, created = await ctx.store.create_flow_run(new)
+        queued = await _queued(ctx.store, backlogs, new)
+        if isinstance(queued, BacklogFull):
+            return message(f"{queued.message}; retry later", 429, queued.headers)
+        run, created = queued
         status = 201 if created else 200
         if wait is None:
             return raw_json_response(f'{{"flow_run_id":"{run.id}"}}', status)

@@ -29,7 +29,7 @@ from headrace.exceptions import EntrypointError, ParameterValidationError
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.parameters import non_finite_errors, prepare_validator
 from headrace.runner.served import FlowFile
-from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER
+from headrace.runner.server.backlog import QUEUE_DEPTH_HEADER, BacklogFull
 from headrace.runner.server.context import ServerContext
 from headrace.runner.server.import_space import AnyFlow
 from headrace.runner.server.json_io import (
@@ -258,6 +258,24 @@ async def queue_run(
     trace: TriggerTrace | None = None,
 ) -> Response:
     """Queue ``new`` unless the backlog is full; answer 201, 200 (known key), 202 or 429."""
+    admitted = await admit(ctx, new)
+    if isinstance(admitted, BacklogFull):
+        return message(f"{admitted.message}; retry later", 429, admitted.headers)
+    run, created, depth = admitted
+    if trace is not None:
+        trace.created(run, created)
+    headers = {QUEUE_DEPTH_HEADER: str(depth)}
+    if wait is not None:
+        return await _waited(ctx, run, wait, headers, id_only=id_only)
+    status = 201 if created else 200
+    if id_only:
+        return raw_json_response(f'{{"flow_run_id":"{run.id}"}}', status, headers)
+    return raw_json_response(run.model_dump_json(), status, headers)
+
+
+async def admit(ctx: ServerContext, new: NewFlowRun) -> tuple[FlowRun, bool, int] | BacklogFull:
+    """Create ``new`` unless the runner's backlog is full: (the run, whether it is new, the
+    depth with it), or the refusal. The trigger routes and the dashboard's run form share it."""
     backlog = ctx.backlog
     depth = await backlog.depth()
     metrics = ctx.runner.metrics
@@ -271,23 +289,11 @@ async def queue_run(
     else:
         if metrics is not None:
             metrics.rejected.inc()
-        return message(
-            f"The runner's backlog is full ({depth} queued runs); retry later",
-            429,
-            {"Retry-After": str(backlog.retry_after_seconds), QUEUE_DEPTH_HEADER: str(depth)},
-        )
-    if trace is not None:
-        trace.created(run, created)
+        return backlog.full(depth)
     if created:
         backlog.queued()
         depth += 1  # the store's change feed has woken the runners of this database
-    headers = {QUEUE_DEPTH_HEADER: str(depth)}
-    if wait is not None:
-        return await _waited(ctx, run, wait, headers, id_only=id_only)
-    status = 201 if created else 200
-    if id_only:
-        return raw_json_response(f'{{"flow_run_id":"{run.id}"}}', status, headers)
-    return raw_json_response(run.model_dump_json(), status, headers)
+    return run, created, depth
 
 
 async def _waited(

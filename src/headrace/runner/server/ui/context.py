@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +10,8 @@ from uuid import UUID
 
 import jinja2
 
+from headrace.flow_runs import FlowRun, NewFlowRun
+from headrace.runner.server.backlog import BacklogFull
 from headrace.runner.server.ui import formatting
 from headrace.runner.server.ui.hourly import HourlyCounts
 from headrace.runner.server.ui.live import LiveRuns
@@ -44,8 +46,11 @@ class Dashboard:
     settings: Settings
     live: LiveRuns
     flows: dict[UUID, Flow[Any, Any]] = field(default_factory=dict)
-    local_runner: Callable[[], tuple[Any, int, int] | None] = lambda: None
-    """(runner id, running, limit) of the runner in this process, if any."""
+    local_runner: Callable[[], UUID | None] = lambda: None
+    """The id of the runner in this process, if any: its row is marked "this server"."""
+    queue: Callable[[NewFlowRun], Awaitable[FlowRun | BacklogFull]] | None = None
+    """Queues a run form's run as this server's ``POST /deployment/{id}/run`` does, backlog
+    check and all: the refusal when the backlog is full. None: straight into the store."""
     closing: Callable[[], bool] = lambda: False
     templates: jinja2.Environment = field(default_factory=environment)
     hourly: HourlyCounts = field(default_factory=HourlyCounts)
@@ -55,3 +60,9 @@ class Dashboard:
 
     def render(self, name: str, **values: Any) -> str:
         return self.templates.get_template(name).render(**values)
+
+    async def queue_run(self, new: NewFlowRun) -> FlowRun | BacklogFull:
+        if self.queue is not None:
+            return await self.queue(new)
+        run, _ = await self.store.create_flow_run(new)
+        return run

@@ -2,7 +2,9 @@
 
 The run form is validated as ``POST /deployment/{id}/run`` validates a body
 (``new_runs.for_deployment``, with the served flow when this runner serves
-the deployment): the same errors, shown next to their fields.
+the deployment): the same errors, shown next to their fields. It is refused
+as that route refuses when the backlog is full: 429, the form shown again
+with the reason, no run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.responses import Response
 from headrace import new_runs
 from headrace.deployments import Deployment
 from headrace.exceptions import ParameterValidationError
+from headrace.runner.server.backlog import BacklogFull
 from headrace.runner.server.ui.charts import DurationPoint, duration_dots
 from headrace.runner.server.ui.context import Dashboard
 from headrace.runner.server.ui.forms import Field, build_fields, place_errors, read_form, refill
@@ -123,7 +126,12 @@ async def _runs_of(dash: Dashboard, deployment: Deployment) -> dict[str, object]
 
 
 async def _deployment_view(
-    dash: Dashboard, deployment: Deployment, fields: list[Field], problems: list[str], status: int
+    dash: Dashboard,
+    deployment: Deployment,
+    fields: list[Field],
+    problems: list[str],
+    status: int,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     serving, runs = await asyncio.gather(
         _serving(dash, [deployment.id]), _runs_of(dash, deployment)
@@ -135,11 +143,14 @@ async def _deployment_view(
         "schedules": [describe(s) for s in deployment.schedules],
         "runners": serving.get(deployment.id, []),
     }
-    return page(dash.render("deployment.html", nav="deployments", **values), status)
+    response = page(dash.render("deployment.html", nav="deployments", **values), status)
+    response.headers.update(headers or {})
+    return response
 
 
 async def trigger(request: Request, dash: Dash, deployment_id: UUID) -> Response:
-    """Create a run from the form, or show the form again with each error at its field."""
+    """Create a run from the form, or show the form again with each error at its field,
+    or with the reason the backlog refused it."""
     deployment = await dash.store.read_deployment(deployment_id)
     form = await read_body(request)
     fields = build_fields(deployment.parameter_schema, deployment.parameters)
@@ -152,8 +163,12 @@ async def trigger(request: Request, dash: Dash, deployment_id: UUID) -> Response
         except ParameterValidationError as exc:
             errors = {str(e["parameter"]): str(e["message"]) for e in exc.errors}
         else:
-            run, _ = await dash.store.create_flow_run(new)
-            return back_to(f"/ui/runs/{run.id}")
+            queued = await dash.queue_run(new)
+            if not isinstance(queued, BacklogFull):
+                return back_to(f"/ui/runs/{queued.id}")
+            refill(fields, form)
+            reason = f"{queued.message}; retry in {queued.retry_after_seconds} s"
+            return await _deployment_view(dash, deployment, fields, [reason], 429, queued.headers)
     refill(fields, form)
     problems = place_errors(fields, errors)
     return await _deployment_view(dash, deployment, fields, problems, 400)

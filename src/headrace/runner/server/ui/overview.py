@@ -35,7 +35,8 @@ class RunnerHealth:
 
 
 async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
-    """Every known runner, live ones first: its heartbeat, runs held, limit and backlog."""
+    """Every known runner, live ones first: its heartbeat, runs held, limit and backlog,
+    all as the database has them, whichever process serves the page."""
     store = dash.store
     # At once: on PostgreSQL each runs on a thread and connection of its own.
     records, running, serving, (due_by_deployment, due_by_runner) = await asyncio.gather(
@@ -55,16 +56,15 @@ async def runner_health(dash: Dashboard) -> list[RunnerHealth]:
         if alive:
             backlog = due_by_runner.get(record.id, 0)
             backlog += sum(due_by_deployment.get(d, 0) for d in served)
-        is_local = local is not None and local[0] == record.id
         found.append(
             RunnerHealth(
                 record=record,
                 alive=alive,
                 running=running.get(record.id, 0),
-                limit=local[2] if local is not None and is_local else None,
+                limit=record.process_limit,
                 backlog=backlog,
                 serves=len(served),
-                local=is_local,
+                local=record.id == local,
             )
         )
     return found
