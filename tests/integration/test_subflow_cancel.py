@@ -1,0 +1,169 @@
+"""Cancelling a subflow's run on its own: the child ends CANCELLED, its call raises in the caller.
+
+A child run executes in its caller's process; a cancel of the child (over HTTP,
+as the CLI and the dashboard send it) reaches that process through the runner,
+which interrupts the child's body and nothing else of the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from headrace.client import HeadraceClient, get_client
+from headrace.exceptions import ObjectNotFound
+from headrace.flow_runs import FlowRun
+from headrace.runner.server import build_server
+from headrace.settings import Settings
+from headrace.states import StateType
+from tests.flows import subflows
+from tests.helpers import eventually, make_runner, running, wait_for_state
+from tests.integration.server_app import client as asgi_client
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def children_of(client: HeadraceClient, run_id: UUID) -> list[FlowRun]:
+    return await client.read_flow_runs(parent_flow_run_id=run_id)
+
+
+async def marked(client: HeadraceClient, marker: Path) -> UUID:
+    """The id the subflow wrote to ``marker`` once its body has started, and its run stored."""
+    text = await eventually(
+        lambda: asyncio.to_thread(lambda: marker.read_text() if marker.exists() else ""),
+        bool,
+        what="the subflow's body to start",
+    )
+    child_id = UUID(text)
+    await eventually(lambda: stored(client, child_id), bool, what="the subflow's run to be stored")
+    return child_id
+
+
+async def stored(client: HeadraceClient, run_id: UUID) -> bool:
+    try:
+        await client.read_flow_run(run_id)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+async def cancel_child(
+    settings: Settings,
+    flow: Any,
+    marker: Path,
+    *,
+    wait_for: Callable[[HeadraceClient, UUID], Any] | None = None,
+) -> tuple[FlowRun, FlowRun, int, dict[str, Any]]:
+    """Run ``flow`` (which calls a subflow that writes ``marker``), cancel that child over
+    HTTP once it started (or once ``wait_for`` says), and wait for the caller's end."""
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(flow)
+    async with running(runner), get_client(settings) as client:
+        app = await build_server(runner)
+        async with asgi_client(app) as http:
+            created = await http.post(f"/deployment/{deployment}/run", json={"marker": str(marker)})
+            run_id = UUID(created.json()["flow_run_id"])
+            child_id = await marked(client, marker)
+            if wait_for is not None:
+                await wait_for(client, child_id)
+            answer = await http.post(f"/flow_runs/{child_id}/cancel")
+            parent = await wait_for_state(client.store, run_id)
+            child = await wait_for_state(client.store, child_id)
+    return parent, child, answer.status_code, answer.json()
+
+
+async def test_a_cancelled_child_ends_cancelled_and_its_call_raises_in_the_caller(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, status, answer = await cancel_child(
+        settings, subflows.parent_of_a_cancelled_child, tmp_path / "marker"
+    )
+    assert status == 202 and answer["state"]["type"] == "CANCELLING"
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert child.state.message == "Cancelled by request"
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught FlowRunCancelled: Flow run {child.name} was cancelled"
+
+
+async def test_a_caller_that_does_not_catch_the_cancel_fails(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, _, _ = await cancel_child(
+        settings, subflows.parent_passes_on_a_cancel, tmp_path / "marker"
+    )
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert parent.state.type == StateType.FAILED, parent.state
+    assert "FlowRunCancelled" in (parent.state.message or "")
+
+
+async def test_a_child_that_swallows_its_cancel_still_ends_cancelled(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, _, _ = await cancel_child(
+        settings, subflows.parent_of_a_child_that_swallows_its_cancel, tmp_path / "marker"
+    )
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert parent.result == "caught"
+
+
+async def test_cancelling_a_child_ends_its_own_children(settings: Settings, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(subflows.parent_of_a_grandchild)
+    async with running(runner), get_client(settings) as client:
+        app = await build_server(runner)
+        async with asgi_client(app) as http:
+            created = await http.post(f"/deployment/{deployment}/run", json={"marker": str(marker)})
+            run_id = UUID(created.json()["flow_run_id"])
+            grandchild_id = await marked(client, marker)
+            (middle,) = await children_of(client, run_id)
+            answer = await http.post(f"/flow_runs/{middle.id}/cancel")
+            parent = await wait_for_state(client.store, run_id)
+            middle = await wait_for_state(client.store, middle.id)
+            grandchild = await wait_for_state(client.store, grandchild_id)
+    assert answer.status_code == 202
+    assert middle.state.type == StateType.CANCELLED, middle.state
+    assert grandchild.state.type == StateType.CANCELLED, grandchild.state
+    assert grandchild.parent_flow_run_id == middle.id
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught Flow run {middle.name} was cancelled"
+
+
+async def test_a_cancelled_async_child_raises_in_its_async_caller(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, _, _ = await cancel_child(
+        settings, subflows.async_parent_of_a_cancelled_child, tmp_path / "marker"
+    )
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught FlowRunCancelled: Flow run {child.name} was cancelled"
+
+
+async def awaiting_its_retry(client: HeadraceClient, child_id: UUID) -> FlowRun:
+    return await eventually(
+        lambda: client.read_flow_run(child_id),
+        lambda run: run.state.name == "AwaitingRetry",
+        what="the subflow's run to await its retry",
+    )
+
+
+async def test_a_child_awaiting_its_retry_is_cancelled_and_never_runs_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, status, answer = await cancel_child(
+        settings,
+        subflows.parent_of_a_cancelled_retry,
+        tmp_path / "marker",
+        wait_for=awaiting_its_retry,
+    )
+    assert status == 202 and answer["state"]["type"] == "CANCELLED"
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert child.run_count == 1
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught Flow run {child.name} was cancelled"
