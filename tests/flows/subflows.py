@@ -276,3 +276,29 @@ def parent_of_a_cancelled_retry(marker: str) -> str:
     except FlowRunCancelled as exc:
         return f"caught {exc}"
     return "not cancelled"
+
+
+@flow
+def ticks_until_cancelled(marker: str) -> str:
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    for _ in range(1200):  # Python runs between the ticks: a cancel is raised there
+        time.sleep(0.05)
+    return "never cancelled"
+
+
+@flow
+def parent_of_a_child_in_a_thread(marker: str) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from headrace.exceptions import FlowRunCancelled
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(ticks_until_cancelled, marker)
+        try:
+            future.result()
+        except FlowRunCancelled as exc:
+            return f"caught {exc}"
+    return "not cancelled"

@@ -8,13 +8,16 @@ which interrupts the child's body and nothing else of the caller.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from headrace import store as store_module
+from headrace.cli import app
 from headrace.client import HeadraceClient, get_client
 from headrace.exceptions import ObjectNotFound
 from headrace.flow_runs import FlowRun
@@ -58,9 +61,11 @@ async def cancel_child(
     marker: Path,
     *,
     wait_for: Callable[[HeadraceClient, UUID], Any] | None = None,
-) -> tuple[FlowRun, FlowRun, int, dict[str, Any]]:
-    """Run ``flow`` (which calls a subflow that writes ``marker``), cancel that child over
-    HTTP once it started (or once ``wait_for`` says), and wait for the caller's end."""
+    how: str = "http",
+) -> tuple[FlowRun, FlowRun, int, Any]:
+    """Run ``flow`` (which calls a subflow that writes ``marker``), cancel that child (over
+    HTTP, with the CLI or the dashboard's button) once it started (or once ``wait_for``
+    says), and wait for the caller's end: the caller, the child, and the answer."""
     runner = make_runner(settings)
     deployment = await runner.add_flow(flow)
     async with running(runner), get_client(settings) as client:
@@ -71,10 +76,36 @@ async def cancel_child(
             child_id = await marked(client, marker)
             if wait_for is not None:
                 await wait_for(client, child_id)
-            answer = await http.post(f"/flow_runs/{child_id}/cancel")
+            if how == "cli":
+                cli = await invoke(settings, "runs", "cancel", str(child_id))
+                status, answer = cli.exit_code, cli.stdout
+            elif how == "dashboard":
+                button = await http.post(f"/ui/runs/{child_id}/cancel")
+                status, answer = button.status_code, button.headers["location"]
+            else:
+                response = await http.post(f"/flow_runs/{child_id}/cancel")
+                status, answer = response.status_code, response.json()
             parent = await wait_for_state(client.store, run_id)
             child = await wait_for_state(client.store, child_id)
-    return parent, child, answer.status_code, answer.json()
+    return parent, child, status, answer
+
+
+async def invoke(settings: Settings, *args: str) -> Result:
+    env = {
+        "HEADRACE_HOME": str(settings.home),
+        "HEADRACE_DATABASE_URL": settings.resolved_database_url,
+        "COLUMNS": "200",
+    }
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+@pytest.fixture
+def cli_store(settings: Settings) -> Iterator[None]:
+    """The store the CLI opened in this process is closed once the runner has stopped."""
+    yield
+    store = store_module._stores.pop(settings.resolved_database_url, None)
+    if store is not None:
+        store.close()
 
 
 async def test_a_cancelled_child_ends_cancelled_and_its_call_raises_in_the_caller(
@@ -88,6 +119,24 @@ async def test_a_cancelled_child_ends_cancelled_and_its_call_raises_in_the_calle
     assert child.state.message == "Cancelled by request"
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught FlowRunCancelled: Flow run {child.name} was cancelled"
+
+
+async def test_the_cli_and_the_dashboard_cancel_a_child_alone(
+    settings: Settings, tmp_path: Path, cli_store: None
+) -> None:
+    flow = subflows.parent_of_a_cancelled_child
+    by_cli = await cancel_child(settings, flow, tmp_path / "cli", how="cli")
+    by_button = await cancel_child(settings, flow, tmp_path / "button", how="dashboard")
+    parent, child, code, printed = by_cli
+    assert code == 0 and printed == (
+        f"Cancelling flow run '{child.name}': its caller's process stops it and its runner "
+        "records CANCELLED (the call raises FlowRunCancelled in the caller).\n"
+    )
+    assert child.state.type == StateType.CANCELLED and parent.state.type == StateType.COMPLETED
+    parent, child, status, location = by_button
+    assert status == 303 and location == f"/ui/runs/{child.id}"
+    assert child.state.type == StateType.CANCELLED and parent.state.type == StateType.COMPLETED
+    assert "caught FlowRunCancelled" in parent.result
 
 
 async def test_a_caller_that_does_not_catch_the_cancel_fails(
@@ -165,5 +214,16 @@ async def test_a_child_awaiting_its_retry_is_cancelled_and_never_runs_again(
     assert status == 202 and answer["state"]["type"] == "CANCELLED"
     assert child.state.type == StateType.CANCELLED, child.state
     assert child.run_count == 1
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught Flow run {child.name} was cancelled"
+
+
+async def test_a_child_in_another_thread_is_cancelled_between_its_lines(
+    settings: Settings, tmp_path: Path
+) -> None:
+    parent, child, _, _ = await cancel_child(
+        settings, subflows.parent_of_a_child_in_a_thread, tmp_path / "marker"
+    )
+    assert child.state.type == StateType.CANCELLED, child.state
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught Flow run {child.name} was cancelled"
