@@ -129,8 +129,8 @@ async def test_the_cli_and_the_dashboard_cancel_a_child_alone(
     by_button = await cancel_child(settings, flow, tmp_path / "button", how="dashboard")
     parent, child, code, printed = by_cli
     assert code == 0 and printed == (
-        f"Cancelling flow run '{child.name}': its caller's process stops it and its runner "
-        "records CANCELLED (the call raises FlowRunCancelled in the caller).\n"
+        f"Cancelling flow run '{child.name}': its caller's process stops it, and the call "
+        "raises FlowRunCancelled.\n"
     )
     assert child.state.type == StateType.CANCELLED and parent.state.type == StateType.COMPLETED
     parent, child, status, location = by_button
@@ -160,7 +160,14 @@ async def test_a_child_that_swallows_its_cancel_still_ends_cancelled(
     assert parent.result == "caught"
 
 
-async def test_cancelling_a_child_ends_its_own_children(settings: Settings, tmp_path: Path) -> None:
+def unrecorded(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the runner could not record of the subflows' runs."""
+    return [r.getMessage() for r in caplog.records if r.name == "headrace.runner.subflow_events"]
+
+
+async def test_cancelling_a_child_ends_its_own_children(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     marker = tmp_path / "marker"
     runner = make_runner(settings)
     deployment = await runner.add_flow(subflows.parent_of_a_grandchild)
@@ -179,6 +186,9 @@ async def test_cancelling_a_child_ends_its_own_children(settings: Settings, tmp_
     assert middle.state.type == StateType.CANCELLED, middle.state
     assert grandchild.state.type == StateType.CANCELLED, grandchild.state
     assert grandchild.parent_flow_run_id == middle.id
+    ended = f"Its parent flow run {middle.name} ended (Cancelled) before it finished"
+    assert grandchild.state.message == ended
+    assert not unrecorded(caplog)
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught Flow run {middle.name} was cancelled"
 
@@ -203,7 +213,7 @@ async def awaiting_its_retry(client: HeadraceClient, child_id: UUID) -> FlowRun:
 
 
 async def test_a_child_awaiting_its_retry_is_cancelled_and_never_runs_again(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     parent, child, status, answer = await cancel_child(
         settings,
@@ -213,7 +223,9 @@ async def test_a_child_awaiting_its_retry_is_cancelled_and_never_runs_again(
     )
     assert status == 202 and answer["state"]["type"] == "CANCELLED"
     assert child.state.type == StateType.CANCELLED, child.state
+    assert child.state.message == "Cancelled while waiting to run again"
     assert child.run_count == 1
+    assert not unrecorded(caplog)
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught Flow run {child.name} was cancelled"
 

@@ -283,8 +283,8 @@ def runs_cancel(flow_run_id: RunIdArgument) -> None:
         stdout().print(f"Cancelled flow run '{name}' before it started.")
     elif subflow:
         stdout().print(
-            f"Cancelling flow run '{name}': its caller's process stops it and its runner "
-            "records CANCELLED (the call raises FlowRunCancelled in the caller)."
+            f"Cancelling flow run '{name}': its caller's process stops it, and the call "
+            "raises FlowRunCancelled."
         )
     else:
         stdout().print(
