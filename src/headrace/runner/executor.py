@@ -108,7 +108,9 @@ class Executor:
         self.on_ended: Callable[[FlowRun, FinalEvent | None], None] | None = None
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
-        self.subflows = SubflowEvents(store, logs, self._cancel_child)
+        self.subflows = SubflowEvents(
+            store, logs, lambda i: getattr(self.active.get(i), "process", None)
+        )
         self.task_runs = TaskRunSink(store, self.subflows.created)
         self.environment: dict[str, str] = {}
         """Settings each run's process takes as its own (``ChildJob.environment``)."""
@@ -153,12 +155,6 @@ class Executor:
             return None
         handle.kill_reason = reason
         return self._kill_process(handle)
-
-    def _cancel_child(self, parent_id: UUID, child_id: UUID) -> None:
-        """Tell the process of run ``parent_id`` to cancel its subflow run ``child_id``."""
-        handle = self.active.get(parent_id)
-        if handle is not None and handle.process is not None:
-            handle.process.cancel_child(child_id)
 
     def lease_held(self) -> bool:
         return self._lease is None or self._lease.held()

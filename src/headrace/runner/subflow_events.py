@@ -29,6 +29,7 @@ from headrace.process.protocol import (
     Log,
 )
 from headrace.process.results import RESULT_STORAGE_VARIABLE
+from headrace.process.starter import ChildProcess
 from headrace.runner.logsink import LogSink
 from headrace.settings import ENV_PREFIX, Settings
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -62,12 +63,12 @@ class SubflowEvents:
         self,
         store: AsyncStore,
         logs: LogSink,
-        cancel: Callable[[UUID, UUID], None] = lambda parent_id, child_id: None,
+        process_of: Callable[[UUID], ChildProcess | None] = lambda run_id: None,
     ) -> None:
         self._store = store
         self._logs = logs
-        self._cancel = cancel
-        """Tells the process executing run ``parent_id`` to cancel its child ``child_id``."""
+        self._process_of = process_of
+        """The process executing a run (None: not started, or not here)."""
         self._children: dict[UUID, dict[UUID, _Child]] = {}
         """By the id of the run whose process executes them: its children, by id."""
 
@@ -127,8 +128,11 @@ class SubflowEvents:
         child = self._children.get(parent_id, {}).get(child_id)
         if child is None or child.ended or child.cancel_told:
             return False
+        process = self._process_of(parent_id)
+        if process is None:
+            return False
         child.cancel_told = True
-        self._cancel(parent_id, child_id)
+        process.cancel_child(child_id)
         return True
 
     def _child(self, parent: FlowRun, child_id: str) -> _Child | None:
