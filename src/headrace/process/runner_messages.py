@@ -31,10 +31,13 @@ class RunnerMessages:
         self._lock = threading.RLock()  # a SIGTERM handler may ask while this thread reads
         self._stop = False
         self._buffer = b""
+        self.thread = threading.Thread(
+            target=self._listen, name="headrace-runner-messages", daemon=True
+        )
+        """Ends when the runner is gone."""
 
     def start(self) -> None:
-        thread = threading.Thread(target=self._listen, name="headrace-runner-messages", daemon=True)
-        thread.start()
+        self.thread.start()
 
     def stop_asked(self) -> bool:
         """Whether the runner asked this run to stop, or is gone."""
@@ -65,6 +68,7 @@ class RunnerMessages:
                     data = b""
                 if not data:
                     self._stop = True  # the runner is gone
+                    self._sock.close()
                     return
                 stop, children, self._buffer = _parsed(self._buffer + data)
                 self._stop = self._stop or stop
