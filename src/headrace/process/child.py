@@ -210,8 +210,6 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
     """
     messages = None if stop_fd is None else RunnerMessages(stop_fd, subflows.cancel_requested)
     _isolate(None if messages is None else messages.stop_asked)
-    if messages is not None:
-        messages.start()
     if job.title:
         setproctitle.setproctitle(job.title)
     # Line by line, and printing text that is not valid UTF-8 never fails the flow.
@@ -224,7 +222,7 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
         root.setLevel(logging.INFO)
     flow: Any = None
     try:
-        event, flow = _execute(job, reporter, None if messages is None else messages.stop_asked)
+        event, flow = _execute(job, reporter, messages)
         flush_task_runs()  # its task runs are stored before its end
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
@@ -275,7 +273,7 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
 
 
 def _execute(
-    job: ChildJob, reporter: Reporter, stop_asked: Callable[[], bool] | None = None
+    job: ChildJob, reporter: Reporter, messages: RunnerMessages | None = None
 ) -> tuple[FinalEvent, Any]:
     """Load, validate, run: returns the terminal event to report, and the flow (if loaded)."""
     from headrace.entrypoints import load_flow_from_entrypoint
@@ -283,7 +281,7 @@ def _execute(
 
     _trace_environment(job.traceparent)
     enter_flow_run(_context(job))  # before the flow's module code runs, too
-    subflows.install(reporter, job)
+    subflows.install(reporter, job, None if messages is None else messages.start)
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
@@ -295,12 +293,12 @@ def _execute(
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
         return Invalid(storable(f"Parameter validation failed: {exc}")), flow  # no retry helps
-    if stop_asked is not None and stop_asked():
+    if messages is not None and messages.stop_asked():
         # The runner died, or means to stop this run, while it loaded: the body never starts.
         os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
     engine_for(job, reporter.send, encode_result)
-    if stop_asked is not None and stop_asked():
+    if messages is not None and messages.stop_asked():
         # Again, as the very last thing: the runner may have died while the run said it
         # was running. Only a death in the microseconds from here to the body's first
         # line can still let a body start after its runner (and it is killed at once).

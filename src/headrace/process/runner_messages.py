@@ -2,10 +2,11 @@
 
 The runner writes ``STOP_REQUEST`` before it signals the run's group (cancel,
 timeout, shutdown), and ``CANCEL_CHILD`` with a subflow run's id when only that
-child is cancelled (``protocol.py``). The thread reads both as they come, so a
-child's cancel reaches its body while the run goes on; whether the runner asked
-the run to stop is answered from what the thread read and what is still unread
-(the end of the socket, the runner gone, counts as a stop).
+child is cancelled (``protocol.py``). The thread, started with the run's first
+subflow, reads both as they come, so a child's cancel reaches its body while the
+run goes on; whether the runner asked the run to stop is answered from what the
+thread read and what is still unread (the end of the socket, the runner gone,
+counts as a stop).
 """
 
 from __future__ import annotations

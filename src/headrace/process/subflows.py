@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,12 +63,15 @@ class _Process:
     flow_run_id: str
     result_storage: str | None = None
     streams: tuple[SubflowStream, ...] = ()
+    listen: Callable[[], None] | None = None
+    """Starts hearing the runner's cancels of children: at the first child, so a run
+    that calls no flow pays nothing for it."""
 
 
 _process: _Process | None = None
 
 
-def install(reporter: EventSender, job: ChildJob) -> None:
+def install(reporter: EventSender, job: ChildJob, listen: Callable[[], None] | None = None) -> None:
     """Make flows called inside this process's run child runs of it (called once, at start).
 
     The runner's settings become this process's too (``ChildJob.environment``), so
@@ -77,7 +80,7 @@ def install(reporter: EventSender, job: ChildJob) -> None:
     global _process
     os.environ.update(job.environment)
     storage = job.environment.get(RESULT_STORAGE_VARIABLE)
-    _process = _Process(reporter, job.flow_run_id, storage)
+    _process = _Process(reporter, job.flow_run_id, storage, listen=listen)
     streams = subflow_streams(sys.stdout, sys.stderr, logging_run_id, reporter.send)
     sys.stdout, sys.stderr = streams
     _process.streams = streams
@@ -291,7 +294,10 @@ def _send(event: ChildEvent) -> None:
 
 def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
     parent = runtime.flow_run.id
-    assert parent is not None
+    assert parent is not None and _process is not None
+    listen, _process.listen = _process.listen, None
+    if listen is not None:
+        listen()
     parameters = _jsonable(arguments)
     started = time.time()
     context = FlowRunContext(
