@@ -302,3 +302,19 @@ def parent_of_a_child_in_a_thread(marker: str) -> str:
         except FlowRunCancelled as exc:
             return f"caught {exc}"
     return "not cancelled"
+
+
+@flow
+async def async_middle(marker: str) -> str:
+    return await async_waits_to_be_cancelled(marker)
+
+
+@flow
+async def async_parent_of_a_grandchild(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        await async_middle(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {exc}"
+    return "not cancelled"

@@ -165,12 +165,15 @@ def unrecorded(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "headrace.runner.subflow_events"]
 
 
+@pytest.mark.parametrize(
+    "flow", [subflows.parent_of_a_grandchild, subflows.async_parent_of_a_grandchild]
+)
 async def test_cancelling_a_child_ends_its_own_children(
-    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture, flow: Any
 ) -> None:
     marker = tmp_path / "marker"
     runner = make_runner(settings)
-    deployment = await runner.add_flow(subflows.parent_of_a_grandchild)
+    deployment = await runner.add_flow(flow)
     async with running(runner), get_client(settings) as client:
         app = await build_server(runner)
         async with asgi_client(app) as http:
