@@ -125,8 +125,7 @@ def call_subflow(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
     if flow.is_async:
         return _call_async(flow, arguments)
     with cancels.shielded():
-        child = _start(flow, arguments)
-        call = _entered(child)
+        child, call = _start(flow, arguments)
     try:
         try:
             result = _attempts(child, call, arguments)
@@ -179,8 +178,7 @@ def _attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -
 
 
 async def _call_async(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
-    child = _start(flow, arguments)
-    call = _entered(child, asyncio.current_task())
+    child, call = _start(flow, arguments, asyncio.current_task())
     try:
         result = await _async_attempts(child, call, arguments)
     except BaseException as exc:  # CancelledError too: it is how a cancel reaches the body
@@ -292,7 +290,10 @@ def _send(event: ChildEvent) -> None:
     _process.reporter.send(event)
 
 
-def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
+def _start(
+    flow: Flow[Any, Any], arguments: dict[str, Any], task: asyncio.Task[Any] | None = None
+) -> tuple[_ChildRun, cancels.Call]:
+    """Tell the runner of a new child run, ready for a cancel of it before it hears of it."""
     parent = runtime.flow_run.id
     assert parent is not None and _process is not None
     listen, _process.listen = _process.listen, None
@@ -309,6 +310,7 @@ def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
         parent_flow_run_id=parent,
     )
     child = _ChildRun(flow, context)
+    call = _entered(child, task)
     _send(
         ChildRunStarted(
             child.id,
@@ -323,7 +325,7 @@ def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
             flow.timeout_seconds,
         )
     )
-    return child
+    return child, call
 
 
 def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:
