@@ -318,3 +318,26 @@ async def async_parent_of_a_grandchild(marker: str) -> str:
     except FlowRunCancelled as exc:
         return f"caught {exc}"
     return "not cancelled"
+
+
+@flow
+def waits_for_release(marker: str, release: str) -> str:
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    for _ in range(600):
+        if Path(release).exists():
+            return "released"
+        time.sleep(0.05)
+    return "never released"
+
+
+@flow
+def middle_of_a_released_grandchild(marker: str, release: str) -> str:
+    return waits_for_release(marker, release)
+
+
+@flow
+def parent_of_a_released_grandchild(marker: str, release: str) -> str:
+    return middle_of_a_released_grandchild(marker, release)

@@ -242,3 +242,24 @@ async def test_a_child_in_another_thread_is_cancelled_between_its_lines(
     assert child.state.type == StateType.CANCELLED, child.state
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught Flow run {child.name} was cancelled"
+
+
+async def test_recovery_leaves_a_running_subflows_own_subflow_alone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    marker, release = tmp_path / "marker", tmp_path / "release"
+    runner = make_runner(settings)
+    deployment = await runner.add_flow(subflows.parent_of_a_released_grandchild)
+    async with running(runner), get_client(settings) as client:
+        parameters = {"marker": str(marker), "release": str(release)}
+        run = await client.create_flow_run_from_deployment(deployment, parameters)
+        grandchild_id = await marked(client, marker)
+        assert runner._session is not None
+        await runner._session.liveness.recover_orphans()  # its parent is no run it claimed
+        during = await client.read_flow_run(grandchild_id)
+        release.touch()
+        parent = await wait_for_state(client.store, run.id)
+        grandchild = await wait_for_state(client.store, grandchild_id)
+    assert during.state.type == StateType.RUNNING, during.state
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert grandchild.state.type == StateType.COMPLETED and grandchild.result == "released"
