@@ -17,6 +17,7 @@
     │   └── EntrypointScriptError     the file raised while it was imported
     ├── ObjectNotFound                no flow run / deployment with that id
     ├── InvalidStateTransition        a run may not move to that state
+    ├── FlowRunCancelled              a subflow's run was cancelled: its call raises this
     ├── IdempotencyKeyReused          a known idempotency key with other parameters
     ├── StoreError                    the database failed (driver error chained)
     │   ├── StoreUnavailable          the database cannot be reached
@@ -113,6 +114,20 @@ class ObjectNotFound(HeadraceError):
 
 class InvalidStateTransition(HeadraceError):
     """A flow run may not move to that state."""
+
+
+class FlowRunCancelled(HeadraceError):
+    """The flow run was cancelled.
+
+    Calling a flow inside a run raises it when that child run is cancelled on its
+    own (``headrace runs cancel CHILD``): the caller may catch it and go on, or fail.
+    It is also what interrupts the child's body, where the cancel finds it.
+    """
+
+    def __init__(self, message: str | None = None, flow_run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.flow_run_id = flow_run_id
+        """The cancelled run's id."""
 
 
 class IdempotencyKeyReused(HeadraceError):

@@ -178,3 +178,166 @@ def fails_then_awaits_a_retry(marker: str) -> None:
 @flow
 def parent_of_a_child_awaiting_a_retry(marker: str) -> None:
     fails_then_awaits_a_retry(marker)
+
+
+def _mark_and_wait(marker: str) -> None:
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    time.sleep(60)
+
+
+@flow
+def waits_to_be_cancelled(marker: str) -> str:
+    _mark_and_wait(marker)
+    return "never cancelled"
+
+
+@flow
+def parent_of_a_cancelled_child(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        waits_to_be_cancelled(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {type(exc).__name__}: {exc}"
+    return "not cancelled"
+
+
+@flow
+def parent_passes_on_a_cancel(marker: str) -> str:
+    return waits_to_be_cancelled(marker)
+
+
+@flow
+def swallows_its_cancel(marker: str) -> str:
+    try:
+        _mark_and_wait(marker)
+    except Exception as exc:
+        return f"swallowed {type(exc).__name__}"
+    return "never cancelled"
+
+
+@flow
+def parent_of_a_child_that_swallows_its_cancel(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        swallows_its_cancel(marker)
+    except FlowRunCancelled:
+        return "caught"
+    return "not cancelled"
+
+
+@flow
+def middle(marker: str) -> str:
+    return waits_to_be_cancelled(marker)
+
+
+@flow
+def parent_of_a_grandchild(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        middle(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {exc}"
+    return "not cancelled"
+
+
+@flow
+async def async_waits_to_be_cancelled(marker: str) -> str:
+    import asyncio
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    await asyncio.sleep(60)
+    return "never cancelled"
+
+
+@flow
+async def async_parent_of_a_cancelled_child(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        await async_waits_to_be_cancelled(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {type(exc).__name__}: {exc}"
+    return "not cancelled"
+
+
+@flow
+def parent_of_a_cancelled_retry(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        fails_then_awaits_a_retry(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {exc}"
+    return "not cancelled"
+
+
+@flow
+def ticks_until_cancelled(marker: str) -> str:
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    for _ in range(1200):  # Python runs between the ticks: a cancel is raised there
+        time.sleep(0.05)
+    return "never cancelled"
+
+
+@flow
+def parent_of_a_child_in_a_thread(marker: str) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from headrace.exceptions import FlowRunCancelled
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(ticks_until_cancelled, marker)
+        try:
+            future.result()
+        except FlowRunCancelled as exc:
+            return f"caught {exc}"
+    return "not cancelled"
+
+
+@flow
+async def async_middle(marker: str) -> str:
+    return await async_waits_to_be_cancelled(marker)
+
+
+@flow
+async def async_parent_of_a_grandchild(marker: str) -> str:
+    from headrace.exceptions import FlowRunCancelled
+
+    try:
+        await async_middle(marker)
+    except FlowRunCancelled as exc:
+        return f"caught {exc}"
+    return "not cancelled"
+
+
+@flow
+def waits_for_release(marker: str, release: str) -> str:
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    for _ in range(600):
+        if Path(release).exists():
+            return "released"
+        time.sleep(0.05)
+    return "never released"
+
+
+@flow
+def middle_of_a_released_grandchild(marker: str, release: str) -> str:
+    return waits_for_release(marker, release)
+
+
+@flow
+def parent_of_a_released_grandchild(marker: str, release: str) -> str:
+    return middle_of_a_released_grandchild(marker, release)

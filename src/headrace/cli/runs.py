@@ -275,12 +275,20 @@ def runs_cancel(flow_run_id: RunIdArgument) -> None:
         run_id = _run_id(flow_run_id)
         settings = command_settings()
         cancelled = with_client(settings, lambda client: client.cancel_flow_run(run_id))
-    if cancelled.state.type == StateType.CANCELLED:
-        stdout().print(f"Cancelled flow run '{cancelled.name}' before it started.")
+    name = cancelled.name
+    subflow = cancelled.parent_flow_run_id is not None and cancelled.deployment_id is None
+    if cancelled.state.type == StateType.CANCELLED and cancelled.run_count:
+        stdout().print(f"Cancelled flow run '{name}' while it waited to run again.")
+    elif cancelled.state.type == StateType.CANCELLED:
+        stdout().print(f"Cancelled flow run '{name}' before it started.")
+    elif subflow:
+        stdout().print(
+            f"Cancelling flow run '{name}': its caller's process stops it, and the call "
+            "raises FlowRunCancelled."
+        )
     else:
         stdout().print(
-            f"Cancelling flow run '{cancelled.name}': its runner stops the process and "
-            "records CANCELLED."
+            f"Cancelling flow run '{name}': its runner stops the process and records CANCELLED."
         )
 
 

@@ -16,7 +16,6 @@ import functools
 import inspect
 import logging
 import os
-import select
 import signal
 import sys
 import threading
@@ -30,7 +29,7 @@ from pydantic_core import PydanticSerializationError, to_json, to_jsonable_pytho
 
 from headrace.flow_runs import RESULT_SIZE_LIMIT
 from headrace.jsonvalues import storable, storable_value
-from headrace.process import subflows
+from headrace.process import subflow_cancels, subflows
 from headrace.process.journal import append_entry
 from headrace.process.protocol import (
     ChildEvent,
@@ -44,6 +43,7 @@ from headrace.process.protocol import (
     Running,
 )
 from headrace.process.results import RESULT_STORAGE_VARIABLE, stored_result
+from headrace.process.runner_messages import RunnerMessages
 from headrace.process.taskruns import current_task_run, engine_for, flush_task_runs
 from headrace.retries import should_retry
 from headrace.runtime import FlowRunContext, enter_flow_run
@@ -75,11 +75,21 @@ class Reporter:
     def __init__(self, connection: Sender) -> None:
         self._connection = connection
         self._lock = threading.Lock()
+        self._main = threading.main_thread().ident
 
     def send(self, event: ChildEvent) -> None:
-        # OSError: the runner is gone; there is nobody left to tell.
-        with self._lock, contextlib.suppress(OSError):
-            self._connection.send(event)
+        # In the main thread, a subflow's cancel waits for the end of the message: half of
+        # one would leave the runner unable to read any more of this run's events.
+        in_main = threading.get_ident() == self._main
+        if in_main:
+            subflow_cancels.hold()
+        try:
+            # OSError: the runner is gone; there is nobody left to tell.
+            with self._lock, contextlib.suppress(OSError):
+                self._connection.send(event)
+        finally:
+            if in_main:
+                subflow_cancels.release()
 
     def log(self, level: int, message: str, flow_run_id: str | None = None) -> None:
         task_run = current_task_run.get()
@@ -148,14 +158,14 @@ def prepare_fork_server() -> None:
     logging.getLogger().setLevel(logging.INFO)
 
 
-def _isolate(stop_fd: int | None) -> None:
+def _isolate(stop_asked: Callable[[], bool] | None) -> None:
     os.setsid()  # its own process group: cancel kills the run and everything it started
     _die_with_parent()
     parent = os.getppid()
     if parent == 1 or (fork_server_pid and parent != fork_server_pid):
         os._exit(1)  # the parent died before we asked to die with it
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    on_sigterm = signal.SIG_DFL if stop_fd is None else _heed_only_the_runner(stop_fd)
+    on_sigterm = signal.SIG_DFL if stop_asked is None else _heed_only_the_runner(stop_asked)
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
@@ -165,12 +175,12 @@ IGNORED_SIGTERM = (
 )
 
 
-def _heed_only_the_runner(stop_fd: int) -> Callable[[int, Any], None]:
+def _heed_only_the_runner(stop_asked: Callable[[], bool]) -> Callable[[int, Any], None]:
     """A SIGTERM handler that ends the run only when its runner sent the signal.
 
-    The runner writes to the run's events socket before it signals the run's
-    group (cancel, timeout, shutdown), so that socket is readable then (as it
-    is once the runner is gone). A SIGTERM without it came from outside: a
+    The runner writes a stop request on the run's events socket before it signals
+    the run's group (cancel, timeout, shutdown), so ``stop_asked`` is true then (as
+    it is once the runner is gone). A SIGTERM without it came from outside: a
     service manager that signals every process of the service (systemd's
     ``KillMode=control-group``) or ``kill -TERM`` of the runner and its runs.
     The runner got it too and drains, so the run keeps going. Processes the
@@ -179,7 +189,7 @@ def _heed_only_the_runner(stop_fd: int) -> Callable[[int, Any], None]:
     run_pid = os.getpid()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        if os.getpid() == run_pid and not _readable(stop_fd):
+        if os.getpid() == run_pid and not stop_asked():
             with contextlib.suppress(OSError):
                 os.write(2, IGNORED_SIGTERM)
             return
@@ -189,22 +199,17 @@ def _heed_only_the_runner(stop_fd: int) -> Callable[[int, Any], None]:
     return on_sigterm
 
 
-def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
 def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> None:
     """Entry point of a run's process (called in the forked child).
 
     File descriptors 1 and 2 are already pipes the runner reads line by line,
     so output from C code and subprocesses becomes run logs too; ``logging``
     records travel over the events socket with their levels. ``stop_fd`` (the
-    events socket) becomes readable when the runner means to stop the run:
-    only then does a SIGTERM end it.
+    events socket) carries what the runner tells the run: that it means to stop
+    it (only then does a SIGTERM end it), or to cancel one of its subflows.
     """
-    _isolate(stop_fd)
+    messages = None if stop_fd is None else RunnerMessages(stop_fd, subflows.cancel_requested)
+    _isolate(None if messages is None else messages.stop_asked)
     if job.title:
         setproctitle.setproctitle(job.title)
     # Line by line, and printing text that is not valid UTF-8 never fails the flow.
@@ -217,7 +222,7 @@ def run_child(job: ChildJob, connection: Sender, stop_fd: int | None = None) -> 
         root.setLevel(logging.INFO)
     flow: Any = None
     try:
-        event, flow = _execute(job, reporter, stop_fd)
+        event, flow = _execute(job, reporter, messages)
         flush_task_runs()  # its task runs are stored before its end
         if job.journal_path is not None:  # first: the runner may die before it hears
             _journal(job, event, reporter)
@@ -268,7 +273,7 @@ def _journal(job: ChildJob, event: FinalEvent, reporter: Reporter) -> None:
 
 
 def _execute(
-    job: ChildJob, reporter: Reporter, stop_fd: int | None = None
+    job: ChildJob, reporter: Reporter, messages: RunnerMessages | None = None
 ) -> tuple[FinalEvent, Any]:
     """Load, validate, run: returns the terminal event to report, and the flow (if loaded)."""
     from headrace.entrypoints import load_flow_from_entrypoint
@@ -276,7 +281,7 @@ def _execute(
 
     _trace_environment(job.traceparent)
     enter_flow_run(_context(job))  # before the flow's module code runs, too
-    subflows.install(reporter, job)
+    subflows.install(reporter, job, None if messages is None else messages.start)
     try:
         flow = load_flow_from_entrypoint(job.entrypoint)
     except EntrypointError as exc:
@@ -288,12 +293,12 @@ def _execute(
         parameters = flow.validate_parameters(job.parameters)
     except ParameterValidationError as exc:
         return Invalid(storable(f"Parameter validation failed: {exc}")), flow  # no retry helps
-    if stop_fd is not None and _readable(stop_fd):
+    if messages is not None and messages.stop_asked():
         # The runner died, or means to stop this run, while it loaded: the body never starts.
         os._exit(1)
     reporter.send(Running(time.time(), os.getpid()))
     engine_for(job, reporter.send, encode_result)
-    if stop_fd is not None and _readable(stop_fd):
+    if messages is not None and messages.stop_asked():
         # Again, as the very last thing: the runner may have died while the run said it
         # was running. Only a death in the microseconds from here to the body's first
         # line can still let a body start after its runner (and it is killed at once).

@@ -202,6 +202,15 @@ class TaskRunEvents(NamedTuple):
 ChildEvent = Running | Log | FinalEvent | ChildRunEvent | TaskRunEvents
 
 
+# -- runner -> run: what the runner writes on the run's events socket ------------
+
+STOP_REQUEST = b"\0"
+"""The runner means to stop the run: it writes this before it signals the run's group."""
+CANCEL_CHILD = b"c"
+"""Followed by a child run's 16-byte UUID: stop that subflow run, and only it."""
+CANCEL_CHILD_SIZE = 17
+
+
 # -- the fork server's wire format, over its Unix socket ------------------------
 
 REQUEST = struct.Struct("!QI")

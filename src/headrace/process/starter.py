@@ -21,14 +21,17 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Protocol
+from uuid import UUID
 
 from headrace.process.protocol import (
+    CANCEL_CHILD,
     EXITED,
     PRELOAD_VARIABLE,
     READY,
     REPLY,
     REQUEST,
     STARTED,
+    STOP_REQUEST,
     SYS_PATH_VARIABLE,
     ChildJob,
 )
@@ -76,13 +79,20 @@ class ChildProcess:
     def ask_to_stop(self) -> None:
         """Tell the run's process that the SIGTERM that follows is its runner's.
 
-        A run ignores a SIGTERM that comes without this (see ``child.py``). Only
-        while it runs: once it has exited, the events fd may be closed and its
-        number reused.
+        A run ignores a SIGTERM that comes without this (see ``child.py``).
         """
+        self._tell(STOP_REQUEST)
+
+    def cancel_child(self, child_id: UUID) -> None:
+        """Ask the run's process to cancel its subflow run ``child_id``, and only it."""
+        self._tell(CANCEL_CHILD + child_id.bytes)
+
+    def _tell(self, message: bytes) -> None:
+        # Only while it runs: once it has exited, the events fd may be closed and its
+        # number reused.
         if self.exitcode is None:
             with contextlib.suppress(OSError):
-                os.write(self.events, b"\0")
+                os.write(self.events, message)
 
     async def kill(self, grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS) -> int:
         """SIGTERM the group, then SIGKILL it if the process outlives the grace period."""

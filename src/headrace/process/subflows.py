@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,8 +28,10 @@ from uuid import uuid4
 from pydantic_core import to_jsonable_python
 
 from headrace import runtime
+from headrace.exceptions import FlowRunCancelled
 from headrace.jsonvalues import storable
 from headrace.names import generate_run_name
+from headrace.process import subflow_cancels as cancels
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -61,12 +63,15 @@ class _Process:
     flow_run_id: str
     result_storage: str | None = None
     streams: tuple[SubflowStream, ...] = ()
+    listen: Callable[[], None] | None = None
+    """Starts hearing the runner's cancels of children: at the first child, so a run
+    that calls no flow pays nothing for it."""
 
 
 _process: _Process | None = None
 
 
-def install(reporter: EventSender, job: ChildJob) -> None:
+def install(reporter: EventSender, job: ChildJob, listen: Callable[[], None] | None = None) -> None:
     """Make flows called inside this process's run child runs of it (called once, at start).
 
     The runner's settings become this process's too (``ChildJob.environment``), so
@@ -75,11 +80,17 @@ def install(reporter: EventSender, job: ChildJob) -> None:
     global _process
     os.environ.update(job.environment)
     storage = job.environment.get(RESULT_STORAGE_VARIABLE)
-    _process = _Process(reporter, job.flow_run_id, storage)
+    _process = _Process(reporter, job.flow_run_id, storage, listen=listen)
     streams = subflow_streams(sys.stdout, sys.stderr, logging_run_id, reporter.send)
     sys.stdout, sys.stderr = streams
     _process.streams = streams
+    cancels.install()
     set_subflow_call(call_subflow)
+
+
+def cancel_requested(child_id: str) -> None:
+    """The runner asks to cancel the subflow run ``child_id`` (heard on another thread)."""
+    cancels.request(child_id)
 
 
 def logging_run_id() -> str | None:
@@ -107,46 +118,136 @@ class _ChildRun:
 
 
 def call_subflow(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
-    """Run ``flow`` as a child run of the current run: its result, or what it raised."""
+    """Run ``flow`` as a child run of the current run: its result, or what it raised.
+
+    Cancelled on its own, the child ends CANCELLED and the call raises ``FlowRunCancelled``.
+    """
     if flow.is_async:
         return _call_async(flow, arguments)
-    child = _start(flow, arguments)
+    with cancels.shielded():
+        child, call = _start(flow, arguments)
+    try:
+        try:
+            result = _attempts(child, call, arguments)
+        finally:
+            with cancels.shielded():
+                cancels.body_left(call)
+    except BaseException as exc:
+        with cancels.shielded():
+            cancelled = cancels.cancel_of(call)
+            cancels.leave(call)
+            if cancelled is None:
+                raise
+            raise _ended_cancelled(child, call, cancelled) from exc
+    with cancels.shielded():
+        cancelled = cancels.cancel_of(call)  # its body may have caught the cancel
+        cancels.leave(call)
+        if cancelled is not None:
+            raise _ended_cancelled(child, call, cancelled)
+        _completed(child, result)
+    return result
+
+
+def _attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -> Any:
+    """Run the body until an attempt returns, or raise what the last one raised."""
+    flow = child.flow
     while True:
         try:
+            cancels.body_entered(call)
             with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds):
-                result = flow.fn(**arguments)
+                return flow.fn(**arguments)
         except Exception as exc:
-            delay = _failed(child, exc)
+            with cancels.shielded():
+                cancels.body_left(call)
+                if cancels.cancel_of(call) is not None:
+                    raise
+                delay = _failed(child, exc)
             if delay is None:
                 raise
-            time.sleep(delay)
-            _restart(child)
-            continue
+            time.sleep(delay)  # unshielded: a cancel ends the wait
+            with cancels.shielded():
+                if cancels.cancel_of(call) is not None:
+                    raise cancels.cancelled_error(call) from exc
+                _restart(child)
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: no retry helps
-            _end(child, "FAILED", _failure_message(exc))
+            with cancels.shielded():
+                cancels.body_left(call)
+                if cancels.cancel_of(call) is None:
+                    _end(child, "FAILED", _failure_message(exc))
             raise
-        _completed(child, result)
-        return result
 
 
 async def _call_async(flow: Flow[Any, Any], arguments: dict[str, Any]) -> Any:
-    child = _start(flow, arguments)
+    child, call = _start(flow, arguments, asyncio.current_task())
+    try:
+        result = await _async_attempts(child, call, arguments)
+    except BaseException as exc:  # CancelledError too: it is how a cancel reaches the body
+        cancelled = cancels.cancel_of(call)
+        cancels.uncancel(call)
+        cancels.leave(call)
+        if cancelled is None:
+            raise
+        error = _ended_cancelled(child, call, cancelled)
+        if cancelled is not call and isinstance(exc, asyncio.CancelledError):
+            raise  # on to the cancelled caller's call, which takes the task's cancel back
+        raise error from exc
+    cancelled = cancels.cancel_of(call)
+    cancels.uncancel(call)
+    cancels.leave(call)
+    if cancelled is not None:
+        raise _ended_cancelled(child, call, cancelled)
+    _completed(child, result)
+    return result
+
+
+async def _async_attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -> Any:
+    flow = child.flow
     while True:
         try:
             with entered_subflow_run(child.context):
-                result = await _awaited(flow.fn(**arguments), flow.timeout_seconds)
+                return await _awaited(flow.fn(**arguments), flow.timeout_seconds)
         except Exception as exc:
+            if cancels.cancel_of(call) is not None:
+                raise
             delay = _failed(child, exc)
             if delay is None:
                 raise
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # a cancel ends the wait
+            if cancels.cancel_of(call) is not None:
+                raise cancels.cancelled_error(call) from exc
             _restart(child)
-            continue
         except BaseException as exc:  # cancelled, interrupted: no retry helps
-            _end(child, "FAILED", _failure_message(exc))
+            if cancels.cancel_of(call) is None:
+                _end(child, "FAILED", _failure_message(exc))
             raise
-        _completed(child, result)
-        return result
+
+
+def _entered(child: _ChildRun, task: asyncio.Task[Any] | None = None) -> cancels.Call:
+    """Where a cancel of ``child`` finds its body: this thread, or the task awaiting it."""
+    parent = child.context.parent_flow_run_id or ""
+    loop = task.get_loop() if task is not None else None
+    call = cancels.Call(
+        child.id, child.context.name or "", parent, threading.get_ident(), task, loop
+    )
+    cancels.enter(call)
+    return call
+
+
+def _ended_cancelled(
+    child: _ChildRun, call: cancels.Call, cancelled: cancels.Call
+) -> FlowRunCancelled:
+    """End ``child`` CANCELLED: the exception its call raises (its caller's, for a child of
+    the run that was cancelled)."""
+    if cancelled is call:
+        message = "Cancelled by request"
+    else:
+        parent = cancels.parent_of(call)
+        name = parent.name if parent is not None else cancelled.name
+        message = f"Its parent flow run {name} ended (Cancelled) before it finished"
+    with entered_subflow_run(child.context):
+        logger.info("Flow run %s was cancelled", child.context.name)
+    _end(child, "CANCELLED", message)
+    return cancels.cancelled_error(cancelled)
 
 
 async def _awaited(awaitable: Coroutine[Any, Any, Any], seconds: float | None) -> Any:
@@ -189,9 +290,15 @@ def _send(event: ChildEvent) -> None:
     _process.reporter.send(event)
 
 
-def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
+def _start(
+    flow: Flow[Any, Any], arguments: dict[str, Any], task: asyncio.Task[Any] | None = None
+) -> tuple[_ChildRun, cancels.Call]:
+    """Tell the runner of a new child run, ready for a cancel of it before it hears of it."""
     parent = runtime.flow_run.id
-    assert parent is not None
+    assert parent is not None and _process is not None
+    listen, _process.listen = _process.listen, None
+    if listen is not None:
+        listen()
     parameters = _jsonable(arguments)
     started = time.time()
     context = FlowRunContext(
@@ -203,6 +310,7 @@ def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
         parent_flow_run_id=parent,
     )
     child = _ChildRun(flow, context)
+    call = _entered(child, task)
     _send(
         ChildRunStarted(
             child.id,
@@ -217,7 +325,7 @@ def _start(flow: Flow[Any, Any], arguments: dict[str, Any]) -> _ChildRun:
             flow.timeout_seconds,
         )
     )
-    return child
+    return child, call
 
 
 def _jsonable(arguments: dict[str, Any]) -> dict[str, Any]:

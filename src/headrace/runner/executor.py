@@ -115,7 +115,9 @@ class Executor:
         self.on_ended: Callable[[FlowRun, FinalEvent | None], None] | None = None
         """Told of each run whose final state this runner wrote, with what its process
         reported (its hooks and webhooks follow)."""
-        self.subflows = SubflowEvents(store, logs)
+        self.subflows = SubflowEvents(
+            store, logs, lambda i: getattr(self.active.get(i), "process", None)
+        )
         self.task_runs = TaskRunSink(store, self.subflows.created)
         self.environment: dict[str, str] = {}
         """Settings each run's process takes as its own (``ChildJob.environment``)."""

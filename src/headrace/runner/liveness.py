@@ -154,7 +154,7 @@ class Liveness:
                 self._record,
                 self._served.ids,
                 heartbeat_timeout=self._heartbeat_timeout,
-                active=lambda: set(self._executor.active),
+                active=self._executing,
                 journal=self._journal,
                 lease_margin=self._lease_margin,
                 on_ended=self._executor.on_ended,
@@ -170,6 +170,11 @@ class Liveness:
         if self._journal is not None:
             await sweep_journals(self._store, self._journal)
 
+    def _executing(self) -> set[UUID]:
+        """The runs this runner executes: those it claimed, and the subflow runs their
+        processes execute (a subflow's own subflows among them)."""
+        return set(self._executor.active) | self._executor.subflows.executing()
+
     async def check_cancellations(self) -> None:
         executor = self._executor
         if not executor.active:
@@ -178,6 +183,18 @@ class Liveness:
             handle = executor.active.get(run_id)
             if handle is not None and executor.kill(run_id, KillReason.CANCEL) is not None:
                 logger.info("Cancelling flow run %s", handle.run.name)
+        await self.cancel_children()
+
+    async def cancel_children(self) -> None:
+        """Pass the cancels of subflow runs on to the processes executing them: a child is
+        cancelled in its caller's process, which goes on (a child awaiting its retry is
+        CANCELLED at once by the request, and must not run again)."""
+        children = self._executor.subflows.open_children()
+        if not children:
+            return
+        for child_id in await self._store.cancel_asked_among(list(children)):
+            if self._executor.subflows.cancel(children[child_id], child_id):
+                logger.info("Cancelling subflow run %s", child_id)
 
     async def stop_lost_runs(self) -> None:
         """Kill the processes of runs another runner took over: one attempt runs at a time."""

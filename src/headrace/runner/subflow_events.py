@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from headrace.exceptions import HeadraceError
+from headrace.exceptions import HeadraceError, InvalidStateTransition
 from headrace.flow_runs import FlowRun, NewFlowRun
 from headrace.process.protocol import (
     ChildEvent,
@@ -29,6 +29,7 @@ from headrace.process.protocol import (
     Log,
 )
 from headrace.process.results import RESULT_STORAGE_VARIABLE
+from headrace.process.starter import ChildProcess
 from headrace.runner.logsink import LogSink
 from headrace.settings import ENV_PREFIX, Settings
 from headrace.states import ACTIVE_STATES, State, StateType
@@ -47,6 +48,8 @@ class _Child:
     created: asyncio.Task[None]
     last: asyncio.Task[None] | None = None
     ended: bool = False
+    cancel_told: bool = False
+    """Its process was told to cancel it."""
 
 
 def _when(timestamp: float) -> datetime:
@@ -56,11 +59,18 @@ def _when(timestamp: float) -> datetime:
 class SubflowEvents:
     """The child runs of the runs an executor is executing, and their writes."""
 
-    def __init__(self, store: AsyncStore, logs: LogSink) -> None:
+    def __init__(
+        self,
+        store: AsyncStore,
+        logs: LogSink,
+        process_of: Callable[[UUID], ChildProcess | None] = lambda run_id: None,
+    ) -> None:
         self._store = store
         self._logs = logs
+        self._process_of = process_of
+        """The process executing a run (None: not started, or not here)."""
         self._children: dict[UUID, dict[UUID, _Child]] = {}
-        """By parent run id: its children, by id."""
+        """By the id of the run whose process executes them: its children, by id."""
 
     def take(self, parent: FlowRun, event: ChildEvent) -> bool:
         """Record ``event`` if it is about a child run of ``parent``: whether it was."""
@@ -75,8 +85,8 @@ class SubflowEvents:
                 fields = {"expected_start_time": _when(retry_at)}
                 self._then(parent, child_id, self._set(state, [StateType.RUNNING], fields))
             case ChildRunRestarted(child_id, run_count, started):
-                restart = self._store.restart_child_flow_run
-                self._then(parent, child_id, lambda run: restart(run, run_count, _when(started)))
+                restart = self._restart(parent, run_count, _when(started))
+                self._then(parent, child_id, restart)
             case ChildRunEnded():
                 self._ended(parent, event)
             case Log(level, message, timestamp, flow_run_id=str() as child_id):
@@ -86,6 +96,43 @@ class SubflowEvents:
                 self._logs.add(child.id, child.name, level, message, timestamp, after=child.created)
             case _:
                 return False
+        return True
+
+    def _restart(
+        self, parent: FlowRun, run_count: int, started: datetime
+    ) -> Callable[[UUID], Awaitable[Any]]:
+        async def restart(child_id: UUID) -> None:
+            try:
+                await self._store.restart_child_flow_run(child_id, run_count, started)
+            except InvalidStateTransition:
+                # Cancelled while it awaited its retry: the attempt its process began stops now.
+                self.cancel(parent.id, child_id)
+
+        return restart
+
+    def executing(self) -> set[UUID]:
+        """Every child run these processes execute now (a child's children among them)."""
+        return {child for children in self._children.values() for child in children}
+
+    def open_children(self) -> dict[UUID, UUID]:
+        """The children not ended that no cancel was passed on for: their parents' ids, by id."""
+        return {
+            child.id: parent_id
+            for parent_id, children in self._children.items()
+            for child in children.values()
+            if not child.ended and not child.cancel_told
+        }
+
+    def cancel(self, parent_id: UUID, child_id: UUID) -> bool:
+        """Pass a cancel of ``child_id`` on to its parent's process, once: whether it was."""
+        child = self._children.get(parent_id, {}).get(child_id)
+        if child is None or child.ended or child.cancel_told:
+            return False
+        process = self._process_of(parent_id)
+        if process is None:
+            return False
+        child.cancel_told = True
+        process.cancel_child(child_id)
         return True
 
     def _child(self, parent: FlowRun, child_id: str) -> _Child | None:
@@ -131,7 +178,26 @@ class SubflowEvents:
         child = self._child(parent, event.id)
         if child is not None:
             child.ended = True
-        self._then(parent, event.id, self._set(state, ACTIVE_STATES, fields))
+        write = self._set(state, ACTIVE_STATES, fields)
+        if state.type == StateType.CANCELLED:
+            write = self._cancelled(state)
+        # After what its process told of the children it called: those end first.
+        self._then(parent, event.id, write, after=self._pending(parent))
+
+    def _cancelled(self, state: State) -> Callable[[UUID], Awaitable[Any]]:
+        async def cancelled(run: UUID) -> None:
+            try:
+                await self._store.set_state(run, state, expected=OPEN_STATES)
+            except InvalidStateTransition:  # cancelled while it awaited its retry: it is
+                if (await self._store.read_flow_run(run)).state.type != StateType.CANCELLED:
+                    raise
+
+        return cancelled
+
+    def _pending(self, parent: FlowRun) -> list[asyncio.Task[None]]:
+        children = self._children.get(parent.id, {}).values()
+        writes = [child.last or child.created for child in children]
+        return [write for write in writes if not write.done()]
 
     def _set(
         self, state: State, expected: Collection[StateType], fields: dict[str, Any]
@@ -139,22 +205,29 @@ class SubflowEvents:
         return lambda run: self._store.set_state(run, state, expected=expected, **fields)
 
     def _then(
-        self, parent: FlowRun, child_id: str, write: Callable[[UUID], Awaitable[Any]]
+        self,
+        parent: FlowRun,
+        child_id: str,
+        write: Callable[[UUID], Awaitable[Any]],
+        after: Collection[asyncio.Task[None]] = (),
     ) -> None:
-        """Queue a write of a child run after its earlier ones."""
+        """Queue a write of a child run after its earlier ones (and ``after``)."""
         child = self._child(parent, child_id)
         if child is None:
             logger.warning("Flow run %s told of an unknown subflow run %s", parent.name, child_id)
             return
-        previous = child.last or child.created
+        previous = {child.last or child.created, *after}
         written = self._written(child.name, write(child.id), previous)
         child.last = asyncio.get_running_loop().create_task(written)
 
     async def _written(
-        self, name: str, write: Awaitable[Any], previous: asyncio.Task[None] | None = None
+        self,
+        name: str,
+        write: Awaitable[Any],
+        previous: Collection[asyncio.Task[None]] = (),
     ) -> None:
-        if previous is not None:
-            await previous  # never raises: each write logs its own failure
+        for task in previous:
+            await task  # never raises: each write logs its own failure
         try:
             await write
         except HeadraceError as exc:

@@ -14,7 +14,7 @@ The interface, by what it holds (both classes have each method):
 - listing: ``read_flow_runs``, ``count_flow_runs`` by state, under the same filters
   (``listing.py``)
 - states: ``set_state`` (a compare-and-set; ``AsyncStore.queue_state`` queues
-  one without waiting), ``request_cancellation``, ``cancelling_among``,
+  one without waiting), ``request_cancellation``, ``cancelling_among``, ``cancel_asked_among``,
   ``taken_among``, ``read_state_history`` (``transitions.py``)
 - claims: ``claim_runs``, ``claim_flow_run``, ``next_due_time``,
   ``count_queued_runs``, ``count_active_runs`` (``claims.py``)

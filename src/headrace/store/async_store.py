@@ -163,6 +163,7 @@ class AsyncStore:
     schema_is_current = _threaded(URGENT, SQLStore.schema_is_current)
     read_state_history = _threaded(URGENT, SQLStore.read_state_history)
     cancelling_among = _threaded(BACKGROUND, SQLStore.cancelling_among)
+    cancel_asked_among = _threaded(BACKGROUND, SQLStore.cancel_asked_among)
     taken_among = _threaded(BACKGROUND, SQLStore.taken_among)
 
     # -- claims -------------------------------------------------------------

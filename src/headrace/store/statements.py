@@ -90,6 +90,15 @@ def cancelling_among(dialect: str) -> sa.Select[Any]:
 
 
 @functools.cache
+def cancel_asked_among(dialect: str) -> sa.Select[Any]:
+    """The ids among ``run_ids`` whose run is CANCELLING or CANCELLED."""
+    asked = [StateType.CANCELLING.value, StateType.CANCELLED.value]
+    return sa.select(flow_runs.c.id).where(
+        in_id_set(flow_runs.c.id, "run_ids", dialect) & flow_runs.c.state_type.in_(asked)
+    )
+
+
+@functools.cache
 def taken_among(dialect: str) -> sa.Select[Any]:
     """The ids among ``run_ids`` that runner ``:runner_id`` no longer holds as active runs."""
     held = (flow_runs.c.runner_id == sa.bindparam("runner_id")) & flow_runs.c.state_type.in_(

@@ -188,6 +188,17 @@ class StateChanges(SQLBase):
             rows = conn.execute(query, {"run_ids": statements.id_set_value(ids, dialect)})
             return [row[0] for row in rows]
 
+    def cancel_asked_among(self, ids: Collection[UUID]) -> list[UUID]:
+        """Which of these runs were asked to cancel: CANCELLING, or CANCELLED at once (a
+        subflow's run awaiting its retry, whose process must still hear of it)."""
+        if not ids:
+            return []
+        dialect = self.engine.dialect.name
+        query = statements.cancel_asked_among(dialect)
+        with self._read() as conn:
+            rows = conn.execute(query, {"run_ids": statements.id_set_value(ids, dialect)})
+            return [row[0] for row in rows]
+
     def taken_among(self, ids: Collection[UUID], runner_id: UUID) -> list[UUID]:
         """Which of these runs ``runner_id`` no longer holds: another runner took them over
         (it was presumed dead), or they ended or went back to the queue without it."""

@@ -227,7 +227,8 @@ async def count_flow_runs(ctx: Context, filters: Filters) -> Response:
 async def cancel_flow_run(ctx: Context, flow_run_id: UUID) -> Response:
     """Cancel a run: at once if it has not started, else its runner kills its process.
 
-    409 when the run has already ended.
+    A subflow's run is stopped inside its caller's process, which goes on: the
+    call raises ``FlowRunCancelled`` there. 409 when the run has already ended.
     """
     run = await ctx.client.cancel_flow_run(flow_run_id)  # the store's change feed wakes runners
     return json_response(run_json(run), 202)

@@ -1,0 +1,214 @@
+"""Cancelling one subflow run inside its caller's process, and nothing else of the caller.
+
+The runner tells the process which child to cancel (``runner_messages.py``); this
+interrupts the child's body where it runs, as the function's caller would see a
+cancelled run: ``FlowRunCancelled`` is raised in it.
+
+- A sync child in the main thread: a signal to the main thread (``INTERRUPT_SIGNAL``)
+  whose handler raises, so a sleep or a blocking wait ends at once, as the subflow
+  timeout's ``SIGALRM`` does. Never while the process tells the runner something
+  (``shielded``): a message cut in half would end the whole run's reporting.
+- A sync child in another thread: the exception is set on that thread
+  (``PyThreadState_SetAsyncExc``), raised at the next line of Python it runs.
+- An async child: the task that awaits it is cancelled; the ``CancelledError``
+  becomes ``FlowRunCancelled`` where the child's call returns.
+
+The children a cancelled child called end with it, CANCELLED, whatever ran them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from headrace.exceptions import FlowRunCancelled
+
+INTERRUPT_SIGNAL = signal.SIGUSR2
+"""Sent by this process to its own main thread to interrupt a sync subflow's body there."""
+
+
+@dataclass(eq=False)
+class Call:
+    """A subflow's run being executed in this process: where its body runs."""
+
+    id: str
+    name: str
+    parent_id: str
+    thread: int
+    task: asyncio.Task[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    in_body: bool = False
+    """A sync call outside the main thread: its body (not its bookkeeping) runs now."""
+    delivered: bool = False
+    """An async call: its task was cancelled for this call's own cancel."""
+
+
+_lock = threading.RLock()  # the signal handler may take it in the main thread
+_calls: dict[str, Call] = {}
+_cancelled: set[str] = set()
+_pending: list[str] = []
+"""Cancels to raise in the main thread, once it is out of every shielded part."""
+_shield_depth = 0
+"""The main thread is telling the runner something (main thread only)."""
+
+
+def cancelled_error(call: Call) -> FlowRunCancelled:
+    return FlowRunCancelled(f"Flow run {call.name} was cancelled", call.id)
+
+
+def install() -> None:
+    """Hear cancels in this run's process (called once, at start, in the main thread)."""
+    signal.signal(INTERRUPT_SIGNAL, _on_interrupt)
+
+
+def enter(call: Call) -> None:
+    with _lock:
+        _calls[call.id] = call
+
+
+def leave(call: Call) -> None:
+    with _lock:
+        _calls.pop(call.id, None)
+        _cancelled.discard(call.id)
+        with contextlib.suppress(ValueError):
+            _pending.remove(call.id)
+
+
+def cancel_of(call: Call) -> Call | None:
+    """The cancelled run among ``call`` and the subflows that called it, nearest first."""
+    with _lock:
+        current: Call | None = call
+        while current is not None:
+            if current.id in _cancelled:
+                return current
+            current = _calls.get(current.parent_id)
+        return None
+
+
+def parent_of(call: Call) -> Call | None:
+    with _lock:
+        return _calls.get(call.parent_id)
+
+
+def request(child_id: str) -> None:
+    """Cancel the subflow run ``child_id`` if this process executes it (any thread)."""
+    with _lock:
+        call = _calls.get(child_id)
+        if call is None or child_id in _cancelled:
+            return  # ended already, or told already
+        _cancelled.add(child_id)
+        reached = [call, *_descendants(child_id)]
+    interrupted: set[object] = set()
+    for each in reached:
+        place: object = each.task if each.task is not None else each.thread
+        if place not in interrupted:
+            interrupted.add(place)
+            _interrupt(each, call)
+
+
+def _descendants(child_id: str) -> list[Call]:
+    def under(call: Call) -> bool:
+        parent = _calls.get(call.parent_id)
+        while parent is not None:
+            if parent.id == child_id:
+                return True
+            parent = _calls.get(parent.parent_id)
+        return False
+
+    return [call for call in _calls.values() if under(call)]
+
+
+def _interrupt(where: Call, cancelled: Call) -> None:
+    if where.task is not None and where.loop is not None:
+        with contextlib.suppress(RuntimeError):  # its loop has closed: the call has ended
+            where.loop.call_soon_threadsafe(_cancel_task, where, cancelled)
+    elif where.thread == _main_ident():
+        with _lock:
+            _pending.append(cancelled.id)
+        signal.pthread_kill(where.thread, INTERRUPT_SIGNAL)
+    else:
+        with _lock:
+            if where.in_body:
+                _set_async_exc(where.thread, FlowRunCancelled)
+
+
+def _cancel_task(where: Call, cancelled: Call) -> None:
+    """On the task's loop: cancel it unless the call has ended meanwhile."""
+    task = where.task
+    if task is None or task.done() or _calls.get(where.id) is not where:
+        return
+    where.delivered = where is cancelled
+    task.cancel(f"Flow run {cancelled.name} was cancelled")
+
+
+def uncancel(call: Call) -> None:
+    """Take back the task cancel that delivered ``call``'s own cancel: its caller goes on."""
+    if call.delivered and call.task is not None and call.task.cancelling():
+        call.task.uncancel()
+        call.delivered = False
+
+
+def body_entered(call: Call) -> None:
+    with _lock:
+        call.in_body = True
+
+
+def body_left(call: Call) -> None:
+    """Past its body: no cancel is raised in this thread from here (a pending one is cleared)."""
+    with _lock:
+        if call.in_body and call.thread != _main_ident():
+            _set_async_exc(call.thread, None)
+        call.in_body = False
+
+
+def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """In the main thread: raise the first pending cancel, unless it is shielded now."""
+    if _shield_depth:
+        return  # raised when the shield lifts
+    with _lock:
+        while _pending:
+            call = _calls.get(_pending.pop(0))
+            if call is not None:
+                raise cancelled_error(call)
+
+
+def hold() -> None:
+    """From here until ``release``, no cancel is raised in the main thread (called in it)."""
+    global _shield_depth
+    _shield_depth += 1
+
+
+def release() -> None:
+    global _shield_depth
+    _shield_depth -= 1
+    if not _shield_depth and _pending:
+        signal.pthread_kill(threading.get_ident(), INTERRUPT_SIGNAL)  # raised here, now
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """No cancel is raised in the main thread within this (it waits for the end of it)."""
+    if threading.get_ident() != _main_ident():
+        yield
+        return
+    hold()
+    try:
+        yield
+    finally:
+        release()
+
+
+def _main_ident() -> int | None:
+    return threading.main_thread().ident
