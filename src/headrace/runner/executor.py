@@ -15,13 +15,8 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from uuid import UUID
 
-from headrace.exceptions import (
-    InvalidStateTransition,
-    StoreError,
-)
 from headrace.flow_runs import FlowRun
 from headrace.process.pipes import EventReader, read_output
 from headrace.process.protocol import (
@@ -41,7 +36,7 @@ from headrace.runner.journal import Entry, Journal
 from headrace.runner.lease import Lease
 from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
-from headrace.runner.outcome_writer import OutcomeWriter, attempt_of
+from headrace.runner.outcome_writer import OutcomeWriter
 from headrace.runner.outcomes import (
     FORK_SERVER_DIED_WHY,
     Decision,
@@ -50,18 +45,13 @@ from headrace.runner.outcomes import (
     decide_orphan,
     decide_outcome,
 )
+from headrace.runner.running_mark import RunningMark
 from headrace.runner.subflow_events import SubflowEvents
 from headrace.runner.task_events import TaskRunSink
 from headrace.runner.tracing import RunTrace, run_trace
-from headrace.states import State, StateType
 from headrace.store import AsyncStore
 
 logger = logging.getLogger(__name__)
-
-RUNNING_WRITE_DELAY_SECONDS = 0.02
-"""RUNNING is written this late (or at the run's first log line, whichever comes first): a
-quiet run shorter than this records RUNNING and its end in one transaction (the state
-history still shows both, with the child's own times)."""
 
 
 @dataclass(eq=False)
@@ -73,9 +63,7 @@ class RunHandle:
     kill_reason: KillReason | None = None
     final_event: FinalEvent | None = None
     task: asyncio.Task[FlowRun | None] | None = None
-    running_timer: asyncio.TimerHandle | None = None
-    running_args: tuple[datetime, int] = (datetime.min, 0)
-    running_write: asyncio.Future[FlowRun] | None = None
+    running: RunningMark | None = None
     events: EventReader | None = None
     journal_entry: Entry | None = None
     lease_lost: bool = False
@@ -302,7 +290,8 @@ class Executor:
         decision = decide_outcome(run, report)
         await self.subflows.settle(run, decision.state)  # its subflows' ends come first
         final = await self._persist(handle, decision)
-        await self._settle_running(handle)
+        if handle.running is not None:
+            await handle.running.settle()
         return final
 
     # -- events from the child ---------------------------------------------
@@ -327,7 +316,7 @@ class Executor:
             level,
             message,
             timestamp,
-            after=handle.running_write,
+            after=None if handle.running is None else handle.running.write,
             cut=cut,
             fields=handle.log_fields,
         )
@@ -343,38 +332,15 @@ class Executor:
             case TaskRunEvents():
                 self.task_runs.add(handle.run, event)
             case Running(started, pid):
-                handle.running_args = (datetime.fromtimestamp(started, UTC), pid)
-                handle.running_timer = asyncio.get_running_loop().call_later(
-                    RUNNING_WRITE_DELAY_SECONDS, self._mark_running, handle, *handle.running_args
-                )
+                handle.running = RunningMark(self._store, handle.run)
+                handle.running.started(started, pid)
             case Completed() | Failed() | Invalid() | Crashed():
                 handle.final_event = event
 
-    def _mark_running(self, handle: RunHandle, started: datetime, pid: int) -> None:
-        """Queue RUNNING (with the child's own start time); a cancel meanwhile makes it moot."""
-        handle.running_timer = None
-        state = State(type=StateType.RUNNING, timestamp=started)
-        run_id = handle.run.id
-        handle.running_write = self._store.queue_state(
-            run_id, state, expected=[StateType.PENDING], attempt=attempt_of(handle.run), pid=pid
-        )
-
-    def _flush_running(self, handle: RunHandle) -> None:
-        """Queue a RUNNING still held back now, ahead of the run's end, in the same batch."""
-        timer = handle.running_timer
-        if timer is not None:
-            timer.cancel()
-            self._mark_running(handle, *handle.running_args)
-
-    async def _settle_running(self, handle: RunHandle) -> None:
-        if handle.running_write is None:
-            return
-        try:
-            await handle.running_write
-        except InvalidStateTransition:
-            pass  # cancelled before it ran: the cancellation path kills the process
-        except StoreError:
-            logger.exception("Could not record flow run %s as RUNNING", handle.run.name)
+    @staticmethod
+    def _flush_running(handle: RunHandle) -> None:
+        if handle.running is not None:
+            handle.running.flush()
 
     def _watch_timeout(self, handle: RunHandle) -> asyncio.TimerHandle | None:
         seconds = handle.run.timeout_seconds
