@@ -28,6 +28,9 @@ GONE_WITHIN_SECONDS = 2.0
 """How soon a run, and all it started, must be gone once its runner is."""
 LAST_CHECK_SLACK_SECONDS = 0.25
 """How long a loaded machine may keep a run between its last check and its body."""
+LOADED_SLACK_SECONDS = 5.0
+"""What a loaded 2-core machine may add to a takeover's documented bound (still far under
+the poll that would otherwise find the run)."""
 
 
 def run_processes(runner_pid: int) -> list[int]:
@@ -121,7 +124,7 @@ async def test_runs_of_a_killed_fork_server_get_a_new_attempt(
         ids = [
             (
                 await client.create_flow_run_from_deployment(
-                    deployment_id, {"t0": i, "out": str(out), "sleep": 2}
+                    deployment_id, {"t0": i, "out": str(out), "sleep": 60, "retry_sleep": 0}
                 )
             ).id
             for i in range(4)
@@ -148,7 +151,7 @@ async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
         runner_heartbeat_timeout_seconds=timeout,
         runner_lease_margin_seconds=margin,
     )
-    runner = make_runner(settings, query_seconds=10)
+    runner = make_runner(settings, query_seconds=600)  # a poll never comes in time
     deployment_id = await runner.add_flow(basic.add)
     async with running(runner), get_client(settings) as client:
         await eventually(
@@ -165,8 +168,13 @@ async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
         run, _ = store.create_flow_run(new)
         store.claim_flow_run(run.id, remote)
         store.set_state(run.id, State(type=StateType.RUNNING), pid=1)
-        bound = timeout + margin + recovery_seconds(timeout, 10) + CANCEL_CHECK_SECONDS
-        taken = await wait_for_state(client.store, run.id, timeout=bound + 1.5)
+        bound = (
+            timeout
+            + margin
+            + recovery_seconds(timeout, runner.query_seconds)
+            + CANCEL_CHECK_SECONDS
+        )
+        taken = await wait_for_state(client.store, run.id, timeout=bound + LOADED_SLACK_SECONDS)
         assert taken.state.type == StateType.CRASHED
         assert "stopped sending heartbeats" in (taken.state.message or "")
-        assert (utcnow() - remote.heartbeat).total_seconds() < bound + 1.5
+        assert (utcnow() - remote.heartbeat).total_seconds() < bound + LOADED_SLACK_SECONDS
