@@ -140,6 +140,37 @@ async def test_runs_of_a_killed_fork_server_get_a_new_attempt(
         assert markers(out, "start").count(t0) == 2
 
 
+@pytest.mark.parametrize(
+    ("flow", "expected"), [("retried_once", StateType.COMPLETED), ("add", StateType.CRASHED)]
+)
+async def test_a_run_the_fork_server_died_starting_counts_as_one_of_its_runs(
+    settings: Settings, flow: str, expected: StateType
+) -> None:
+    """Killed with the run's fork asked for and not yet answered: a retry if it has one left."""
+    runner = make_runner(settings)
+    deployment_id = await runner.add_flow(getattr(extra if flow == "retried_once" else basic, flow))
+    async with running(runner), get_client(settings) as client:
+        warm = await client.create_flow_run_from_deployment(deployment_id, {"x": 1})
+        await wait_for_state(client.store, warm.id)  # the fork server is up
+        starter = runner._starter  # type: ignore[attr-defined]
+        server = starter._process
+        os.kill(server.pid, signal.SIGSTOP)  # it takes the request and never answers
+        run = await client.create_flow_run_from_deployment(deployment_id, {"x": 2})
+        await eventually(
+            lambda: asyncio.sleep(0, len(starter._started)), bool, what="the fork to be asked"
+        )
+        os.kill(server.pid, signal.SIGKILL)
+        done = await wait_for_state(client.store, run.id, timeout=30)
+        after = await client.create_flow_run_from_deployment(deployment_id, {"x": 3})
+        served_on = await wait_for_state(client.store, after.id, timeout=30)
+    assert done.state.type == expected, done.state.message
+    if expected == StateType.COMPLETED:
+        assert (done.result, done.run_count) == (2, 2)
+    else:
+        assert "the fork server that started its process died" in (done.state.message or "")
+    assert served_on.state.type == StateType.COMPLETED, "a new fork server serves on"
+
+
 async def test_a_dead_runners_runs_are_taken_over_within_the_heartbeat_timeout(
     database_url: str, tmp_path: Path
 ) -> None:

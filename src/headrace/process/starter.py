@@ -179,19 +179,22 @@ class ForkServerStarter:
         self._exited[request_id] = exited
         payload = pickle.dumps(job)
         try:
-            async with self._send_lock:
-                header = REQUEST.pack(request_id, len(payload))
-                socket.send_fds(sock, [header], [write_fd, out_w, err_w])
-                await loop.sock_sendall(sock, payload)
-        except OSError:
+            try:
+                async with self._send_lock:
+                    header = REQUEST.pack(request_id, len(payload))
+                    socket.send_fds(sock, [header], [write_fd, out_w, err_w])
+                    await loop.sock_sendall(sock, payload)
+            finally:
+                for fd in (write_fd, out_w, err_w):
+                    os.close(fd)
+            pid = await started
+        except (OSError, ProcessLost) as exc:
             for fd in (read_fd, out_r, err_r):
                 os.close(fd)
             self._forget(request_id)
+            if isinstance(exc, ConnectionError):  # its end closed: it died before reading it
+                raise ProcessLost("The fork server exited") from exc
             raise
-        finally:
-            for fd in (write_fd, out_w, err_w):
-                os.close(fd)
-        pid = await started
         return ChildProcess(pid, read_fd, exited, output=(out_r, err_r))
 
     def _forget(self, request_id: int) -> None:

@@ -238,15 +238,29 @@ class Executor:
         try:
             handle.process = await self._starter.start(job)
         except Exception as exc:
-            logger.exception("Could not start a process for flow run %s", run.name)
             for observer in self._observers:
                 self._tell(observer.start_failed, run)
+            if isinstance(exc, ProcessLost):
+                # The fork server died with the fork asked for: a run of the dead fork server
+                # like those it had started (what it forked died with it): a retry if left.
+                logger.error("The fork server died as it started flow run %s", run.name)
+                return self._lost_at_start(handle)
+            logger.exception("Could not start a process for flow run %s", run.name)
             return crashed(f"Could not start its process: {exc!r}")
         handle.started_at = time.monotonic()
         handle.trace.event("process started", pid=handle.process.pid)
         for observer in self._observers:
             self._tell(observer.run_started, run)
         return True
+
+    def _lost_at_start(self, handle: RunHandle) -> Decision:
+        """The outcome of a run whose process the fork server died forking, or never forked."""
+        entry = handle.journal_entry
+        if entry is not None and self._journal is not None:
+            handle.final_event = self._journal.recorded(entry)  # its body may have ended
+        return decide_outcome(
+            handle.run, ProcessReport(None, handle.final_event, handle.kill_reason)
+        )
 
     async def _wait_for_exit(self, handle: RunHandle) -> int | None:
         """Pump the process's events and output, watch its timeout, wait for its exit."""
