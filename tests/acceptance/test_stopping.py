@@ -32,6 +32,8 @@ pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 30.0
+STARTUP_SECONDS = 60.0
+"""How long ``headrace serve`` may take to answer ``/health`` on a loaded 2-core host."""
 OUTLIVING_SECONDS = 60.0
 """A first attempt that outlives any grace period here, however slowly the machine signals."""
 
@@ -56,7 +58,14 @@ class Served:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + DEADLINE_SECONDS
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.kill()  # not yet in the fixture's list: nothing else would end it
+            raise
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
         while not self._healthy():
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, self.log.read_text()
