@@ -32,7 +32,10 @@ pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 30.0
-RUN_SECONDS = 2.0
+STARTUP_SECONDS = 60.0
+"""How long ``headrace serve`` may take to answer ``/health`` on a loaded 2-core host."""
+OUTLIVING_SECONDS = 60.0
+"""A first attempt that outlives any grace period here, however slowly the machine signals."""
 
 
 class Served:
@@ -55,7 +58,14 @@ class Served:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + DEADLINE_SECONDS
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.kill()  # not yet in the fixture's list: nothing else would end it
+            raise
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
         while not self._healthy():
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, self.log.read_text()
@@ -124,11 +134,22 @@ def read_run(settings: Settings, run_id: UUID) -> FlowRun:
 
 
 def start_touching(settings: Settings, tmp_path: Path, served: list[Served]) -> tuple[Served, UUID]:
-    runner = Served(settings, tmp_path, "tests/flows/basic.py:touch", grace=30)
+    """A runner whose run lasts until ``end_run`` opens its gate: it is still running when
+    the test stops its runner, however loaded the machine."""
+    runner = Served(settings, tmp_path, "tests/flows/extra.py:touch_until", grace=30)
     served.append(runner)
-    out = tmp_path / "markers"
-    run_id = runner.trigger_running(t0=0, out=str(out), sleep=RUN_SECONDS)
+    out, gate = tmp_path / "markers", tmp_path / "gate"
+    run_id = runner.trigger_running(t0=0, out=str(out), gate=str(gate))
     return runner, run_id
+
+
+def end_run_once_draining(runner: Served, tmp_path: Path, signal_name: str) -> None:
+    """Let the run end once the runner says it drains (so it drained a run in flight)."""
+    heard = time.monotonic()
+    while f"Received {signal_name}: draining" not in runner.log.read_text():
+        assert time.monotonic() - heard < DEADLINE_SECONDS, runner.log.read_text()
+        time.sleep(0.01)
+    (tmp_path / "gate").touch()
 
 
 def assert_drained(settings: Settings, runner: Served, run_id: UUID) -> None:
@@ -141,6 +162,7 @@ def assert_drained(settings: Settings, runner: Served, run_id: UUID) -> None:
 def test_ctrl_c_drains(settings: Settings, tmp_path: Path, served: list[Served]) -> None:
     runner, run_id = start_touching(settings, tmp_path, served)
     runner.process.send_signal(signal.SIGINT)
+    end_run_once_draining(runner, tmp_path, "SIGINT")
     assert_drained(settings, runner, run_id)
 
 
@@ -150,6 +172,7 @@ def test_systemd_kill_mode_mixed_drains(
     """SIGTERM to the main process; SIGKILL to whatever is left once TimeoutStopSec is up."""
     runner, run_id = start_touching(settings, tmp_path, served)
     runner.process.send_signal(signal.SIGTERM)
+    end_run_once_draining(runner, tmp_path, "SIGTERM")
     try:
         runner.stopped(timeout=DEADLINE_SECONDS)  # the unit's TimeoutStopSec is above the grace
     except subprocess.TimeoutExpired:
@@ -166,6 +189,7 @@ def test_a_sigterm_to_every_process_drains(
     assert len(everyone) >= 3, "the runner, its fork server and the run"
     for pid in everyone:
         os.kill(pid, signal.SIGTERM)
+    end_run_once_draining(runner, tmp_path, "SIGTERM")
     assert_drained(settings, runner, run_id)
     assert "ignored a SIGTERM its runner did not send" in runner.log.read_text()
 
@@ -182,6 +206,7 @@ def test_a_sigterm_twice_within_a_second_is_one_stop(
     if time.monotonic() - heard > 0.5:
         pytest.skip("too slow to signal again within a second of the first")
     runner.process.send_signal(signal.SIGTERM)
+    (tmp_path / "gate").touch()
     assert_drained(settings, runner, run_id)
     console = runner.log.read_text()
     assert "stopping the running runs now" not in console, "not a hurry"
@@ -189,16 +214,24 @@ def test_a_sigterm_twice_within_a_second_is_one_stop(
 
 
 @pytest.mark.parametrize(
-    ("entrypoint", "expected"),
-    [("tests/flows/basic.py:touch", "CRASHED"), ("tests/flows/extra.py:touch_retried", "RETRIED")],
+    ("entrypoint", "expected", "retry"),
+    [
+        ("tests/flows/basic.py:touch", "CRASHED", {}),
+        ("tests/flows/extra.py:touch_retried", "RETRIED", {"retry_sleep": 0}),
+    ],
 )
 def test_a_run_outliving_the_grace_period_is_not_re_run_unless_it_has_retries(
-    settings: Settings, tmp_path: Path, served: list[Served], entrypoint: str, expected: str
+    settings: Settings,
+    tmp_path: Path,
+    served: list[Served],
+    entrypoint: str,
+    expected: str,
+    retry: dict[str, float],
 ) -> None:
     out = tmp_path / "markers"
     first = Served(settings, tmp_path, entrypoint, grace=0.5)
     served.append(first)
-    run_id = first.trigger_running(t0=0, out=str(out), sleep=RUN_SECONDS)
+    run_id = first.trigger_running(t0=0, out=str(out), sleep=OUTLIVING_SECONDS, **retry)
     first.process.send_signal(signal.SIGTERM)
     assert first.stopped() == 0, first.log.read_text()
     second = Served(settings, tmp_path, entrypoint, grace=30)

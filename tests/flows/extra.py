@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from headrace import flow
+from headrace import flow, runtime
 
 
 @flow
@@ -85,12 +85,38 @@ def echo(value: Any) -> Any:
 
 
 @flow(retries=1)
-def touch_retried(t0: float, out: str, sleep: float = 0.0) -> float:
-    """``basic.touch`` with one retry: "start"/"end" markers, one line each."""
+def touch_retried(
+    t0: float, out: str, sleep: float = 0.0, retry_sleep: float | None = None
+) -> float:
+    """``basic.touch`` with one retry: "start"/"end" markers, one line each.
+
+    A retry sleeps ``retry_sleep`` when given: a first attempt that must still be running
+    when the test stops it can last far longer than any machine's delay, and its retry
+    need not.
+    """
     start = time.time()
     with open(out, "a") as handle:
         handle.write(f"start {t0} {start}\n")
-    time.sleep(sleep)
+    retry = (runtime.flow_run.run_count or 1) > 1
+    time.sleep(retry_sleep if retry and retry_sleep is not None else sleep)
+    with open(out, "a") as handle:
+        handle.write(f"end {t0} {time.time()}\n")
+    return start
+
+
+@flow
+def touch_until(t0: float, out: str, gate: str, seconds: float = 60) -> float:
+    """``basic.touch`` whose body lasts until the file ``gate`` exists (``seconds`` at most).
+
+    The test creates ``gate`` once it has done what must happen while the body runs: a
+    fixed sleep would end the body early on a machine slow to do that.
+    """
+    start = time.time()
+    with open(out, "a") as handle:
+        handle.write(f"start {t0} {start}\n")
+    deadline = time.monotonic() + seconds
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     with open(out, "a") as handle:
         handle.write(f"end {t0} {time.time()}\n")
     return start

@@ -45,6 +45,11 @@ async def test_a_draining_runner_answers_until_its_last_run_ends(
             lambda: http.get("/ready"), lambda r: r.status_code == 503, what="/ready to say so"
         )
         assert ready.json()["message"] == "The runner is stopping"
+        # Its poll has stopped, on purpose: liveness must not get it restarted now.
+        await asyncio.sleep(
+            3 * settings.runner_server_missed_polls_tolerance * runner.query_seconds
+        )
+        assert (await http.get("/health")).status_code == 200
         running = await http.get(f"/flow_runs/{run_id}")
         assert running.json()["state"]["type"] == "RUNNING"
         assert (await http.post(f"/flow_runs/{run_id}/cancel")).status_code in (200, 202)

@@ -18,7 +18,7 @@ from headrace.client import get_client
 from headrace.flow_runs import FlowRun
 from headrace.settings import Settings
 from headrace.states import TERMINAL_STATES, StateType
-from tests.flows import basic
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, process_alive, running, wait_for_state
 from tests.integration.dbproxy import proxy_for
 
@@ -96,20 +96,26 @@ async def test_a_run_that_ends_while_the_database_is_away_is_completed_once_it_i
         runner = make_runner(
             direct.model_copy(update={"database_url": proxy.url_for(postgres_url)})
         )
-        deployment_id = await runner.add_flow(basic.touch)
+        deployment_id = await runner.add_flow(extra.touch_until, "touch")
         async with running(runner), get_client(direct) as client:
-            params = {"t0": 0, "out": str(out), "sleep": 0.5}
+            gate = tmp_path / "gate"
+            params = {"t0": 0, "out": str(out), "gate": str(gate)}
             run = await client.create_flow_run_from_deployment(deployment_id, params)
             await wait_for_state(client.store, run.id, {StateType.RUNNING}, timeout=30)
             proxy.down()
+            gate.touch()  # the body ends now that its end cannot be stored
             await eventually(lambda: body_ended(out), bool, what="its body to end")
+            await eventually(
+                lambda: asyncio.sleep(0, "1 outcomes wait for the database" in caplog.text),
+                bool,
+                timeout=30,
+                what="the waiting outcome to be reported",
+            )
             await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself: only time passes
-            reported = "1 outcomes wait for the database" in caplog.text
             proxy.up()
             done = await wait_for_state(client.store, run.id, timeout=30)
     assert_ran_once(done, out)
     assert done.result == start_times(out)[0]
-    assert reported, "the outcome waiting for the database was not reported"
     assert not list((direct.home / "journal").iterdir()), "its stopped runner kept a journal"
 
 

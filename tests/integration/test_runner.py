@@ -186,7 +186,7 @@ async def test_cancel_a_running_run_kills_its_process_tree(
         pids = [int(p) for p in pidfile.read_text().split()]
         cancelling = await client.cancel_flow_run(run.id)
         assert cancelling.state.type == StateType.CANCELLING
-        done = await wait_for_state(client.store, run.id, timeout=10)
+        done = await wait_for_state(client.store, run.id, timeout=30)
         assert done.state.type == StateType.CANCELLED
         for pid in pids:
             await eventually(
@@ -219,11 +219,12 @@ async def _read(path: Path) -> str:
 
 
 SLOW_POLLS: dict[str, object] = {
-    "query_seconds": 60,
-    "dispatch_seconds": 60.0,
-    "cancel_check_seconds": 60.0,
+    "query_seconds": 600,
+    "dispatch_seconds": 600.0,
+    "cancel_check_seconds": 600.0,
 }
-"""The runner's fallback polls wait a minute: only a database notification is quick."""
+"""The runner's fallback polls wait longer than the test's own timeout: only a database
+notification can be in time, however loaded the machine."""
 
 
 async def test_runs_queued_by_another_process_start_at_once(
@@ -239,10 +240,8 @@ async def test_runs_queued_by_another_process_start_at_once(
             run, _ = other.create_flow_run(
                 NewFlowRun(flow_name="add", deployment_id=deployment_id, parameters={"x": 1})
             )
-        done = await wait_for_state(client.store, run.id, timeout=10)
+        done = await wait_for_state(client.store, run.id, timeout=30)
         assert done.state.type == StateType.COMPLETED
-        assert done.start_time is not None
-        assert (done.start_time - run.created).total_seconds() < 5.0
 
 
 async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
@@ -264,7 +263,7 @@ async def test_a_run_is_claimed_once_and_its_end_claims_nothing_when_none_wait(
 
     async def one_run(client: HeadraceClient, x: int) -> None:
         run = await client.create_flow_run_from_deployment(deployment_id, {"x": x})
-        done = await wait_for_state(client.store, run.id, timeout=10)
+        done = await wait_for_state(client.store, run.id, timeout=30)
         assert done.state.type == StateType.COMPLETED
 
     async with running(runner), get_client(settings) as client:
@@ -287,19 +286,19 @@ async def test_a_cancel_from_another_process_reaches_the_runner_at_once(
         await wait_for_state(client.store, run.id, {StateType.RUNNING})
         with contextlib.closing(SQLStore(database_url)) as other:
             assert other.request_cancellation(run.id).state.type == StateType.CANCELLING
-        done = await wait_for_state(client.store, run.id, timeout=10)
+        done = await wait_for_state(client.store, run.id, timeout=30)
         assert done.state.type == StateType.CANCELLED
 
 
 async def test_client_created_ad_hoc_runs_reach_the_named_runner_or_wait_to_be_executed(
     settings: Settings,
 ) -> None:
-    runner = Runner(settings=settings, query_seconds=30, handle_signals=False)
+    runner = Runner(settings=settings, query_seconds=600, handle_signals=False)
     await runner.add_flow(basic.fail)  # a deployment to serve; the ad-hoc runs are of another flow
     async with running(runner), get_client(settings) as client:
         waiting = await client.create_flow_run(basic.add, {"x": 5})
         named = await client.create_flow_run(basic.add, {"x": 2}, runner_name=runner.name)
-        done = await wait_for_state(client.store, named.id, timeout=10)
+        done = await wait_for_state(client.store, named.id, timeout=30)
         assert done.state.type == StateType.COMPLETED
         assert done.result == 3 and done.deployment_id is None
         # The serving runner claimed the later run, never the one addressed to nobody.
@@ -327,7 +326,7 @@ async def test_a_dead_fork_server_crashes_its_runs_and_is_replaced(
         server = runner._starter._process  # type: ignore[union-attr]
         assert server is not None
         os.kill(server.pid, signals.SIGKILL)
-        lost = await wait_for_state(client.store, slow.id, timeout=10)
+        lost = await wait_for_state(client.store, slow.id, timeout=30)
         assert lost.state.type == StateType.CRASHED
         assert "fork server" in (lost.state.message or "")
         pid = lost.pid
@@ -435,7 +434,7 @@ async def test_heartbeats_keep_up_with_the_timeout_however_rarely_it_polls(
     from headrace.store.tables import runners
 
     quick = settings.model_copy(update={"runner_heartbeat_timeout_seconds": 1.5})
-    runner = make_runner(quick, query_seconds=60)
+    runner = make_runner(quick, query_seconds=600)
     await runner.add_flow(basic.add)
     beats: set[object] = set()
     with contextlib.closing(SQLStore(database_url)) as other:
@@ -447,8 +446,9 @@ async def test_heartbeats_keep_up_with_the_timeout_however_rarely_it_polls(
                     beats.add(conn.execute(query).scalar())
                 return len(beats)
 
-            # Polls come a minute apart; the heartbeat must still beat every half second.
-            await eventually(heartbeats, lambda n: n >= 4, timeout=5, what="heartbeats")
+            # Polls come ten minutes apart; the heartbeat beats every half second on its own
+            # timer. Four beats take two seconds; the rest is what a loaded machine adds.
+            await eventually(heartbeats, lambda n: n >= 4, timeout=20, what="heartbeats")
 
 
 async def _idle(runner: Runner) -> bool:

@@ -27,8 +27,13 @@ from tests.helpers import eventually, make_runner, running, wait_for_state
 
 pytestmark = pytest.mark.timeout(90)
 
-SLOW_POLL_SECONDS = 30.0
-"""A poll interval far longer than any wait below: what happens sooner was not the poll."""
+SLOW_POLLS: dict[str, object] = {
+    "query_seconds": 600.0,
+    "dispatch_seconds": 600.0,
+    "cancel_check_seconds": 600.0,
+}
+"""Fallback polls far apart, longer than the test's own timeout: what happens at all was not
+a poll, however loaded the machine. Bounds on how long it took would say nothing more."""
 
 
 # -- the Runner API --------------------------------------------------------------------------
@@ -38,7 +43,7 @@ async def test_runner_properties_and_slots(settings: Settings, tmp_path: Path) -
     runner = make_runner(settings, limit=1)
     assert runner.limit == 1 and runner.last_polled is None
     adder = await runner.add_flow(basic.add, "adder")
-    toucher = await runner.add_flow(basic.touch, "toucher")
+    toucher = await runner.add_flow(extra.touch_until, "toucher")
     assert await runner.add_flow(basic.add, "adder", parameters={"y": 3}) == adder, "upsert"
     assert runner.deployment_ids == {adder, toucher}
     async with running(runner), get_client(settings) as client:
@@ -46,12 +51,13 @@ async def test_runner_properties_and_slots(settings: Settings, tmp_path: Path) -
         assert runner.last_polled.utcoffset() == timedelta(0)
         assert abs((utcnow() - runner.last_polled).total_seconds()) < 30
         assert runner.has_slots_available()
-        out = tmp_path / "markers"
+        out, gate = tmp_path / "markers", tmp_path / "gate"
         run = await client.create_flow_run_from_deployment(
-            toucher, {"t0": 0, "out": str(out), "sleep": 1.5}
+            toucher, {"t0": 0, "out": str(out), "gate": str(gate)}
         )
         await wait_for_state(client.store, run.id, {StateType.RUNNING})
         assert not runner.has_slots_available()
+        gate.touch()
         await wait_for_state(client.store, run.id)
         await eventually(
             lambda: _value(runner.has_slots_available()), bool, what="the slot to free up"
@@ -111,43 +117,36 @@ async def test_start_run_once_executes_due_runs_and_returns(settings: Settings) 
 async def test_local_work_starts_without_waiting_for_a_poll(
     settings: Settings, tmp_path: Path
 ) -> None:
-    runner = make_runner(settings, limit=1, query_seconds=SLOW_POLL_SECONDS)
+    runner = make_runner(settings, limit=1, **SLOW_POLLS)
     toucher = await runner.add_flow(basic.touch, "toucher")
     out = tmp_path / "markers"
     async with running(runner), get_client(settings) as client:
-        started = time.monotonic()
         first = await client.create_flow_run_from_deployment(
             toucher, {"t0": 1, "out": str(out), "sleep": 0.5}
         )
         second = await client.create_flow_run_from_deployment(
             toucher, {"t0": 2, "out": str(out), "sleep": 0}
         )
-        done_first = await wait_for_state(client.store, first.id, timeout=15)
-        done_second = await wait_for_state(client.store, second.id, timeout=15)
-        elapsed = time.monotonic() - started
+        # The second starts once the first frees the only slot, and no poll comes before
+        # the test's timeout.
+        done_first = await wait_for_state(client.store, first.id, timeout=30)
+        done_second = await wait_for_state(client.store, second.id, timeout=30)
     assert done_first.state.type == done_second.state.type == StateType.COMPLETED
-    assert elapsed < 10, f"took {elapsed:.1f}s: the runs waited for a poll"
-    assert done_first.end_time is not None and done_second.start_time is not None
-    gap = (done_second.start_time - done_first.end_time).total_seconds()
-    assert gap < 3, f"the queued run started {gap:.1f}s after the slot freed"
 
 
 async def test_cancellation_is_noticed_without_waiting_for_a_poll(
     settings: Settings, tmp_path: Path
 ) -> None:
-    runner = make_runner(settings, query_seconds=SLOW_POLL_SECONDS)
+    runner = make_runner(settings, **SLOW_POLLS)
     toucher = await runner.add_flow(basic.touch, "toucher")
     async with running(runner), get_client(settings) as client:
         run = await client.create_flow_run_from_deployment(
             toucher, {"t0": 0, "out": str(tmp_path / "m"), "sleep": 60}
         )
-        await wait_for_state(client.store, run.id, {StateType.RUNNING}, timeout=15)
-        started = time.monotonic()
+        await wait_for_state(client.store, run.id, {StateType.RUNNING}, timeout=30)
         await client.cancel_flow_run(run.id)
-        done = await wait_for_state(client.store, run.id, timeout=15)
-        elapsed = time.monotonic() - started
+        done = await wait_for_state(client.store, run.id, timeout=30)  # before its body ends
     assert done.state.type == StateType.CANCELLED
-    assert elapsed < 5, f"cancelled after {elapsed:.1f}s"
 
 
 # -- a failing poll --------------------------------------------------------------------------
@@ -264,17 +263,17 @@ async def test_requeue_policy_requeues_at_once_and_the_next_start_runs_it_again(
     database_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(
-        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=60
+        home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=600
     )
     marker = tmp_path / "starts"
     runner = make_runner(settings)
     deployment = await runner.add_flow(extra.slow_first_time, on_shutdown="requeue")
     async with get_client(settings) as client:
         run = await client.create_flow_run_from_deployment(deployment, {"marker": str(marker)})
-    started = time.monotonic()
     async with running(runner), get_client(settings) as client:
         await wait_for_state(client.store, run.id, {StateType.RUNNING})
-    assert time.monotonic() - started < 30, "requeue does not wait for the grace period"
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 60, "requeue does not wait for the grace period"
     async with get_client(settings) as client:
         requeued = await client.read_flow_run(run.id)
     assert requeued.state.type == StateType.SCHEDULED and requeued.state.name == "Requeued"

@@ -36,12 +36,13 @@ def max_overlap(markers: Path) -> int:
 
 
 async def trigger(
-    settings: Settings, deployment_id: UUID, count: int, **params: object
+    settings: Settings, deployment_id: UUID, count: int, first: int = 0, **params: object
 ) -> list[UUID]:
+    """``count`` runs of ``touch``-like flows, their ``t0`` numbered from ``first``."""
     async with get_client(settings) as client:
         runs = [
             await client.create_flow_run_from_deployment(deployment_id, {"t0": i, **params})
-            for i in range(count)
+            for i in range(first, first + count)
         ]
     return [run.id for run in runs]
 
@@ -68,16 +69,20 @@ async def test_a_full_runner_waits_for_a_free_slot_without_polling_hard(
 ) -> None:
     """A due run that finds every slot busy waits for the slot, not in a busy loop."""
     runner = make_runner(settings, limit=1)
-    deployment_id = await runner.add_flow(basic.touch)
-    first, second = await trigger(settings, deployment_id, 2, out=str(tmp_path / "m"), sleep=1.5)
+    deployment_id = await runner.add_flow(extra.touch_until)
+    gate = tmp_path / "gate"
+    first, second = await trigger(
+        settings, deployment_id, 2, out=str(tmp_path / "m"), gate=str(gate)
+    )
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, first, {StateType.RUNNING})
         assert runner._session is not None
         poll = runner._session.poll
         steps, started = poll.steps, time.monotonic()
-        await wait_for_state(client.store, first)
+        await asyncio.sleep(1.5)  # the span watched; the gate keeps the only slot busy all along
         polls = poll.steps - steps
         allowed = (time.monotonic() - started) / runner.query_seconds + 3
+        gate.touch()
         assert polls <= allowed, f"{polls} polls while the only slot was busy"
         done = await wait_for_state(client.store, second)
         assert done.state.type == StateType.COMPLETED, done.state.message
@@ -103,7 +108,10 @@ async def test_a_run_that_outlives_the_grace_period_follows_the_crash_rule(
     out = tmp_path / "markers"
     runner = make_runner(settings, limit=1)
     deployment_id = await runner.add_flow(basic.touch)
-    ids = await trigger(settings, deployment_id, 3, out=str(out), sleep=3)
+    # The first outlives the grace period by far whatever the machine's delays; the queued
+    # ones are quick once run.
+    ids = await trigger(settings, deployment_id, 1, out=str(out), sleep=60)
+    ids += await trigger(settings, deployment_id, 2, first=1, out=str(out), sleep=0)
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, ids[0], {StateType.RUNNING})
     async with get_client(settings) as client:
@@ -133,7 +141,7 @@ async def test_a_run_with_a_retry_left_gets_a_new_attempt_after_the_grace_period
     out = tmp_path / "markers"
     runner = make_runner(settings, limit=1)
     deployment_id = await runner.add_flow(extra.touch_retried)
-    (run_id,) = await trigger(settings, deployment_id, 1, out=str(out), sleep=3)
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(out), sleep=60, retry_sleep=0)
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, run_id, {StateType.RUNNING})
     async with get_client(settings) as client:
@@ -157,10 +165,14 @@ async def test_drain_finishes_runs_within_the_grace_period(
         home=tmp_path / "home", database_url=database_url, runner_shutdown_grace_seconds=30
     )
     runner = make_runner(settings, limit=2)
-    deployment_id = await runner.add_flow(basic.touch)
-    (run_id,) = await trigger(settings, deployment_id, 1, out=str(tmp_path / "m"), sleep=0.5)
+    deployment_id = await runner.add_flow(extra.touch_until)
+    gate = tmp_path / "gate"
+    (run_id,) = await trigger(settings, deployment_id, 1, out=str(tmp_path / "m"), gate=str(gate))
     async with get_client(settings) as client, running(runner):
         await wait_for_state(client.store, run_id, {StateType.RUNNING})
+        await runner.stop()
+        assert runner.draining
+        gate.touch()  # it ends while its runner drains
     async with get_client(settings) as client:
         assert (await client.read_flow_run(run_id)).state.type == StateType.COMPLETED
 
@@ -334,6 +346,6 @@ async def test_a_run_whose_end_went_unrecorded_is_resolved_by_its_own_runner(
         # As if this runner had claimed and started it, then failed to record its end.
         await client.store.claim_flow_run(run.id, runner.record)
         await client.store.set_state(run.id, State(type=StateType.RUNNING))
-        resolved = await wait_for_state(client.store, run.id, timeout=10)
+        resolved = await wait_for_state(client.store, run.id, timeout=30)
     assert resolved.state.type == StateType.CRASHED
     assert "could not be recorded" in (resolved.state.message or "")

@@ -27,6 +27,9 @@ from tests.helpers import eventually, make_runner, running
 
 pytestmark = pytest.mark.timeout(60)
 
+START_SLACK_SECONDS = 10.0
+"""How late a loaded machine may start a due run's process: still far under a poll."""
+
 
 def every(seconds: float) -> DeploymentSpec:
     schedule = construct_schedule(interval=seconds)
@@ -281,11 +284,11 @@ async def _polls(runner: Runner) -> int:
     return runner._session.liveness.polls
 
 
-async def test_a_due_scheduled_run_starts_within_a_second(
+async def test_a_due_scheduled_run_starts_at_its_time_not_at_the_next_poll(
     settings: Settings, tmp_path: Path
 ) -> None:
     out = tmp_path / "markers"
-    runner = make_runner(settings, query_seconds=30)  # far longer than the schedule
+    runner = make_runner(settings, query_seconds=600)  # far longer than the test's own timeout
     deployment_id = await runner.add_flow(
         basic.touch, "ticker", interval=1, parameters={"t0": 0, "out": str(out)}
     )
@@ -295,9 +298,12 @@ async def test_a_due_scheduled_run_starts_within_a_second(
                 deployment_id=deployment_id, states=[StateType.COMPLETED]
             ),
             lambda runs: len(runs) >= 2,
-            timeout=10,
+            timeout=30,
             what="two scheduled runs to complete",
         )
     for run in runs:
         assert run.start_time is not None and run.expected_start_time is not None
-        assert (run.start_time - run.expected_start_time).total_seconds() < 1.0
+        late = (run.start_time - run.expected_start_time).total_seconds()
+        # Started at its time: well under a second on an idle machine, far under the poll
+        # here; the bound is what a loaded 2-core machine may add to starting a process.
+        assert late < START_SLACK_SECONDS, f"started {late:.1f} s after its time"

@@ -13,7 +13,7 @@ import pytest
 from headrace.runner.server import build_server, get_subflow_schemas
 from headrace.settings import Settings
 from headrace.states import utcnow
-from tests.flows import basic
+from tests.flows import basic, extra
 from tests.helpers import eventually, make_runner, running
 from tests.integration.server_app import client, served
 
@@ -94,19 +94,21 @@ async def test_health_tolerance_is_polls_times_interval(sqlite_settings: Setting
 
 
 async def test_run_count_and_shutdown(sqlite_settings: Settings, tmp_path: Path) -> None:
-    runner, ids = await served(sqlite_settings)
+    runner, _ = await served(sqlite_settings)
+    gated = await runner.add_flow(extra.touch_until, "gated")
     app = await build_server(runner)
-    out = tmp_path / "touched"
+    out, gate = tmp_path / "touched", tmp_path / "gate"
     task = asyncio.create_task(runner.start())
     async with client(app) as c:
         await eventually(lambda: c.get("/health"), lambda r: r.status_code == 200)
         assert (await c.get("/run_count")).json() == 0
-        body = {"t0": 1, "out": str(out), "sleep": 0.8}
-        await c.post(f"/deployment/{ids['toucher']}/run", json=body)
+        body = {"t0": 1, "out": str(out), "gate": str(gate)}
+        await c.post(f"/deployment/{gated}/run", json=body)
         await eventually(lambda: c.get("/run_count"), lambda r: r.json() == 1)
         response = await c.post("/shutdown")
         assert response.status_code == 200
         assert response.json() == {"message": "OK"}
+        gate.touch()  # the run ends only now, while the runner drains
     await asyncio.wait_for(task, timeout=30)  # drained: the running run finished first
     assert "end 1" in out.read_text()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,13 @@ from tests.integration.server_app import client as asgi_client
 
 pytestmark = pytest.mark.timeout(60)
 
-SLOW_POLL_SECONDS = 30.0
+SLOW_POLLS: dict[str, object] = {
+    "query_seconds": 600.0,
+    "dispatch_seconds": 600.0,
+    "cancel_check_seconds": 600.0,
+}
+"""Fallback polls far apart, longer than the test's own timeout: a run that ends at all
+started without one, however loaded the machine."""
 
 
 async def test_flow_run_status_precedence_404_403_400_429(tmp_path: Path) -> None:
@@ -71,23 +76,20 @@ async def test_deployment_route_status_precedence_400_then_429(tmp_path: Path) -
 
 
 async def test_triggered_runs_start_without_waiting_for_a_poll(settings: Settings) -> None:
-    runner = make_runner(settings, query_seconds=SLOW_POLL_SECONDS)
+    runner = make_runner(settings, **SLOW_POLLS)
     deployment = await runner.add_flow(basic.add, "adder")
     await runner.add_flow(nested.double, "double")
     app = await build_server(runner)
     async with running(runner), asgi_client(app) as client:
-        started = time.monotonic()
-        by_deployment = await client.post(f"/deployment/{deployment}/run?wait=15", json={"x": 1})
+        by_deployment = await client.post(f"/deployment/{deployment}/run?wait=30", json={"x": 1})
         by_entrypoint = await client.post(
-            "/flow/run?wait=15",
+            "/flow/run?wait=30",
             json={"entrypoint": "tests.flows.nested:double", "parameters": {"x": 4}},
         )
-        elapsed = time.monotonic() - started
     assert by_deployment.status_code == 200, by_deployment.text
     assert by_deployment.json()["result"] == 2
     assert by_entrypoint.status_code == 200, by_entrypoint.text
     assert by_entrypoint.json()["result"] == 8
-    assert elapsed < 10, f"took {elapsed:.1f}s: the runs waited for a poll"
 
 
 async def test_unknown_parameters_of_a_flow_without_parameters_are_400(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ async def test_a_cached_result_expires(settings: Settings, tmp_path: Path) -> No
             async def expired() -> bool:
                 return not await client.store.read_task_cache(str(deployment), utcnow())
 
-            await eventually(expired, bool, timeout=10, what="the cache entry to expire")
+            await eventually(expired, bool, timeout=30, what="the cache entry to expire")
         _, later = await _run(runner, deployment, settings, x=1, counter=str(counter))
     assert counter.read_text() == "2" and later[0].state.name == "Completed"
 

@@ -38,11 +38,9 @@ from headrace.runner.logsink import LogSink
 from headrace.runner.metrics import RunObserver
 from headrace.runner.outcome_writer import OutcomeWriter
 from headrace.runner.outcomes import (
-    FORK_SERVER_DIED_WHY,
     Decision,
     KillReason,
     ProcessReport,
-    decide_orphan,
     decide_outcome,
 )
 from headrace.runner.running_mark import RunningMark
@@ -234,21 +232,30 @@ class Executor:
             return False
         try:
             handle.process = await self._starter.start(job)
-        except ProcessLost:
-            # The fork server died as it was asked to start it: infrastructure, not the
-            # run's fault. Its body may have begun (and died with the server): a new attempt.
-            logger.warning("The fork server exited as flow run %s was starting", run.name)
-            return decide_orphan(run, FORK_SERVER_DIED_WHY)
         except Exception as exc:
-            logger.exception("Could not start a process for flow run %s", run.name)
             for observer in self._observers:
                 self._tell(observer.start_failed, run)
+            if isinstance(exc, ProcessLost):
+                # The fork server died with the fork asked for: a run of the dead fork server
+                # like those it had started (what it forked died with it): a retry if left.
+                logger.error("The fork server died as it started flow run %s", run.name)
+                return self._lost_at_start(handle)
+            logger.exception("Could not start a process for flow run %s", run.name)
             return crashed(f"Could not start its process: {exc!r}")
         handle.started_at = time.monotonic()
         handle.trace.event("process started", pid=handle.process.pid)
         for observer in self._observers:
             self._tell(observer.run_started, run)
         return True
+
+    def _lost_at_start(self, handle: RunHandle) -> Decision:
+        """The outcome of a run whose process the fork server died forking, or never forked."""
+        entry = handle.journal_entry
+        if entry is not None and self._journal is not None:
+            handle.final_event = self._journal.recorded(entry)  # its body may have ended
+        return decide_outcome(
+            handle.run, ProcessReport(None, handle.final_event, handle.kill_reason)
+        )
 
     async def _wait_for_exit(self, handle: RunHandle) -> int | None:
         """Pump the process's events and output, watch its timeout, wait for its exit."""

@@ -142,10 +142,12 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
     tolerance = ctx.settings.runner_server_missed_polls_tolerance
 
     async def perform_health_check() -> Response:
-        """200 while the runner polls; 503 once its last poll is older than
-        MISSED_POLLS_TOLERANCE poll intervals."""
+        """200 while the runner polls (or drains: its poll stopped on purpose); 503 once its
+        last poll is older than MISSED_POLLS_TOLERANCE poll intervals."""
         last = runner.last_polled
         stale_after = tolerance * runner.query_seconds
+        if runner.draining and last is not None:
+            return raw_json_response(OK)  # restarting it now would kill the runs it finishes
         if last is None or (utcnow() - last).total_seconds() > stale_after:
             return raw_json_response(UNRESPONSIVE, 503)
         return raw_json_response(OK)
