@@ -29,7 +29,7 @@ from tests.helpers import free_port
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 30
+STARTUP_SECONDS = 60
 COMMAND_SECONDS = 60
 SHUTDOWN_SECONDS = 15
 

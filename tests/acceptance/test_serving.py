@@ -30,7 +30,7 @@ from tests.pages import table_rows
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 30.0
+STARTUP_SECONDS = 60.0
 STOP_SECONDS = 30.0
 
 

@@ -44,7 +44,7 @@ DATABASE_TIMEOUT_SECONDS = 2.0
 TRIGGER_BOUND_SECONDS = 2 * DATABASE_TIMEOUT_SECONDS + 2.0
 """A trigger waits for the database at most twice its timeout (a backlog count, then the
 insert); the rest is a busy 2-core host."""
-STARTUP_SECONDS = 30.0
+STARTUP_SECONDS = 60.0
 SETTLE_SECONDS = 45.0
 """How long every run may take to end once the fault has cleared."""
 
