@@ -196,15 +196,24 @@ async def test_cancelling_a_child_ends_its_own_children(
     assert parent.result == f"caught Flow run {middle.name} was cancelled"
 
 
-async def test_a_cancelled_async_child_raises_in_its_async_caller(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize(
+    ("caller", "caught"),
+    [
+        # An async child, awaited by its async caller: its task is cancelled.
+        ("async_parent_of_a_cancelled_child", "caught FlowRunCancelled: "),
+        # A sync child in a worker thread: raised between two of its lines.
+        ("parent_of_a_child_in_a_thread", "caught "),
+    ],
+)
+async def test_a_cancelled_child_raises_in_its_caller_wherever_it_runs(
+    settings: Settings, tmp_path: Path, caller: str, caught: str
 ) -> None:
     parent, child, _, _ = await cancel_child(
-        settings, subflows.async_parent_of_a_cancelled_child, tmp_path / "marker"
+        settings, getattr(subflows, caller), tmp_path / "marker"
     )
     assert child.state.type == StateType.CANCELLED, child.state
     assert parent.state.type == StateType.COMPLETED, parent.state.message
-    assert parent.result == f"caught FlowRunCancelled: Flow run {child.name} was cancelled"
+    assert parent.result == f"{caught}Flow run {child.name} was cancelled"
 
 
 async def awaiting_its_retry(client: HeadraceClient, child_id: UUID) -> FlowRun:
@@ -229,17 +238,6 @@ async def test_a_child_awaiting_its_retry_is_cancelled_and_never_runs_again(
     assert child.state.message == "Cancelled while waiting to run again"
     assert child.run_count == 1
     assert not unrecorded(caplog)
-    assert parent.state.type == StateType.COMPLETED, parent.state.message
-    assert parent.result == f"caught Flow run {child.name} was cancelled"
-
-
-async def test_a_child_in_another_thread_is_cancelled_between_its_lines(
-    settings: Settings, tmp_path: Path
-) -> None:
-    parent, child, _, _ = await cancel_child(
-        settings, subflows.parent_of_a_child_in_a_thread, tmp_path / "marker"
-    )
-    assert child.state.type == StateType.CANCELLED, child.state
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert parent.result == f"caught Flow run {child.name} was cancelled"
 
