@@ -21,18 +21,25 @@ first and handed to one ``socket.sendall``, which loops in C:
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import signal
 import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 _SIZE = struct.Struct("!i")
 _LONG_SIZE = struct.Struct("!Q")
 _LONG = _SIZE.pack(-1)
-_ALL_SIGNALS = signal.valid_signals()
+_ALL_SIGNALS = frozenset(int(each) for each in signal.valid_signals())
+_sigmask: Callable[[int, Iterable[int]], set[int]] = importlib.import_module(
+    "_signal"
+).pthread_sigmask
+"""``signal.pthread_sigmask`` without its wrapper, which turns every signal of the mask it
+returns into an enum member: that cost more than the rest of sending a 100 KB frame."""
 
 ONE_WRITE = 16384 if sys.platform == "linux" else 0
 """Frames up to this size leave in one write or not at all: Linux puts up to 32 KiB of a
@@ -74,15 +81,15 @@ def send_whole(sock: socket.socket, data: bytes) -> None:
     one may raise: reading the mask changes nothing, so a raise there sends nothing; one
     raised by the blocking call (the mask is set then) is held until the frame is out.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    previous = _sigmask(signal.SIG_BLOCK, ())
     held: BaseException | None = None
     try:
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+            _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         except BaseException as exc:  # a handler raised; every signal is blocked now
             held = exc
         sock.sendall(data)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # handlers run, and may raise, here
+        _sigmask(signal.SIG_SETMASK, previous)  # handlers run, and may raise, here
     if held is not None:
         raise held
