@@ -341,3 +341,30 @@ def middle_of_a_released_grandchild(marker: str, release: str) -> str:
 @flow
 def parent_of_a_released_grandchild(marker: str, release: str) -> str:
     return middle_of_a_released_grandchild(marker, release)
+
+
+@flow
+def logs_large_lines_until_cancelled(marker: str) -> str:
+    from pathlib import Path
+
+    Path(marker).write_text(runtime.flow_run.id or "")
+    line = "z" * 100_000  # each one is sent in more than one write
+    for _ in range(1_000_000):  # nearly all its time goes to sending them
+        logger.info(line)
+    return "never cancelled"
+
+
+@flow
+def parent_of_a_loud_child_in_a_thread(marker: str) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from headrace.exceptions import FlowRunCancelled
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(logs_large_lines_until_cancelled, marker)
+        try:
+            future.result()
+        except FlowRunCancelled as exc:
+            logger.info("the parent goes on after the cancel")
+            return f"caught {exc}"
+    return "not cancelled"

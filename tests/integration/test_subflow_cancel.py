@@ -261,3 +261,19 @@ async def test_recovery_leaves_a_running_subflows_own_subflow_alone(
     assert during.state.type == StateType.RUNNING, during.state
     assert parent.state.type == StateType.COMPLETED, parent.state.message
     assert grandchild.state.type == StateType.COMPLETED and grandchild.result == "released"
+
+
+async def test_a_child_cancelled_while_it_logs_large_lines_leaves_its_callers_events_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Half a message on the socket: the child's end and the parent's log are lost, and the
+    # parent's end comes from its journal only (the child is then CRASHED with it).
+    parent, child, _, _ = await cancel_child(
+        settings, subflows.parent_of_a_loud_child_in_a_thread, tmp_path / "marker"
+    )
+    assert child.state.type == StateType.CANCELLED, child.state
+    assert parent.state.type == StateType.COMPLETED, parent.state.message
+    assert parent.result == f"caught Flow run {child.name} was cancelled"
+    async with get_client(settings) as client:
+        logs = [line.message for line in await client.read_logs(parent.id)]
+    assert any(m.endswith("the parent goes on after the cancel") for m in logs), logs[-3:]

@@ -78,18 +78,28 @@ class Reporter:
         self._main = threading.main_thread().ident
 
     def send(self, event: ChildEvent) -> None:
-        # In the main thread, a subflow's cancel waits for the end of the message: half of
-        # one would leave the runner unable to read any more of this run's events.
+        """Send ``event`` whole or not at all (``frames.py``); a subflow's cancel waits for it.
+
+        The sender writes a frame in one call that runs no Python code of this thread,
+        so whatever is raised here lands before it (nothing sent) or after it. A cancel
+        still waits for the end of the message, in every thread, so none is raised
+        here: a sync subflow's in the main thread is a signal held back meanwhile,
+        one in another thread is not set on it meanwhile (``subflow_cancels.sending``).
+        """
         in_main = threading.get_ident() == self._main
         if in_main:
             subflow_cancels.hold()
         try:
+            if not in_main:
+                subflow_cancels.sending()
             # OSError: the runner is gone; there is nobody left to tell.
             with self._lock, contextlib.suppress(OSError):
                 self._connection.send(event)
         finally:
             if in_main:
                 subflow_cancels.release()
+            else:
+                subflow_cancels.sent()
 
     def log(self, level: int, message: str, flow_run_id: str | None = None) -> None:
         task_run = current_task_run.get()

@@ -82,11 +82,10 @@ def _run_in_child(sock: socket.socket, job: ChildJob, fds: list[int]) -> None:
         os.dup2(stderr_fd, 2)
         os.close(stdout_fd)
         os.close(stderr_fd)
-        from multiprocessing.connection import Connection
-
         from headrace.process.child import run_child
+        from headrace.process.frames import FrameSender
 
-        run_child(job, Connection(events_fd, readable=False), stop_fd=events_fd)
+        run_child(job, FrameSender(events_fd), stop_fd=events_fd)
         code = 0
     finally:
         sys.stdout.flush()
@@ -178,12 +177,11 @@ def release_cpus() -> None:
 
 
 def _preload() -> None:
-    import multiprocessing.connection  # noqa: F401 - every run reports over one
-
     import headrace.entrypoints
     import headrace.flows
     import headrace.parameters
     import headrace.process.child
+    import headrace.process.frames
 
     setproctitle.setproctitle(FORK_SERVER_TITLE)
     paths = os.environ.get(SYS_PATH_VARIABLE)

@@ -1,11 +1,12 @@
 """The two pipes a run's process writes to the runner, read on the event loop without blocking.
 
-Events: the run's process sends each event with ``multiprocessing.connection.Connection.send``:
-a 4-byte big-endian length (or -1 and an 8-byte length), then the pickled event.
-``Connection.recv`` cannot read that from a non-blocking pipe (uvloop makes every
-fd it watches non-blocking): a message over 16 KiB arrives in two writes, and a
-read between them fails half way, losing the event. So the runner keeps what has
-arrived in a buffer and unpickles a message once all of it is there.
+Events: the run's process sends each event as ``frames.frame`` builds it, in
+``multiprocessing.connection``'s format: a 4-byte big-endian length (or -1 and an
+8-byte length), then the pickled event. ``Connection.recv`` cannot read that from a
+non-blocking pipe (uvloop makes every fd it watches non-blocking): a large message
+arrives in several reads, and a read between them fails half way, losing the event.
+So the runner keeps what has arrived in a buffer and unpickles a message once all of
+it is there.
 
 Output: the run's stdout and stderr, read line by line as they arrive. A line longer
 than the line limit is handed on once: its head, and how many characters were cut

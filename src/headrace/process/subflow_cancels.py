@@ -9,7 +9,9 @@ cancelled run: ``FlowRunCancelled`` is raised in it.
   timeout's ``SIGALRM`` does. Never while the process tells the runner something
   (``shielded``): a message cut in half would end the whole run's reporting.
 - A sync child in another thread: the exception is set on that thread
-  (``PyThreadState_SetAsyncExc``), raised at the next line of Python it runs.
+  (``PyThreadState_SetAsyncExc``), raised at the next line of Python it runs. Never
+  while that thread sends the runner a message (``sending``/``sent``): the cancel
+  waits for the end of it, then is set on the thread by the thread itself.
 - An async child: the task that awaits it is cancelled; the ``CancelledError``
   becomes ``FlowRunCancelled`` where the child's call returns.
 
@@ -56,6 +58,10 @@ _pending: list[str] = []
 """Cancels to raise in the main thread, once it is out of every shielded part."""
 _shield_depth = 0
 """The main thread is telling the runner something (main thread only)."""
+_sending: set[int] = set()
+"""Other threads telling the runner something now: no cancel is set on them meanwhile."""
+_deferred: set[int] = set()
+"""Threads among ``_sending`` with a cancel to set on them once their message is out."""
 
 
 def cancelled_error(call: Call) -> FlowRunCancelled:
@@ -134,7 +140,9 @@ def _interrupt(where: Call, cancelled: Call) -> None:
         signal.pthread_kill(where.thread, INTERRUPT_SIGNAL)
     else:
         with _lock:
-            if where.in_body:
+            if where.in_body and where.thread in _sending:
+                _deferred.add(where.thread)
+            elif where.in_body:
                 _set_async_exc(where.thread, FlowRunCancelled)
 
 
@@ -164,6 +172,7 @@ def body_left(call: Call) -> None:
     with _lock:
         if call.in_body and call.thread != _main_ident():
             _set_async_exc(call.thread, None)
+            _deferred.discard(call.thread)
         call.in_body = False
 
 
@@ -195,6 +204,32 @@ def release() -> None:
     _shield_depth -= 1
     if not _shield_depth and _pending:
         signal.pthread_kill(threading.get_ident(), INTERRUPT_SIGNAL)  # raised here, now
+
+
+def sending() -> None:
+    """From here until ``sent``, no cancel is set on this thread (not the main thread).
+
+    Call it inside the ``try`` whose ``finally`` calls ``sent``. Sound because a
+    cancel is set on a thread only under ``_lock`` and only while it is not here:
+    one set before this registers the thread is raised at the thread's next call,
+    in this function at the latest, before any of the message is sent; and while
+    the thread is registered none is set, so none can be raised in ``sent`` before
+    it unregisters.
+    """
+    ident = threading.get_ident()
+    with _lock:
+        _sending.add(ident)
+
+
+def sent() -> None:
+    """End of ``sending``: a cancel that waited for it is set on this thread now."""
+    ident = threading.get_ident()
+    with _lock:
+        _sending.discard(ident)
+        if ident in _deferred:
+            _deferred.discard(ident)
+            if any(call.thread == ident and call.in_body for call in _calls.values()):
+                _set_async_exc(ident, FlowRunCancelled)  # raised as this returns
 
 
 @contextlib.contextmanager
