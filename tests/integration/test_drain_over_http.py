@@ -52,13 +52,18 @@ async def test_a_draining_runner_answers_until_its_last_run_ends(
         assert (await http.get("/health")).status_code == 200
         running = await http.get(f"/flow_runs/{run_id}")
         assert running.json()["state"]["type"] == "RUNNING"
+        # A trigger now is kept for a runner that serves (another, or this one restarted).
+        later = await http.post(f"/deployment/{deployment_id}/run", json={"seconds": 0})
+        assert later.status_code == 201, later.text
         assert (await http.post(f"/flow_runs/{run_id}/cancel")).status_code in (200, 202)
         await asyncio.wait_for(task, timeout=30)  # the drain ended with its run
         with pytest.raises(httpx.TransportError):
             await http.get("/health")
     async with get_client(settings) as client:
         done = await client.read_flow_run(UUID(run_id))
+        waiting = await client.read_flow_run(UUID(later.json()["flow_run_id"]))
     assert done.state.type == StateType.CANCELLED, done.state
+    assert waiting.state.type == StateType.SCHEDULED, "a draining runner claimed it"
 
 
 async def _get(http: httpx.AsyncClient, path: str) -> httpx.Response | None:
