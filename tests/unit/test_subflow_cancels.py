@@ -16,6 +16,7 @@ def test_a_cancel_of_a_thread_that_sends_is_raised_once_its_message_is_out() -> 
     call_id = "00000000-0000-0000-0000-00000000c0de"
     entered, requested = threading.Event(), threading.Event()
     seen: list[str] = []
+    raised: list[FlowRunCancelled] = []
 
     def body() -> None:
         call = subflow_cancels.Call(call_id, "loud", "parent", threading.get_ident())
@@ -31,8 +32,9 @@ def test_a_cancel_of_a_thread_that_sends_is_raised_once_its_message_is_out() -> 
                 subflow_cancels.sent()
             for _ in range(1000):  # the cancel is raised here, at its next line
                 seen.append("after")
-        except FlowRunCancelled:
+        except FlowRunCancelled as exc:
             seen.append("cancelled")
+            raised.append(exc)
         finally:
             subflow_cancels.body_left(call)
             subflow_cancels.leave(call)
@@ -45,3 +47,5 @@ def test_a_cancel_of_a_thread_that_sends_is_raised_once_its_message_is_out() -> 
     thread.join()
     assert seen[0] == "sent" and seen[-1] == "cancelled", seen[:3] + seen[-3:]
     assert len(seen) < 1000
+    (cancel,) = raised
+    assert (str(cancel), cancel.flow_run_id) == ("Flow run loud was cancelled", call_id)

@@ -60,12 +60,24 @@ _shield_depth = 0
 """The main thread is telling the runner something (main thread only)."""
 _sending: set[int] = set()
 """Other threads telling the runner something now: no cancel is set on them meanwhile."""
-_deferred: set[int] = set()
+_deferred: dict[int, Call] = {}
 """Threads among ``_sending`` with a cancel to set on them once their message is out."""
 
 
 def cancelled_error(call: Call) -> FlowRunCancelled:
     return FlowRunCancelled(f"Flow run {call.name} was cancelled", call.id)
+
+
+def _cancelled_type(call: Call) -> type[FlowRunCancelled]:
+    """``FlowRunCancelled`` that says which run, when built with no arguments: an exception
+    set on another thread is raised as its bare class, called."""
+    message, flow_run_id = f"Flow run {call.name} was cancelled", call.id
+
+    def __init__(self: FlowRunCancelled, *_: object) -> None:
+        FlowRunCancelled.__init__(self, message, flow_run_id)
+
+    namespace = {"__init__": __init__, "__module__": FlowRunCancelled.__module__}
+    return type("FlowRunCancelled", (FlowRunCancelled,), namespace)
 
 
 def install() -> None:
@@ -141,9 +153,9 @@ def _interrupt(where: Call, cancelled: Call) -> None:
     else:
         with _lock:
             if where.in_body and where.thread in _sending:
-                _deferred.add(where.thread)
+                _deferred[where.thread] = cancelled
             elif where.in_body:
-                _set_async_exc(where.thread, FlowRunCancelled)
+                _set_async_exc(where.thread, _cancelled_type(cancelled))
 
 
 def _cancel_task(where: Call, cancelled: Call) -> None:
@@ -172,7 +184,7 @@ def body_left(call: Call) -> None:
     with _lock:
         if call.in_body and call.thread != _main_ident():
             _set_async_exc(call.thread, None)
-            _deferred.discard(call.thread)
+            _deferred.pop(call.thread, None)
         call.in_body = False
 
 
@@ -226,10 +238,11 @@ def sent() -> None:
     ident = threading.get_ident()
     with _lock:
         _sending.discard(ident)
-        if ident in _deferred:
-            _deferred.discard(ident)
-            if any(call.thread == ident and call.in_body for call in _calls.values()):
-                _set_async_exc(ident, FlowRunCancelled)  # raised as this returns
+        cancelled = _deferred.pop(ident, None)
+        if cancelled is not None and any(
+            call.thread == ident and call.in_body for call in _calls.values()
+        ):
+            _set_async_exc(ident, _cancelled_type(cancelled))  # raised as this returns
 
 
 @contextlib.contextmanager
