@@ -227,8 +227,27 @@ class HeadraceClient:
         return await self.store.read_task_runs(flow_run_id)
 
     async def cancel_flow_run(self, flow_run_id: UUID) -> FlowRun:
-        """Cancel a run: at once if it has not started, else its runner kills it."""
-        return self._seen(await self.store.request_cancellation(flow_run_id))
+        """Cancel a run: at once if it has not started, else its runner kills it; at once
+        too when that runner is dead (no runner may serve its deployment to recover it)."""
+        run = await self.store.request_cancellation(flow_run_id)
+        if run.state.type == StateType.CANCELLING and run.runner_id is not None:
+            run = await self._cancel_if_runner_dead(run, run.runner_id)
+        return self._seen(run)
+
+    async def _cancel_if_runner_dead(self, run: FlowRun, runner_id: UUID) -> FlowRun:
+        """As a recovering runner would: past the heartbeat timeout and the lease margin,
+        a runner has killed its runs itself (its lease lapsed), or died with them."""
+        runner = await self.store.read_runner(runner_id)
+        settings = self.settings
+        seconds = settings.runner_heartbeat_timeout_seconds + settings.runner_lease_margin_seconds
+        if runner is None or runner.presumed_alive(utcnow(), timedelta(seconds=seconds)):
+            return run
+        message = f"Cancelled: its runner {runner.name} had stopped or died"
+        with contextlib.suppress(InvalidStateTransition):  # it ended meanwhile
+            return await self.store.set_state(
+                run.id, State(type=StateType.CANCELLED, message=message), expected=[run.state.type]
+            )
+        return await self.store.read_flow_run(run.id)
 
     async def set_deployment_paused(self, deployment_id: UUID, paused: bool) -> Deployment:
         """Pause (or resume) a deployment's schedules; its runners follow at their next poll.

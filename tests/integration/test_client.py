@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
 from headrace.client import get_client
 from headrace.exceptions import IdempotencyKeyReused, ObjectNotFound, ParameterValidationError
+from headrace.flow_runs import NewFlowRun
 from headrace.runner import Runner
 from headrace.settings import Settings
-from headrace.states import StateType
+from headrace.states import State, StateType, utcnow
+from headrace.store import RunnerRecord
 from tests.flows import basic, extra, nested
 
 pytestmark = pytest.mark.timeout(60)
@@ -145,3 +147,30 @@ async def test_a_run_has_every_field_spec_lists(settings: Settings) -> None:
     assert cancelled.created.utcoffset() == UTC.utcoffset(None)
     assert len(run.name.split("-")) == 2, "a human-friendly adjective-animal name"
     assert logs == []
+
+
+@pytest.mark.parametrize("dead", [True, False])
+async def test_cancelling_a_run_whose_runner_died_cancels_it_at_once(
+    settings: Settings, dead: bool
+) -> None:
+    """Nobody else may serve its deployment to recover it: the cancel must not hang on."""
+    deployment_id, _ = await deploy(settings)
+    long_ago = utcnow() - timedelta(
+        seconds=settings.runner_heartbeat_timeout_seconds + settings.runner_lease_margin_seconds + 1
+    )
+    runner = RunnerRecord(name="far-away", host="another-machine", pid=1)
+    if dead:
+        runner = runner.model_copy(update={"heartbeat": long_ago})
+    async with get_client(settings) as client:
+        store = client.store.sync
+        store.register_runner(runner)
+        new = NewFlowRun(flow_name="add", deployment_id=deployment_id)
+        run, _ = store.create_flow_run(new)
+        store.claim_flow_run(run.id, runner)
+        store.set_state(run.id, State(type=StateType.RUNNING), pid=1)
+        cancelled = await client.cancel_flow_run(run.id)
+    if dead:
+        assert cancelled.state.type == StateType.CANCELLED
+        assert cancelled.state.message == "Cancelled: its runner far-away had stopped or died"
+    else:
+        assert cancelled.state.type == StateType.CANCELLING, "its live runner stops it"

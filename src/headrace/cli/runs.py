@@ -277,7 +277,10 @@ def runs_cancel(flow_run_id: RunIdArgument) -> None:
         cancelled = with_client(settings, lambda client: client.cancel_flow_run(run_id))
     name = cancelled.name
     subflow = cancelled.parent_flow_run_id is not None and cancelled.deployment_id is None
-    if cancelled.state.type == StateType.CANCELLED and cancelled.run_count:
+    message = cancelled.state.message or ""
+    if cancelled.state.type == StateType.CANCELLED and message.startswith("Cancelled: its runner"):
+        stdout().print(f"Cancelled flow run '{name}' at once: {message[len('Cancelled: ') :]}.")
+    elif cancelled.state.type == StateType.CANCELLED and cancelled.run_count:
         stdout().print(f"Cancelled flow run '{name}' while it waited to run again.")
     elif cancelled.state.type == StateType.CANCELLED:
         stdout().print(f"Cancelled flow run '{name}' before it started.")

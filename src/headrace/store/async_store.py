@@ -192,6 +192,7 @@ class AsyncStore:
     read_serving_runners = _threaded(URGENT, SQLStore.read_serving_runners)
     read_active_runs = _threaded(URGENT, SQLStore.read_active_runs)
     read_live_runner = _threaded(URGENT, SQLStore.read_live_runner)
+    read_runner = _threaded(URGENT, SQLStore.read_runner)
     read_addressed_runs = _threaded(BACKGROUND, SQLStore.read_addressed_runs)
     readdress_flow_run = _threaded(BACKGROUND, SQLStore.readdress_flow_run)
 

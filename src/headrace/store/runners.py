@@ -95,6 +95,12 @@ class Runners(SQLBase):
             rows = conn.execute(query).all()
         return [(row.deployment_id, RunnerRecord.model_validate(row._asdict())) for row in rows]
 
+    def read_runner(self, runner_id: UUID) -> RunnerRecord | None:
+        """The runner of this id, if it ever registered here."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(runners).where(runners.c.id == runner_id)).first()
+        return None if row is None else RunnerRecord.model_validate(row._asdict())
+
     def read_live_runner(self, name: str) -> RunnerRecord | None:
         """The runner of this name that has not stopped and beat last, if any."""
         query = (

@@ -182,6 +182,9 @@ def _add_runner_routes(app: FastAPI, ctx: ServerContext) -> None:
 
 
 async def _stop(ctx: ServerContext) -> None:
+    if ctx.runner.draining:  # unlike a second SIGTERM, it does not hurry the drain
+        logger.warning("Shutdown requested over HTTP again: the runner is already draining")
+        return
     logger.warning("Shutdown requested over HTTP: draining, then stopping")
     with contextlib.suppress(RuntimeError):  # the runner was never started, or has ended
         ctx.runner.execute_in_background(ctx.runner.stop)
