@@ -81,3 +81,27 @@ async def passes_the_cancel_on(
     assert child.state.message == "Cancelled while waiting to run again"
     assert events.open_children() == {}
     assert not [r for r in caplog.records if r.name == "headrace.runner.subflow_events"]
+
+
+async def test_a_child_that_completed_as_it_was_cancelled_keeps_its_result_and_says_so(
+    async_store: AsyncStore,
+) -> None:
+    """Its body returned before the cancel reached its process: COMPLETED, as a top-level
+    run is then, with the message that the cancellation came too late."""
+    parent, _ = await async_store.create_flow_run(NewFlowRun(flow_name="caller"))
+    events = SubflowEvents(async_store, LogSink(async_store))
+    child_id, now = uuid4(), time.time()
+    events.take(
+        parent,
+        ChildRunStarted(str(child_id), str(parent.id), "late-child", "child", {}, now, 1, 0),
+    )
+    creation = events.created(parent, str(child_id))
+    assert creation is not None
+    await creation
+    asked = await async_store.request_cancellation(child_id)
+    events.take(parent, ChildRunEnded(str(child_id), "COMPLETED", None, time.time(), result=7))
+    await events.settle(parent, parent.state)
+    child = await async_store.read_flow_run(child_id)
+    assert asked.state.type == StateType.CANCELLING
+    assert (child.state.type, child.result) == (StateType.COMPLETED, 7)
+    assert child.state.message == "The cancellation came after it had finished"

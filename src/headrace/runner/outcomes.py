@@ -18,6 +18,8 @@ from headrace.retries import delay_before
 from headrace.states import State, StateType, utcnow
 
 STOPPED_WHY = "the runner shut down before it finished"
+LATE_CANCEL = "The cancellation came after it had finished"
+"""The message of a run that completed although it had been asked to cancel."""
 FORK_SERVER_DIED_WHY = "the fork server that started its process died while it ran"
 
 
@@ -65,7 +67,7 @@ def decide_outcome(run: FlowRun, report: ProcessReport, now: datetime | None = N
             # The body returned before the kill took effect: it is done, whatever we meant to
             # do. Requeued, it would run again; cancelled, its result would be lost.
             cancelled = reason in (KillReason.CANCEL, KillReason.SHUTDOWN)
-            late = "The cancellation came after it had finished" if cancelled else None
+            late = LATE_CANCEL if cancelled else None
             message = "; ".join(filter(None, (late, note))) or None
             fields = {"result": result, "result_truncated": truncated, "result_ref": ref}
             return Decision(State(type=StateType.COMPLETED, message=message), fields)

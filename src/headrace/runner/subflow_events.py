@@ -31,6 +31,7 @@ from headrace.process.protocol import (
 from headrace.process.results import RESULT_STORAGE_VARIABLE
 from headrace.process.starter import ChildProcess
 from headrace.runner.logsink import LogSink
+from headrace.runner.outcomes import LATE_CANCEL
 from headrace.settings import ENV_PREFIX, Settings
 from headrace.states import ACTIVE_STATES, State, StateType
 from headrace.store import AsyncStore
@@ -181,6 +182,8 @@ class SubflowEvents:
         write = self._set(state, ACTIVE_STATES, fields)
         if state.type == StateType.CANCELLED:
             write = self._cancelled(state)
+        elif state.type == StateType.COMPLETED:
+            write = self._completed(state, fields)
         # After what its process told of the children it called: those end first.
         self._then(parent, event.id, write, after=self._pending(parent))
 
@@ -193,6 +196,21 @@ class SubflowEvents:
                     raise
 
         return cancelled
+
+    def _completed(self, state: State, fields: dict[str, Any]) -> Callable[[UUID], Awaitable[Any]]:
+        """COMPLETED; one asked to cancel first says the cancel came too late, as a top-level
+        run does."""
+        message = "; ".join(filter(None, (LATE_CANCEL, state.message)))
+        late = state.model_copy(update={"message": message})
+        running = ACTIVE_STATES - {StateType.CANCELLING}
+
+        async def completed(run: UUID) -> None:
+            try:
+                await self._store.set_state(run, state, expected=running, **fields)
+            except InvalidStateTransition:
+                await self._store.set_state(run, late, expected=[StateType.CANCELLING], **fields)
+
+        return completed
 
     def _pending(self, parent: FlowRun) -> list[asyncio.Task[None]]:
         children = self._children.get(parent.id, {}).values()
