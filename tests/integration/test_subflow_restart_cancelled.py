@@ -27,7 +27,7 @@ from headrace.process.protocol import (
 from headrace.process.starter import ChildProcess
 from headrace.runner.logsink import LogSink
 from headrace.runner.subflow_events import SubflowEvents
-from headrace.states import StateType
+from headrace.states import State, StateType
 from headrace.store import AsyncStore
 from tests.helpers import eventually
 
@@ -105,3 +105,25 @@ async def test_a_child_that_completed_as_it_was_cancelled_keeps_its_result_and_s
     assert asked.state.type == StateType.CANCELLING
     assert (child.state.type, child.result) == (StateType.COMPLETED, 7)
     assert child.state.message == "The cancellation came after it had finished"
+
+
+async def test_a_child_being_cancelled_when_its_caller_crashes_ends_cancelled(
+    async_store: AsyncStore,
+) -> None:
+    """Its caller's runner died before it could stop the child: the user's cancel stands."""
+    parent, _ = await async_store.create_flow_run(NewFlowRun(flow_name="caller"))
+    events = SubflowEvents(async_store, LogSink(async_store))
+    stopped, going = uuid4(), uuid4()
+    for child_id in (stopped, going):
+        started = ChildRunStarted(
+            str(child_id), str(parent.id), f"child-{child_id.hex[:4]}", "child", {}, 0.0, 1, 0
+        )
+        events.take(parent, started)
+        creation = events.created(parent, str(child_id))
+        assert creation is not None
+        await creation
+    await async_store.request_cancellation(stopped)
+    await async_store.set_state(parent.id, State(type=StateType.CRASHED, message="runner died"))
+    cancelled, crashed = [await async_store.read_flow_run(i) for i in (stopped, going)]
+    assert cancelled.state.type == StateType.CANCELLED, cancelled.state
+    assert crashed.state.type == StateType.CRASHED, crashed.state

@@ -71,9 +71,10 @@ def end_attempt_of(conn: sa.Connection, flow_run_id: UUID) -> list[tuple[UUID, S
     return [(row.id, StateType(row.state_type)) for row in rows]
 
 
-def ended_with_parent(parent_name: str, parent: State) -> State:
-    """The state of a subflow run open when its parent's attempt ended as ``parent``."""
-    cancelled = parent.type == StateType.CANCELLED
+def ended_with_parent(parent_name: str, parent: State, current: StateType) -> State:
+    """The state of a subflow run open (in ``current``) when its parent's attempt ended as
+    ``parent``: CANCELLED when either was being cancelled, else CRASHED."""
+    cancelled = parent.type == StateType.CANCELLED or current == StateType.CANCELLING
     message = f"Its parent flow run {parent_name} ended ({parent.name}) before it finished"
     if parent.message:
         message = f"{message}: {parent.message}"

@@ -140,10 +140,9 @@ class StateChanges(SQLBase):
     def _end_attempt(self, conn: sa.Connection, run: FlowRun) -> None:
         """The run's attempt is over (ended, or back to wait): so is all it was doing."""
         children = end_attempt_of(conn, run.id)
-        if children:
-            state = ended_with_parent(run.name, run.state)
-            for child_id, current in children:
-                self._apply_state(conn, child_id, [current], state, {})
+        for child_id, current in children:
+            state = ended_with_parent(run.name, run.state, current)
+            self._apply_state(conn, child_id, [current], state, {})
 
     def _attempt_of(self, conn: sa.Connection, flow_run_id: UUID) -> Attempt | None:
         row = conn.execute(
