@@ -25,7 +25,7 @@ import contextlib
 import ctypes
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,9 @@ _shield_depth = 0
 """The main thread is telling the runner something (main thread only)."""
 _sending: set[int] = set()
 """Other threads telling the runner something now: no cancel is set on them meanwhile."""
-_deferred: set[int] = set()
-"""Threads among ``_sending`` with a cancel to set on them once their message is out."""
+_deferred: dict[int, tuple[type[BaseException], Callable[[], bool]]] = {}
+"""Threads among ``_sending`` with an exception to set on them once their message is out,
+if it is still wanted then (``raise_in``)."""
 
 
 def cancelled_error(call: Call) -> FlowRunCancelled:
@@ -140,10 +141,42 @@ def _interrupt(where: Call, cancelled: Call) -> None:
         signal.pthread_kill(where.thread, INTERRUPT_SIGNAL)
     else:
         with _lock:
-            if where.in_body and where.thread in _sending:
-                _deferred.add(where.thread)
-            elif where.in_body:
-                _set_async_exc(where.thread, FlowRunCancelled)
+            if where.in_body:
+                raise_in(where.thread, FlowRunCancelled, lambda: _cancel_wanted(where.thread))
+
+
+def _cancel_wanted(thread: int) -> bool:
+    """A cancelled call's body runs in ``thread`` now (called under ``_lock``)."""
+    return any(
+        call.thread == thread and call.in_body and cancel_of(call) is not None
+        for call in _calls.values()
+    )
+
+
+def raise_in(thread: int, exc: type[BaseException], wanted: Callable[[], bool]) -> None:
+    """Raise ``exc`` in ``thread`` (not the main thread) at its next line of Python, or once
+    the message it sends now is out if ``wanted()`` still holds then (called under ``_lock``).
+
+    One exception waits for a thread at a time: the last one set replaces another.
+    """
+    if thread in _sending:
+        _deferred[thread] = (exc, wanted)
+    else:
+        _set_async_exc(thread, exc)
+
+
+def withdraw(thread: int, exc: type[BaseException]) -> None:
+    """``exc`` is no longer to be raised in ``thread`` if it waits still; a cancel still
+    wanted there is set again (called in ``thread``)."""
+    with _lock:
+        waiting = _deferred.get(thread)
+        if waiting is not None and waiting[0] is exc:
+            del _deferred[thread]
+            return
+        if waiting is None:
+            _set_async_exc(thread, None)
+            if _cancel_wanted(thread):
+                _set_async_exc(thread, FlowRunCancelled)
 
 
 def _cancel_task(where: Call, cancelled: Call) -> None:
@@ -172,7 +205,7 @@ def body_left(call: Call) -> None:
     with _lock:
         if call.in_body and call.thread != _main_ident():
             _set_async_exc(call.thread, None)
-            _deferred.discard(call.thread)
+            _deferred.pop(call.thread, None)
         call.in_body = False
 
 
@@ -226,10 +259,9 @@ def sent() -> None:
     ident = threading.get_ident()
     with _lock:
         _sending.discard(ident)
-        if ident in _deferred:
-            _deferred.discard(ident)
-            if any(call.thread == ident and call.in_body for call in _calls.values()):
-                _set_async_exc(ident, FlowRunCancelled)  # raised as this returns
+        waiting = _deferred.pop(ident, None)
+        if waiting is not None and waiting[1]():
+            _set_async_exc(ident, waiting[0])  # raised as this returns
 
 
 @contextlib.contextmanager
@@ -243,6 +275,11 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         release()
+
+
+def lock() -> contextlib.AbstractContextManager[bool]:
+    """Held while an exception is set on a thread, or a call's place changes."""
+    return _lock
 
 
 def _main_ident() -> int | None:

@@ -32,6 +32,7 @@ from headrace.exceptions import FlowRunCancelled
 from headrace.jsonvalues import storable
 from headrace.names import generate_run_name
 from headrace.process import subflow_cancels as cancels
+from headrace.process import subflow_time_limits as time_limits
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -152,18 +153,26 @@ def _attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -
     """Run the body until an attempt returns, or raise what the last one raised."""
     flow = child.flow
     while True:
+        limit = _limit(flow.timeout_seconds)
         try:
             cancels.body_entered(call)
-            with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds):
+            with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds, limit):
                 return flow.fn(**arguments)
-        except Exception as exc:
+        except Exception as raised:
             with cancels.shielded():
                 cancels.body_left(call)
                 if cancels.cancel_of(call) is not None:
                     raise
+                expired = time_limits.owner_of(raised)
+                exc = limit.timeout(raised) if limit is not None and expired is limit else raised
+                if expired is not None and expired is not limit:  # an outer call's limit
+                    _end(child, "FAILED", _failure_message(expired.timeout(raised)))
+                    raise
                 delay = _failed(child, exc)
             if delay is None:
-                raise
+                if exc is raised:
+                    raise
+                raise exc from None
             time.sleep(delay)  # unshielded: a cancel ends the wait
             with cancels.shielded():
                 if cancels.cancel_of(call) is not None:
@@ -264,12 +273,23 @@ def _timed_out(seconds: float) -> str:
     return f"Flow run timed out after {seconds:g} s"
 
 
+def _limit(seconds: float | None) -> time_limits.Limit | None:
+    """A time limit run by a timer: for a call outside the main thread."""
+    if seconds is None or threading.current_thread() is threading.main_thread():
+        return None
+    return time_limits.Limit(seconds, _timed_out(seconds))
+
+
 @contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise ``TimeoutError`` in the body after ``seconds``: in the main thread only, and only
-    where no outer subflow's limit is running (it keeps its own)."""
-    main = threading.current_thread() is threading.main_thread()
-    if seconds is None or not main or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+def _time_limit(seconds: float | None, limit: time_limits.Limit | None) -> Iterator[None]:
+    """Raise ``TimeoutError`` in the body after ``seconds``. Outside the main thread, by a
+    timer (``subflow_time_limits``); in it, by ``SIGALRM``, where no outer subflow's limit
+    is running (it keeps its own)."""
+    if limit is not None:
+        with time_limits.running(limit):
+            yield
+        return
+    if seconds is None or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
         yield
         return
 
