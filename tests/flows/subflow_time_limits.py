@@ -1,5 +1,5 @@
-"""Flows that call sync subflows with a time limit outside the main thread: in a task
-submitted to a thread, and nested."""
+"""Flows that call sync subflows with a time limit: in the main thread, in a task submitted
+to a thread, and nested."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def ticks(seconds: float) -> None:
 
 @flow(timeout_seconds=1)
 def ticks_past_its_limit() -> str:
+    ticks(60)
+    return "not timed out"
+
+
+@flow(timeout_seconds=0.5, retries=1, retry_delay_seconds=0)
+def ticks_past_its_limit_twice() -> str:
     ticks(60)
     return "not timed out"
 
@@ -53,19 +59,31 @@ def caught(call: Callable[[], object]) -> str:
         return f"caught {type(exc).__name__}: {exc}"
 
 
-@task
-def in_a_thread(name: str) -> str:
-    calls: dict[str, Callable[[], object]] = {
-        "past": ticks_past_its_limit,
-        "in time": lambda: returns_in_time(21),
-        "shorter inside": calls_a_child_with_a_shorter_limit,
-        "longer inside": calls_a_child_with_a_longer_limit,
-    }
-    result = caught(calls[name])
+CALLS: dict[str, Callable[[], object]] = {
+    "past": ticks_past_its_limit,
+    "past twice": ticks_past_its_limit_twice,
+    "in time": lambda: returns_in_time(21),
+    "shorter inside": calls_a_child_with_a_shorter_limit,
+    "longer inside": calls_a_child_with_a_longer_limit,
+}
+
+
+def called(name: str) -> str:
+    result = caught(CALLS[name])
     ticks(1.5)  # a limit that ended with its call never fires later
     return result
+
+
+@task
+def in_a_thread(name: str) -> str:
+    return called(name)
 
 
 @flow
 def calls_from_a_thread(name: str) -> str:
     return in_a_thread.submit(name).result()
+
+
+@flow
+def calls_from_the_main_thread(name: str) -> str:
+    return called(name)

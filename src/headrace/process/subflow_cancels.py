@@ -5,9 +5,9 @@ interrupts the child's body where it runs, as the function's caller would see a
 cancelled run: ``FlowRunCancelled`` is raised in it.
 
 - A sync child in the main thread: a signal to the main thread (``INTERRUPT_SIGNAL``)
-  whose handler raises, so a sleep or a blocking wait ends at once, as the subflow
-  timeout's ``SIGALRM`` does. Never while the process tells the runner something
-  (``shielded``): a message cut in half would end the whole run's reporting.
+  whose handler raises, so a sleep or a blocking wait ends at once. Never while the
+  process tells the runner something (``shielded``): a message cut in half would end
+  the whole run's reporting.
 - A sync child in another thread: the exception is set on that thread
   (``PyThreadState_SetAsyncExc``), raised at the next line of Python it runs. Never
   while that thread sends the runner a message (``sending``/``sent``): the cancel
@@ -16,6 +16,7 @@ cancelled run: ``FlowRunCancelled`` is raised in it.
   becomes ``FlowRunCancelled`` where the child's call returns.
 
 The children a cancelled child called end with it, CANCELLED, whatever ran them.
+A subflow's time limit is raised the same way (``raise_in``, ``subflow_time_limits``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ _calls: dict[str, Call] = {}
 _cancelled: set[str] = set()
 _pending: list[str] = []
 """Cancels to raise in the main thread, once it is out of every shielded part."""
+_raises: list[tuple[type[BaseException], Callable[[], bool]]] = []
+"""Other exceptions to raise in the main thread (``raise_in``), once it is out of every
+shielded part, if still wanted then."""
 _shield_depth = 0
 """The main thread is telling the runner something (main thread only)."""
 _sending: set[int] = set()
@@ -154,12 +158,17 @@ def _cancel_wanted(thread: int) -> bool:
 
 
 def raise_in(thread: int, exc: type[BaseException], wanted: Callable[[], bool]) -> None:
-    """Raise ``exc`` in ``thread`` (not the main thread) at its next line of Python, or once
-    the message it sends now is out if ``wanted()`` still holds then (called under ``_lock``).
+    """Raise ``exc`` in ``thread`` at its next line of Python, or once the message it sends
+    now is out if ``wanted()`` still holds then (called under ``_lock``).
 
-    One exception waits for a thread at a time: the last one set replaces another.
+    In the main thread it is the signal's handler that raises it, so a sleep there ends at
+    once. In another, one exception waits for a thread at a time: the last one set replaces
+    another.
     """
-    if thread in _sending:
+    if thread == _main_ident():
+        _raises.append((exc, wanted))
+        signal.pthread_kill(thread, INTERRUPT_SIGNAL)
+    elif thread in _sending:
         _deferred[thread] = (exc, wanted)
     else:
         _set_async_exc(thread, exc)
@@ -169,6 +178,9 @@ def withdraw(thread: int, exc: type[BaseException]) -> None:
     """``exc`` is no longer to be raised in ``thread`` if it waits still; a cancel still
     wanted there is set again (called in ``thread``)."""
     with _lock:
+        if thread == _main_ident():
+            _raises[:] = [each for each in _raises if each[0] is not exc]
+            return
         waiting = _deferred.get(thread)
         if waiting is not None and waiting[0] is exc:
             del _deferred[thread]
@@ -216,7 +228,8 @@ def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
-    """In the main thread: raise the first pending cancel, unless it is shielded now."""
+    """In the main thread: raise the first pending cancel, else the first other exception
+    still wanted, unless it is shielded now."""
     if _shield_depth:
         return  # raised when the shield lifts
     with _lock:
@@ -224,6 +237,10 @@ def _on_interrupt(signum: int, frame: Any) -> None:
             call = _calls.get(_pending.pop(0))
             if call is not None:
                 raise cancelled_error(call)
+        while _raises:
+            exc, wanted = _raises.pop(0)
+            if wanted():
+                raise exc()
 
 
 def hold() -> None:
@@ -235,7 +252,7 @@ def hold() -> None:
 def release() -> None:
     global _shield_depth
     _shield_depth -= 1
-    if not _shield_depth and _pending:
+    if not _shield_depth and (_pending or _raises):
         signal.pthread_kill(threading.get_ident(), INTERRUPT_SIGNAL)  # raised here, now
 
 

@@ -1,15 +1,15 @@
-"""A sync subflow's ``timeout_seconds`` outside the main thread: a timer that interrupts it.
+"""A sync subflow's ``timeout_seconds``: a timer that interrupts its call where it runs.
 
-The main thread has ``SIGALRM`` (``subflows._time_limit``). Elsewhere a timer thread
-sets the limit's own exception on the call's thread when it expires, as a cancel is
-(``subflow_cancels.raise_in``): raised at the next line of Python the thread runs, and
-never while the thread sends the runner a message (it waits for the end of it). So a
-body looping over short sleeps stops within one of them; one long sleep (a single
-``time.sleep(60)``, a blocking read) ends first, since no Python runs in it.
+On expiry the timer raises the limit's own exception in the call's thread, as a
+cancel is (``subflow_cancels.raise_in``): in the main thread by a signal whose handler
+raises it, so a sleep there ends at once; in another thread at the next line of Python
+it runs, so a body looping over short sleeps stops within one of them, while one long
+sleep (a single ``time.sleep(60)``, a blocking read) ends first, since no Python runs in
+it. Never while the thread tells the runner something: it waits for the end of it.
 
-Each limit raises a class of its own (a ``TimeoutError``), so with nested subflows in
-one thread each limit applies, and the call whose limit it is tells it from an outer
-call's, which no retry of the inner call may outlive.
+Each limit raises a class of its own (a ``TimeoutError``), so with nested subflows each
+limit applies, and the call whose limit it is tells it from an outer call's, which no
+retry of the inner call may outlive.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def owner_of(exc: BaseException) -> Limit | None:
 
 @contextlib.contextmanager
 def running(limit: Limit) -> Iterator[None]:
-    """Raise ``limit.error`` in this thread (not the main thread) after ``limit.seconds``."""
+    """Raise ``limit.error`` in this thread after ``limit.seconds``, within this block only."""
     limit.thread = threading.get_ident()
     limit.timer = threading.Timer(limit.seconds, _expire, (limit,))
     limit.timer.daemon = True

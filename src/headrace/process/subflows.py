@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -156,7 +155,7 @@ def _attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -
         limit = _limit(flow.timeout_seconds)
         try:
             cancels.body_entered(call)
-            with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds, limit):
+            with entered_subflow_run(child.context), _time_limit(limit):
                 return flow.fn(**arguments)
         except Exception as raised:
             with cancels.shielded():
@@ -274,35 +273,17 @@ def _timed_out(seconds: float) -> str:
 
 
 def _limit(seconds: float | None) -> time_limits.Limit | None:
-    """A time limit run by a timer: for a call outside the main thread."""
-    if seconds is None or threading.current_thread() is threading.main_thread():
-        return None
-    return time_limits.Limit(seconds, _timed_out(seconds))
+    return None if seconds is None else time_limits.Limit(seconds, _timed_out(seconds))
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float | None, limit: time_limits.Limit | None) -> Iterator[None]:
-    """Raise ``TimeoutError`` in the body after ``seconds``. Outside the main thread, by a
-    timer (``subflow_time_limits``); in it, by ``SIGALRM``, where no outer subflow's limit
-    is running (it keeps its own)."""
-    if limit is not None:
-        with time_limits.running(limit):
-            yield
-        return
-    if seconds is None or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+def _time_limit(limit: time_limits.Limit | None) -> Iterator[None]:
+    """Raise the limit's ``TimeoutError`` in the body once it expires (``subflow_time_limits``)."""
+    if limit is None:
         yield
         return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(_timed_out(seconds))
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+    with time_limits.running(limit):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _send(event: ChildEvent) -> None:
