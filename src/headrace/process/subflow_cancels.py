@@ -5,9 +5,9 @@ interrupts the child's body where it runs, as the function's caller would see a
 cancelled run: ``FlowRunCancelled`` is raised in it.
 
 - A sync child in the main thread: a signal to the main thread (``INTERRUPT_SIGNAL``)
-  whose handler raises, so a sleep or a blocking wait ends at once, as the subflow
-  timeout's ``SIGALRM`` does. Never while the process tells the runner something
-  (``shielded``): a message cut in half would end the whole run's reporting.
+  whose handler raises, so a sleep or a blocking wait ends at once. Never while the
+  process tells the runner something (``shielded``): a message cut in half would end
+  the whole run's reporting.
 - A sync child in another thread: the exception is set on that thread
   (``PyThreadState_SetAsyncExc``), raised at the next line of Python it runs. Never
   while that thread sends the runner a message (``sending``/``sent``): the cancel
@@ -16,6 +16,7 @@ cancelled run: ``FlowRunCancelled`` is raised in it.
   becomes ``FlowRunCancelled`` where the child's call returns.
 
 The children a cancelled child called end with it, CANCELLED, whatever ran them.
+A subflow's time limit is raised the same way (``raise_in``, ``subflow_time_limits``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import contextlib
 import ctypes
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +57,16 @@ _calls: dict[str, Call] = {}
 _cancelled: set[str] = set()
 _pending: list[str] = []
 """Cancels to raise in the main thread, once it is out of every shielded part."""
+_raises: list[tuple[type[BaseException], Callable[[], bool]]] = []
+"""Other exceptions to raise in the main thread (``raise_in``), once it is out of every
+shielded part, if still wanted then."""
 _shield_depth = 0
 """The main thread is telling the runner something (main thread only)."""
 _sending: set[int] = set()
 """Other threads telling the runner something now: no cancel is set on them meanwhile."""
-_deferred: dict[int, Call] = {}
-"""Threads among ``_sending`` with a cancel to set on them once their message is out."""
+_deferred: dict[int, tuple[type[BaseException], Callable[[], bool]]] = {}
+"""Threads among ``_sending`` with an exception to set on them once their message is out,
+if it is still wanted then (``raise_in``)."""
 
 
 def cancelled_error(call: Call) -> FlowRunCancelled:
@@ -152,10 +157,58 @@ def _interrupt(where: Call, cancelled: Call) -> None:
         signal.pthread_kill(where.thread, INTERRUPT_SIGNAL)
     else:
         with _lock:
-            if where.in_body and where.thread in _sending:
-                _deferred[where.thread] = cancelled
-            elif where.in_body:
-                _set_async_exc(where.thread, _cancelled_type(cancelled))
+            if where.in_body:
+                raise_in(
+                    where.thread, _cancelled_type(cancelled), lambda: _cancel_wanted(where.thread)
+                )
+
+
+def _cancel_wanted(thread: int) -> bool:
+    """A cancelled call's body runs in ``thread`` now (called under ``_lock``)."""
+    return _wanted_cancel(thread) is not None
+
+
+def _wanted_cancel(thread: int) -> Call | None:
+    """The cancelled call whose cancel is to be raised in ``thread``, if any."""
+    for call in _calls.values():
+        if call.thread == thread and call.in_body and (cancelled := cancel_of(call)) is not None:
+            return cancelled
+    return None
+
+
+def raise_in(thread: int, exc: type[BaseException], wanted: Callable[[], bool]) -> None:
+    """Raise ``exc`` in ``thread`` at its next line of Python, or once the message it sends
+    now is out if ``wanted()`` still holds then (called under ``_lock``).
+
+    In the main thread it is the signal's handler that raises it, so a sleep there ends at
+    once. In another, one exception waits for a thread at a time: the last one set replaces
+    another.
+    """
+    if thread == _main_ident():
+        _raises.append((exc, wanted))
+        signal.pthread_kill(thread, INTERRUPT_SIGNAL)
+    elif thread in _sending:
+        _deferred[thread] = (exc, wanted)
+    else:
+        _set_async_exc(thread, exc)
+
+
+def withdraw(thread: int, exc: type[BaseException]) -> None:
+    """``exc`` is no longer to be raised in ``thread`` if it waits still; a cancel still
+    wanted there is set again (called in ``thread``)."""
+    with _lock:
+        if thread == _main_ident():
+            _raises[:] = [each for each in _raises if each[0] is not exc]
+            return
+        waiting = _deferred.get(thread)
+        if waiting is not None and waiting[0] is exc:
+            del _deferred[thread]
+            return
+        if waiting is None:
+            _set_async_exc(thread, None)
+            cancelled = _wanted_cancel(thread)
+            if cancelled is not None:
+                _set_async_exc(thread, _cancelled_type(cancelled))
 
 
 def _cancel_task(where: Call, cancelled: Call) -> None:
@@ -195,7 +248,8 @@ def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
-    """In the main thread: raise the first pending cancel, unless it is shielded now."""
+    """In the main thread: raise the first pending cancel, else the first other exception
+    still wanted, unless it is shielded now."""
     if _shield_depth:
         return  # raised when the shield lifts
     with _lock:
@@ -203,6 +257,10 @@ def _on_interrupt(signum: int, frame: Any) -> None:
             call = _calls.get(_pending.pop(0))
             if call is not None:
                 raise cancelled_error(call)
+        while _raises:
+            exc, wanted = _raises.pop(0)
+            if wanted():
+                raise exc()
 
 
 def hold() -> None:
@@ -214,7 +272,7 @@ def hold() -> None:
 def release() -> None:
     global _shield_depth
     _shield_depth -= 1
-    if not _shield_depth and _pending:
+    if not _shield_depth and (_pending or _raises):
         signal.pthread_kill(threading.get_ident(), INTERRUPT_SIGNAL)  # raised here, now
 
 
@@ -238,11 +296,9 @@ def sent() -> None:
     ident = threading.get_ident()
     with _lock:
         _sending.discard(ident)
-        cancelled = _deferred.pop(ident, None)
-        if cancelled is not None and any(
-            call.thread == ident and call.in_body for call in _calls.values()
-        ):
-            _set_async_exc(ident, _cancelled_type(cancelled))  # raised as this returns
+        waiting = _deferred.pop(ident, None)
+        if waiting is not None and waiting[1]():
+            _set_async_exc(ident, waiting[0])  # raised as this returns
 
 
 @contextlib.contextmanager
@@ -256,6 +312,11 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         release()
+
+
+def lock() -> contextlib.AbstractContextManager[bool]:
+    """Held while an exception is set on a thread, or a call's place changes."""
+    return _lock
 
 
 def _main_ident() -> int | None:

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from headrace.exceptions import FlowRunCancelled
 from headrace.jsonvalues import storable
 from headrace.names import generate_run_name
 from headrace.process import subflow_cancels as cancels
+from headrace.process import subflow_time_limits as time_limits
 from headrace.process.protocol import (
     ChildEvent,
     ChildJob,
@@ -152,18 +152,26 @@ def _attempts(child: _ChildRun, call: cancels.Call, arguments: dict[str, Any]) -
     """Run the body until an attempt returns, or raise what the last one raised."""
     flow = child.flow
     while True:
+        limit = _limit(flow.timeout_seconds)
         try:
             cancels.body_entered(call)
-            with entered_subflow_run(child.context), _time_limit(flow.timeout_seconds):
+            with entered_subflow_run(child.context), _time_limit(limit):
                 return flow.fn(**arguments)
-        except Exception as exc:
+        except Exception as raised:
             with cancels.shielded():
                 cancels.body_left(call)
                 if cancels.cancel_of(call) is not None:
                     raise
+                expired = time_limits.owner_of(raised)
+                exc = limit.timeout(raised) if limit is not None and expired is limit else raised
+                if expired is not None and expired is not limit:  # an outer call's limit
+                    _end(child, "FAILED", _failure_message(expired.timeout(raised)))
+                    raise
                 delay = _failed(child, exc)
             if delay is None:
-                raise
+                if exc is raised:
+                    raise
+                raise exc from None
             time.sleep(delay)  # unshielded: a cancel ends the wait
             with cancels.shielded():
                 if cancels.cancel_of(call) is not None:
@@ -264,25 +272,18 @@ def _timed_out(seconds: float) -> str:
     return f"Flow run timed out after {seconds:g} s"
 
 
+def _limit(seconds: float | None) -> time_limits.Limit | None:
+    return None if seconds is None else time_limits.Limit(seconds, _timed_out(seconds))
+
+
 @contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise ``TimeoutError`` in the body after ``seconds``: in the main thread only, and only
-    where no outer subflow's limit is running (it keeps its own)."""
-    main = threading.current_thread() is threading.main_thread()
-    if seconds is None or not main or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+def _time_limit(limit: time_limits.Limit | None) -> Iterator[None]:
+    """Raise the limit's ``TimeoutError`` in the body once it expires (``subflow_time_limits``)."""
+    if limit is None:
         yield
         return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(_timed_out(seconds))
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+    with time_limits.running(limit):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _send(event: ChildEvent) -> None:
