@@ -81,7 +81,8 @@ def costly(x: int, counter: str) -> int:
     return x * 10
 
 
-@task(cache_key_fn=by_x, cache_expiration=timedelta(seconds=1))
+# Long enough for two runs back to back on a loaded machine, short enough to wait out.
+@task(cache_key_fn=by_x, cache_expiration=timedelta(seconds=6))
 def short_lived(x: int, counter: str) -> int:
     _bump(counter)
     return x * 100

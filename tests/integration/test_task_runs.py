@@ -112,7 +112,7 @@ async def test_a_cached_result_expires(settings: Settings, tmp_path: Path) -> No
         _, again = await _run(runner, deployment, settings, x=1, counter=str(counter))
         assert counter.read_text() == "1" and again[0].state.name == "Cached"
         async with get_client(settings) as client:
-            # Past its one-second expiration the task runs again.
+            # Past its expiration the task runs again.
             async def expired() -> bool:
                 return not await client.store.read_task_cache(str(deployment), utcnow())
 
